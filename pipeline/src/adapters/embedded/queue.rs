@@ -1,0 +1,288 @@
+//! The embedded queue: SQS's semantics on a SQLite table. Sends are durable when they return
+//! (group commit); receiving leases a message for a visibility timeout and counts the receive;
+//! a message received `max_receives` times without being acked moves to the dead letters.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, params};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::sqlite::{SqliteDb, now_millis};
+use crate::ports::{
+    DeadLetter, OutgoingMessage, PortError, Queue, QueueDepth, ReceivedMessage,
+};
+
+const COMPONENT: &str = "queue";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS messages (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    body          TEXT    NOT NULL,
+    sent_at       INTEGER NOT NULL,
+    visible_at    INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    last_error    TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_by_visibility ON messages (visible_at, id);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id            INTEGER PRIMARY KEY,
+    body          TEXT    NOT NULL,
+    sent_at       INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL,
+    reason        TEXT    NOT NULL,
+    dead_at       INTEGER NOT NULL
+);
+";
+
+#[derive(Debug, Clone, Copy)]
+pub struct QueueSettings {
+    /// How long a received message stays invisible to other receivers.
+    pub visibility_timeout: Duration,
+    /// Receives after which an unacked message is dead-lettered (SQS's `maxReceiveCount`).
+    pub max_receives: u32,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            visibility_timeout: Duration::from_secs(30),
+            max_receives: 5,
+        }
+    }
+}
+
+pub struct SqliteQueue {
+    db: SqliteDb,
+    settings: QueueSettings,
+    /// Wakes receivers in this process when a send commits, so they need not poll.
+    arrivals: Arc<Notify>,
+}
+
+impl SqliteQueue {
+    pub fn open(path: &Path, settings: QueueSettings) -> Result<Self, PortError> {
+        Ok(Self {
+            db: SqliteDb::open(path, COMPONENT, SCHEMA)?,
+            settings,
+            arrivals: Arc::new(Notify::new()),
+        })
+    }
+
+    async fn lease(&self, max: usize) -> Result<Vec<ReceivedMessage>, PortError> {
+        let QueueSettings {
+            visibility_timeout,
+            max_receives,
+        } = self.settings;
+        let visibility_ms = i64::try_from(visibility_timeout.as_millis()).unwrap_or(i64::MAX);
+        self.db
+            .write(move |connection| {
+                let now = now_millis();
+                dead_letter_exhausted(connection, now, max_receives)?;
+                let mut statement = connection.prepare_cached(
+                    "UPDATE messages
+                        SET visible_at = ?1 + ?2, receive_count = receive_count + 1
+                      WHERE id IN (SELECT id FROM messages WHERE visible_at <= ?1
+                                   ORDER BY visible_at, id LIMIT ?3)
+                  RETURNING id, body, sent_at, receive_count",
+                )?;
+                let rows = statement.query_map(
+                    params![now, visibility_ms, max as i64],
+                    |row| {
+                        let id: i64 = row.get(0)?;
+                        let receive_count: u32 = row.get(3)?;
+                        Ok(ReceivedMessage {
+                            id: id.to_string(),
+                            receipt: format!("{id}:{receive_count}"),
+                            body: row.get(1)?,
+                            receive_count,
+                            sent_at: from_millis(row.get(2)?),
+                        })
+                    },
+                )?;
+                let mut messages = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+                messages.sort_by_key(|message| message.id.parse::<i64>().unwrap_or_default());
+                Ok(messages)
+            })
+            .await
+    }
+}
+
+/// Messages that were received `max_receives` times and whose last lease ran out go to the dead
+/// letters, as SQS's redrive policy does.
+fn dead_letter_exhausted(connection: &Connection, now: i64, max_receives: u32) -> rusqlite::Result<()> {
+    let moved = connection.prepare_cached(
+        "INSERT INTO dead_letters (id, body, sent_at, receive_count, reason, dead_at)
+         SELECT id, body, sent_at, receive_count,
+                COALESCE(last_error, 'not acknowledged') || ' (received ' || receive_count || ' times)',
+                ?1
+           FROM messages WHERE visible_at <= ?1 AND receive_count >= ?2",
+    )?
+    .execute(params![now, max_receives])?;
+    if moved > 0 {
+        connection
+            .prepare_cached("DELETE FROM messages WHERE visible_at <= ?1 AND receive_count >= ?2")?
+            .execute(params![now, max_receives])?;
+    }
+    Ok(())
+}
+
+fn from_millis(millis: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(millis).unwrap_or_default()
+}
+
+/// A receipt is `id:receive_count`: it names one lease of one message.
+fn parse_receipt(receipt: &str) -> Result<(i64, u32), PortError> {
+    receipt
+        .split_once(':')
+        .and_then(|(id, count)| Some((id.parse().ok()?, count.parse().ok()?)))
+        .ok_or_else(|| PortError::rejected(COMPONENT, format!("{receipt:?} is not a receipt")))
+}
+
+fn insert(connection: &Connection, body: &str, now: i64) -> rusqlite::Result<String> {
+    let id: i64 = connection
+        .prepare_cached(
+            "INSERT INTO messages (body, sent_at, visible_at) VALUES (?1, ?2, ?2) RETURNING id",
+        )?
+        .query_row(params![body, now], |row| row.get(0))?;
+    Ok(id.to_string())
+}
+
+#[async_trait]
+impl Queue for SqliteQueue {
+    async fn send(&self, message: OutgoingMessage) -> Result<String, PortError> {
+        let id = self
+            .db
+            .write(move |connection| insert(connection, &message.body, now_millis()))
+            .await?;
+        self.arrivals.notify_waiters();
+        Ok(id)
+    }
+
+    async fn send_batch(
+        &self,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<Vec<Result<String, PortError>>, PortError> {
+        let ids = self
+            .db
+            .write(move |connection| {
+                let now = now_millis();
+                messages
+                    .iter()
+                    .map(|message| insert(connection, &message.body, now))
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?;
+        self.arrivals.notify_waiters();
+        Ok(ids.into_iter().map(Ok).collect())
+    }
+
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>, PortError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            // Registered before looking, so a send that commits in between still wakes us.
+            let arrival = self.arrivals.notified();
+            tokio::pin!(arrival);
+            arrival.as_mut().enable();
+            let messages = self.lease(max).await?;
+            if !messages.is_empty() || Instant::now() >= deadline {
+                return Ok(messages);
+            }
+            tokio::select! {
+                () = arrival => {}
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
+    async fn ack(&self, receipts: &[String]) -> Result<(), PortError> {
+        let leases = receipts
+            .iter()
+            .map(|receipt| parse_receipt(receipt))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.db
+            .write(move |connection| {
+                let mut delete = connection
+                    .prepare_cached("DELETE FROM messages WHERE id = ?1 AND receive_count = ?2")?;
+                for (id, receive_count) in leases {
+                    delete.execute(params![id, receive_count])?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn retry_later(&self, receipt: &str, delay: Duration, error: &str) -> Result<(), PortError> {
+        let (id, receive_count) = parse_receipt(receipt)?;
+        let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+        let error = error.to_owned();
+        self.db
+            .write(move |connection| {
+                connection
+                    .prepare_cached(
+                        "UPDATE messages SET visible_at = ?1, last_error = ?2
+                          WHERE id = ?3 AND receive_count = ?4",
+                    )?
+                    .execute(params![now_millis().saturating_add(delay_ms), error, id, receive_count])?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn dead_letter(&self, message: &ReceivedMessage, reason: &str) -> Result<(), PortError> {
+        let (id, receive_count) = parse_receipt(&message.receipt)?;
+        let reason = reason.to_owned();
+        self.db
+            .write(move |connection| {
+                let moved = connection
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO dead_letters (id, body, sent_at, receive_count, reason, dead_at)
+                         SELECT id, body, sent_at, receive_count, ?1, ?2
+                           FROM messages WHERE id = ?3 AND receive_count = ?4",
+                    )?
+                    .execute(params![reason, now_millis(), id, receive_count])?;
+                if moved > 0 {
+                    connection
+                        .prepare_cached("DELETE FROM messages WHERE id = ?1")?
+                        .execute(params![id])?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, PortError> {
+        self.db
+            .read(|connection| {
+                let count = |table: &str| -> rusqlite::Result<u64> {
+                    connection.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0))
+                };
+                Ok(QueueDepth {
+                    messages: count("messages")?,
+                    dead_letters: count("dead_letters")?,
+                })
+            })
+            .await
+    }
+
+    async fn peek_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, PortError> {
+        self.db
+            .read(move |connection| {
+                let mut statement = connection.prepare_cached(
+                    "SELECT id, body, reason FROM dead_letters ORDER BY dead_at, id LIMIT ?1",
+                )?;
+                let rows = statement.query_map(params![max as i64], |row| {
+                    Ok(DeadLetter {
+                        id: row.get::<_, i64>(0)?.to_string(),
+                        body: row.get(1)?,
+                        reason: row.get(2)?,
+                    })
+                })?;
+                rows.collect()
+            })
+            .await
+    }
+}

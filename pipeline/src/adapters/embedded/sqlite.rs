@@ -1,0 +1,179 @@
+//! One SQLite database: a single writer thread that commits in groups, and a few readers.
+//!
+//! Every write is a closure sent to the writer thread. The thread takes all the closures that
+//! are waiting, runs each inside its own savepoint (so one failure does not undo the others),
+//! and commits them together: one transaction and one fsync for the whole group. Each caller
+//! hears back only after that commit, so "returned Ok" means "on disk".
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::thread;
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::ports::PortError;
+
+/// More than this many writes in one commit only makes the first callers wait longer.
+const MAX_GROUP: usize = 512;
+const WRITE_BACKLOG: usize = 8192;
+const BUSY_TIMEOUT_MS: u64 = 5_000;
+
+type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// Runs one write; says whether it succeeded and what to tell the caller after the commit.
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
+
+pub struct SqliteDb {
+    component: &'static str,
+    path: PathBuf,
+    writer: mpsc::Sender<Job>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl SqliteDb {
+    pub fn open(path: &Path, component: &'static str, schema: &str) -> Result<Self, PortError> {
+        let unavailable = |error: rusqlite::Error| PortError::unavailable(component, error);
+        let connection = Connection::open(path).map_err(unavailable)?;
+        connection
+            .execute_batch(&format!(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = FULL;
+                 PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};
+                 {schema}"
+            ))
+            .map_err(unavailable)?;
+        let (writer, jobs) = mpsc::channel(WRITE_BACKLOG);
+        thread::Builder::new()
+            .name(format!("{component}-writer"))
+            .spawn(move || write_loop(connection, jobs))
+            .map_err(|error| PortError::unavailable(component, error))?;
+        Ok(Self {
+            component,
+            path: path.to_owned(),
+            writer,
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Runs `op` on the writer thread and returns once its group has committed.
+    pub async fn write<R, F>(&self, op: F) -> Result<R, PortError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |connection| {
+            let result = op(connection);
+            let succeeded = result.is_ok();
+            let completion: Completion = Box::new(move |commit| {
+                let outcome = match (commit, result) {
+                    (Ok(()), Ok(value)) => Ok(value),
+                    (Err(commit_error), _) => Err(commit_error),
+                    (_, Err(op_error)) => Err(op_error.to_string()),
+                };
+                // The caller may have given up waiting; the write stands all the same.
+                let _ = reply.send(outcome);
+            });
+            (succeeded, completion)
+        });
+        self.writer
+            .send(job)
+            .await
+            .map_err(|_| PortError::unavailable(self.component, "the writer thread has stopped"))?;
+        answer
+            .await
+            .map_err(|_| PortError::unavailable(self.component, "the write was not committed"))?
+            .map_err(|error| PortError::unavailable(self.component, error))
+    }
+
+    /// Runs `op` on a read-only connection off the async threads. WAL lets reads run alongside
+    /// the writer.
+    pub async fn read<R, F>(&self, op: F) -> Result<R, PortError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        let component = self.component;
+        let connection = self.take_reader()?;
+        let (connection, result) = tokio::task::spawn_blocking(move || {
+            let result = op(&connection);
+            (connection, result)
+        })
+        .await
+        .map_err(|error| PortError::unavailable(component, error))?;
+        self.give_back_reader(connection);
+        result.map_err(|error| PortError::unavailable(component, error))
+    }
+
+    fn take_reader(&self) -> Result<Connection, PortError> {
+        let pooled = self.readers.lock().ok().and_then(|mut pool| pool.pop());
+        if let Some(connection) = pooled {
+            return Ok(connection);
+        }
+        let connection = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|error| PortError::unavailable(self.component, error))?;
+        connection
+            .busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))
+            .map_err(|error| PortError::unavailable(self.component, error))?;
+        Ok(connection)
+    }
+
+    fn give_back_reader(&self, connection: Connection) {
+        if let Ok(mut pool) = self.readers.lock() {
+            pool.push(connection);
+        }
+    }
+}
+
+fn write_loop(connection: Connection, mut jobs: mpsc::Receiver<Job>) {
+    while let Some(first) = jobs.blocking_recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        commit_group(&connection, group);
+    }
+}
+
+fn commit_group(connection: &Connection, group: Vec<Job>) {
+    if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
+        // Dropping the jobs unrun tells each caller its write was not committed.
+        tracing::warn!(%error, writes = group.len(), "could not begin a write transaction");
+        return;
+    }
+    let mut completions = Vec::with_capacity(group.len());
+    for job in group {
+        let savepoint = connection.execute_batch("SAVEPOINT job");
+        let (succeeded, completion) = job(connection);
+        let undo = if succeeded {
+            "RELEASE job"
+        } else {
+            "ROLLBACK TO job; RELEASE job"
+        };
+        let closed = savepoint.and_then(|()| connection.execute_batch(undo));
+        completions.push((completion, closed.map_err(|error| error.to_string())));
+    }
+    let commit = connection.execute_batch("COMMIT").map_err(|error| error.to_string());
+    if commit.is_err() {
+        let _ = connection.execute_batch("ROLLBACK");
+    }
+    for (completion, closed) in completions {
+        completion(commit.clone().and(closed));
+    }
+}
+
+/// Milliseconds since the Unix epoch, the time unit of the embedded tables.
+pub fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Lets JSON (de)serialisation errors travel inside a rusqlite result.
+pub fn json_error(error: serde_json::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(error))
+}

@@ -1,0 +1,500 @@
+//! Turning untrusted JSON into a [`Transaction`], reporting every failed field at once.
+//!
+//! The body is first split into its top-level fields as raw JSON text, so that amounts are read
+//! exactly from their digits and every field can fail on its own. Shape and type problems are
+//! found while extracting; the value rules are declared with `validator`; the rules that span
+//! fields (decimal places against the currency, items adding up) run last.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use validator::{Validate, ValidationError, ValidationErrors, ValidationErrorsKind};
+
+use super::money::{self, DecimalTextError, MAX_AMOUNT};
+use super::transaction::{Item, PaymentMethod, Transaction, TransactionType, is_identifier};
+
+/// How far in the future a timestamp may be, to allow for clock skew between shop and us.
+pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
+pub const DEFAULT_CURRENCY: &str = "USD";
+
+const KNOWN_FIELDS: [&str; 9] = [
+    "transaction_id",
+    "amount",
+    "currency",
+    "timestamp",
+    "type",
+    "customer_id",
+    "payment_method",
+    "items",
+    "metadata",
+];
+const ITEM_FIELDS: [&str; 3] = ["sku", "quantity", "unit_price"];
+const MAX_METADATA_PAIRS: usize = 20;
+const MAX_METADATA_KEY_CHARS: usize = 40;
+const MAX_METADATA_VALUE_CHARS: usize = 256;
+
+/// One broken rule: which field (a JSON path such as `items[2].quantity`), which rule (a stable
+/// machine-readable code), and a sentence for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FieldError {
+    #[cfg_attr(feature = "openapi", schema(example = "amount"))]
+    pub field: String,
+    #[cfg_attr(feature = "openapi", schema(example = "range"))]
+    pub code: String,
+    #[cfg_attr(feature = "openapi", schema(example = "must be greater than 0"))]
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransactionError {
+    /// Not JSON, or JSON that is not an object: nothing can be said per field.
+    #[error("malformed JSON: {0}")]
+    Malformed(String),
+    /// A JSON object with one or more fields that break the rules.
+    #[error("invalid transaction: {}", summary(.0))]
+    Invalid(Vec<FieldError>),
+}
+
+fn summary(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(|error| format!("{} {}", error.field, error.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Parses and validates a transaction. `now` bounds how far in the future its timestamp may be.
+pub fn parse_transaction(json: &[u8], now: DateTime<Utc>) -> Result<Transaction, TransactionError> {
+    let fields: BTreeMap<String, Box<RawValue>> =
+        serde_json::from_slice(json).map_err(|error| {
+            TransactionError::Malformed(if error.is_data() {
+                "the body must be a JSON object".to_owned()
+            } else {
+                error.to_string()
+            })
+        })?;
+    let mut errors = Errors::default();
+    let draft = Draft::extract(&fields, now, &mut errors);
+    if let Err(rule_errors) = draft.validate() {
+        flatten_validator_errors("", &rule_errors, &mut errors);
+    }
+    draft.check_across_fields(&mut errors);
+    match draft.into_transaction() {
+        Some(transaction) if errors.0.is_empty() => Ok(transaction),
+        _ => {
+            let mut list = errors.0;
+            list.sort_by(|a, b| a.field.cmp(&b.field).then(a.code.cmp(&b.code)));
+            list.dedup();
+            Err(TransactionError::Invalid(list))
+        }
+    }
+}
+
+#[derive(Default)]
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn push(&mut self, field: impl Into<String>, code: &str, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            code: code.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn required(&mut self, field: &str) {
+        self.push(field, "required", "is required");
+    }
+}
+
+/// What could be read from each field; `None` where it was absent or failed to read (the
+/// failure is already recorded). The value rules are declared here for `validator`.
+#[derive(Debug, Default, Validate)]
+struct Draft {
+    transaction_id: Option<String>,
+    #[validate(custom(function = "positive_and_at_most_max"))]
+    amount: Option<Decimal>,
+    currency: Option<String>,
+    timestamp: Option<DateTime<Utc>>,
+    kind: Option<TransactionType>,
+    #[validate(length(min = 1, max = 64, code = "length", message = "must be 1-64 characters"))]
+    customer_id: Option<String>,
+    payment_method: Option<PaymentMethod>,
+    #[validate(
+        length(min = 1, max = 100, code = "length", message = "must hold 1-100 items"),
+        nested
+    )]
+    items: Option<Vec<ItemDraft>>,
+    #[validate(custom(function = "metadata_within_limits"))]
+    metadata: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Default, Serialize, Validate)]
+struct ItemDraft {
+    #[validate(length(min = 1, max = 64, code = "length", message = "must be 1-64 characters"))]
+    sku: Option<String>,
+    #[validate(range(min = 1, code = "range", message = "must be at least 1"))]
+    quantity: Option<u32>,
+    #[validate(custom(function = "not_negative"))]
+    unit_price: Option<Decimal>,
+}
+
+impl Draft {
+    fn extract(
+        fields: &BTreeMap<String, Box<RawValue>>,
+        now: DateTime<Utc>,
+        errors: &mut Errors,
+    ) -> Self {
+        for name in fields.keys() {
+            if !KNOWN_FIELDS.contains(&name.as_str()) {
+                errors.push(
+                    name.as_str(),
+                    "unknown_field",
+                    "is not a transaction field; put extra data in `metadata`",
+                );
+            }
+        }
+        let field = |name: &str| fields.get(name).map(|raw| raw.get()).filter(|raw| *raw != "null");
+        let transaction_id = match field("transaction_id") {
+            None => {
+                errors.required("transaction_id");
+                None
+            }
+            Some(raw) => read_transaction_id(raw, errors),
+        };
+        let amount = match field("amount") {
+            None => {
+                errors.required("amount");
+                None
+            }
+            Some(raw) => read_decimal("amount", raw, errors),
+        };
+        let currency = match field("currency") {
+            None => Some(DEFAULT_CURRENCY.to_owned()),
+            Some(raw) => read_currency(raw, errors),
+        };
+        let timestamp = match field("timestamp") {
+            None => {
+                errors.required("timestamp");
+                None
+            }
+            Some(raw) => read_timestamp(raw, now, errors),
+        };
+        let kind = match field("type") {
+            None => Some(TransactionType::default()),
+            Some(raw) => read_choice("type", raw, &TransactionType::NAMES, errors)
+                .and_then(|name| TransactionType::from_name(&name)),
+        };
+        let payment_method = field("payment_method").and_then(|raw| {
+            read_choice("payment_method", raw, &PaymentMethod::NAMES, errors)
+                .and_then(|name| PaymentMethod::from_name(&name))
+        });
+        Draft {
+            transaction_id,
+            amount,
+            currency,
+            timestamp,
+            kind,
+            customer_id: field("customer_id").and_then(|raw| read_string("customer_id", raw, errors)),
+            payment_method,
+            items: field("items").and_then(|raw| read_items(raw, errors)),
+            metadata: field("metadata").and_then(|raw| read_metadata(raw, errors)),
+        }
+    }
+
+    /// Rules that need more than one field; each runs only when its inputs were readable.
+    fn check_across_fields(&self, errors: &mut Errors) {
+        let Some(minor_units) = self.currency.as_deref().and_then(money::minor_units) else {
+            return;
+        };
+        let too_precise = |value: Decimal| money::significant_scale(value) > minor_units;
+        let places = format!(
+            "must have at most {minor_units} decimal places for {}",
+            self.currency.as_deref().unwrap_or_default()
+        );
+        if self.amount.is_some_and(too_precise) {
+            errors.push("amount", "decimal_places", places.clone());
+        }
+        let Some(items) = &self.items else { return };
+        for (index, item) in items.iter().enumerate() {
+            if item.unit_price.is_some_and(too_precise) {
+                errors.push(
+                    format!("items[{index}].unit_price"),
+                    "decimal_places",
+                    places.clone(),
+                );
+            }
+        }
+        let lines: Option<Vec<(u32, Decimal)>> = items
+            .iter()
+            .map(|item| Some((item.quantity?, item.unit_price?)))
+            .collect();
+        if let (Some(lines), Some(amount)) = (lines, self.amount) {
+            let total = lines.iter().try_fold(Decimal::ZERO, |sum, (quantity, price)| {
+                price
+                    .checked_mul(Decimal::from(*quantity))
+                    .and_then(|line| sum.checked_add(line))
+            });
+            if total != Some(amount) {
+                let shown = total.map_or_else(|| "too large".to_owned(), |t| t.to_string());
+                errors.push(
+                    "items",
+                    "items_total",
+                    format!("quantities times unit prices add up to {shown}, not the amount {amount}"),
+                );
+            }
+        }
+    }
+
+    fn into_transaction(self) -> Option<Transaction> {
+        let currency = self.currency?;
+        let minor_units = money::minor_units(&currency)?;
+        let items = match self.items {
+            None => None,
+            Some(items) => Some(
+                items
+                    .into_iter()
+                    .map(|item| {
+                        Some(Item {
+                            sku: item.sku?,
+                            quantity: item.quantity?,
+                            unit_price: money::to_minor_unit_scale(item.unit_price?, minor_units),
+                        })
+                    })
+                    .collect::<Option<Vec<_>>>()?,
+            ),
+        };
+        Some(Transaction {
+            transaction_id: self.transaction_id?,
+            amount: money::to_minor_unit_scale(self.amount?, minor_units),
+            currency,
+            timestamp: self.timestamp?,
+            kind: self.kind?,
+            customer_id: self.customer_id,
+            payment_method: self.payment_method,
+            items,
+            metadata: self.metadata,
+        })
+    }
+}
+
+fn read_transaction_id(raw: &str, errors: &mut Errors) -> Option<String> {
+    const RULE: &str = "must be 1-64 characters from A-Z a-z 0-9 . _ : - or a non-negative integer";
+    if raw.starts_with('"') {
+        let id: String = serde_json::from_str(raw).ok()?;
+        if is_identifier(&id) {
+            return Some(id);
+        }
+    } else if raw.bytes().all(|b| b.is_ascii_digit()) {
+        // Integer ids of the original system are kept as strings: "12345".
+        if let Ok(number) = raw.parse::<u64>() {
+            return Some(number.to_string());
+        }
+    }
+    errors.push("transaction_id", "format", RULE);
+    None
+}
+
+fn read_decimal(field: &str, raw: &str, errors: &mut Errors) -> Option<Decimal> {
+    match money::decimal_from_json_text(raw) {
+        Ok(value) => Some(value),
+        Err(DecimalTextError::WrongType) => {
+            errors.push(field, "type", "must be a JSON number or a string holding a decimal such as \"19.99\"");
+            None
+        }
+        Err(DecimalTextError::NotExact) => {
+            errors.push(field, "precision", "must be a decimal of at most 28 significant digits");
+            None
+        }
+    }
+}
+
+fn read_string(field: &str, raw: &str, errors: &mut Errors) -> Option<String> {
+    let value = serde_json::from_str::<String>(raw).ok();
+    if value.is_none() {
+        errors.push(field, "type", "must be a string");
+    }
+    value
+}
+
+fn read_choice(field: &str, raw: &str, choices: &[&str], errors: &mut Errors) -> Option<String> {
+    let value = read_string(field, raw, errors)?;
+    if choices.contains(&value.as_str()) {
+        Some(value)
+    } else {
+        errors.push(field, "one_of", format!("must be one of {}", choices.join(", ")));
+        None
+    }
+}
+
+fn read_currency(raw: &str, errors: &mut Errors) -> Option<String> {
+    let code = read_string("currency", raw, errors)?;
+    if money::is_payment_currency(&code) {
+        Some(code)
+    } else {
+        errors.push(
+            "currency",
+            "iso_4217",
+            "must be an ISO 4217 alphabetic currency code with minor units, such as USD",
+        );
+        None
+    }
+}
+
+fn read_timestamp(raw: &str, now: DateTime<Utc>, errors: &mut Errors) -> Option<DateTime<Utc>> {
+    let text = read_string("timestamp", raw, errors)?;
+    let Ok(parsed) = DateTime::parse_from_rfc3339(&text) else {
+        errors.push(
+            "timestamp",
+            "rfc3339",
+            "must be an RFC 3339 date-time with an offset, such as 2024-08-09T12:34:56Z",
+        );
+        return None;
+    };
+    let timestamp = parsed.with_timezone(&Utc);
+    if timestamp > now + MAX_CLOCK_SKEW {
+        errors.push(
+            "timestamp",
+            "not_future",
+            "must not be more than 5 minutes in the future",
+        );
+        return None;
+    }
+    Some(timestamp)
+}
+
+fn read_items(raw: &str, errors: &mut Errors) -> Option<Vec<ItemDraft>> {
+    let Ok(list) = serde_json::from_str::<Vec<Box<RawValue>>>(raw) else {
+        errors.push("items", "type", "must be an array of items");
+        return None;
+    };
+    let items = list
+        .iter()
+        .enumerate()
+        .map(|(index, raw_item)| read_item(index, raw_item.get(), errors))
+        .collect();
+    Some(items)
+}
+
+fn read_item(index: usize, raw: &str, errors: &mut Errors) -> ItemDraft {
+    let path = |name: &str| format!("items[{index}].{name}");
+    let Ok(fields) = serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(raw) else {
+        errors.push(format!("items[{index}]"), "type", "must be an object with sku, quantity and unit_price");
+        return ItemDraft::default();
+    };
+    for name in fields.keys().filter(|name| !ITEM_FIELDS.contains(&name.as_str())) {
+        errors.push(path(name), "unknown_field", "is not an item field (sku, quantity, unit_price)");
+    }
+    let field = |name: &str| fields.get(name).map(|raw| raw.get()).filter(|raw| *raw != "null");
+    let mut item = ItemDraft::default();
+    match field("sku") {
+        None => errors.required(&path("sku")),
+        Some(raw) => item.sku = read_string(&path("sku"), raw, errors),
+    }
+    match field("quantity") {
+        None => errors.required(&path("quantity")),
+        Some(raw) => match raw.parse::<u32>() {
+            Ok(quantity) => item.quantity = Some(quantity),
+            Err(_) => errors.push(path("quantity"), "type", "must be a whole number from 1 to 4294967295"),
+        },
+    }
+    match field("unit_price") {
+        None => errors.required(&path("unit_price")),
+        Some(raw) => item.unit_price = read_decimal(&path("unit_price"), raw, errors),
+    }
+    item
+}
+
+fn read_metadata(raw: &str, errors: &mut Errors) -> Option<BTreeMap<String, String>> {
+    let Ok(fields) = serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(raw) else {
+        errors.push("metadata", "type", "must be an object of string values");
+        return None;
+    };
+    let mut metadata = BTreeMap::new();
+    for (key, value) in fields {
+        match serde_json::from_str::<String>(value.get()) {
+            Ok(text) => {
+                metadata.insert(key, text);
+            }
+            Err(_) => errors.push(format!("metadata.{key}"), "type", "must be a string"),
+        }
+    }
+    Some(metadata)
+}
+
+fn positive_and_at_most_max(amount: &Decimal) -> Result<(), ValidationError> {
+    if amount.is_sign_negative() || amount.is_zero() {
+        return Err(rule("range", "must be greater than 0"));
+    }
+    if *amount > MAX_AMOUNT {
+        return Err(rule("range", "must be at most 1000000000"));
+    }
+    Ok(())
+}
+
+fn not_negative(price: &Decimal) -> Result<(), ValidationError> {
+    if price.is_sign_negative() && !price.is_zero() {
+        return Err(rule("range", "must be 0 or more"));
+    }
+    Ok(())
+}
+
+fn metadata_within_limits(metadata: &BTreeMap<String, String>) -> Result<(), ValidationError> {
+    if metadata.len() > MAX_METADATA_PAIRS {
+        return Err(rule("length", "must hold at most 20 pairs"));
+    }
+    if metadata
+        .keys()
+        .any(|key| key.is_empty() || key.chars().count() > MAX_METADATA_KEY_CHARS)
+    {
+        return Err(rule("key_length", "keys must be 1-40 characters"));
+    }
+    if metadata
+        .values()
+        .any(|value| value.chars().count() > MAX_METADATA_VALUE_CHARS)
+    {
+        return Err(rule("value_length", "values must be at most 256 characters"));
+    }
+    Ok(())
+}
+
+fn rule(code: &'static str, message: &'static str) -> ValidationError {
+    ValidationError::new(code).with_message(Cow::Borrowed(message))
+}
+
+/// `validator` reports nested structs and lists as a tree; the API reports flat JSON paths.
+fn flatten_validator_errors(prefix: &str, tree: &ValidationErrors, out: &mut Errors) {
+    for (field, kind) in tree.errors() {
+        let path = if prefix.is_empty() {
+            field.to_string()
+        } else {
+            format!("{prefix}.{field}")
+        };
+        match kind {
+            ValidationErrorsKind::Field(list) => {
+                for error in list {
+                    let message = error
+                        .message
+                        .as_deref()
+                        .map_or_else(|| format!("breaks the rule {}", error.code), str::to_owned);
+                    out.push(path.as_str(), &error.code, message);
+                }
+            }
+            ValidationErrorsKind::Struct(inner) => flatten_validator_errors(&path, inner, out),
+            ValidationErrorsKind::List(entries) => {
+                for (index, inner) in entries {
+                    flatten_validator_errors(&format!("{path}[{index}]"), inner, out);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "parse_tests.rs"]
+mod tests;

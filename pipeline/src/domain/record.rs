@@ -1,0 +1,125 @@
+//! A transaction as the store keeps it: the transaction, whose it is, the facts of its
+//! processing, and the state of its alert (kept with it so that the alert is sent once).
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::alert::AlertDecision;
+use super::envelope::Envelope;
+use super::transaction::{ShopId, Transaction};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransactionRecord {
+    pub shop_id: ShopId,
+    pub transaction: Transaction,
+    pub request_id: String,
+    pub accepted_at: DateTime<Utc>,
+    pub processed_at: DateTime<Utc>,
+    /// SHA-256 of the canonical transaction: equal for a redelivery, different for a conflict.
+    pub payload_hash: String,
+    pub alert: Option<AlertStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AlertStatus {
+    #[cfg_attr(feature = "openapi", schema(example = "amount_exceeds_threshold"))]
+    pub rule: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "1000"))]
+    pub threshold: Decimal,
+    pub state: AlertState,
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// `pending` is written with the transaction; `sent` once the notifier has published it. A
+/// redelivery that finds `pending` (a crash between the two) publishes; one that finds `sent`
+/// does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    Pending,
+    Sent,
+}
+
+impl AlertState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sent => "sent",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "pending" => Some(Self::Pending),
+            "sent" => Some(Self::Sent),
+            _ => None,
+        }
+    }
+}
+
+impl TransactionRecord {
+    pub fn new(
+        envelope: Envelope,
+        alert: Option<AlertDecision>,
+        processed_at: DateTime<Utc>,
+    ) -> Self {
+        let payload_hash = payload_hash(&envelope.transaction);
+        Self {
+            shop_id: envelope.shop_id,
+            transaction: envelope.transaction,
+            request_id: envelope.request_id,
+            accepted_at: envelope.accepted_at,
+            processed_at,
+            payload_hash,
+            alert: alert.map(|decision| AlertStatus {
+                rule: decision.rule,
+                threshold: decision.threshold,
+                state: AlertState::Pending,
+                sent_at: None,
+            }),
+        }
+    }
+
+    pub fn alert_is_pending(&self) -> bool {
+        self.alert
+            .as_ref()
+            .is_some_and(|alert| alert.state == AlertState::Pending)
+    }
+}
+
+/// Hash of the canonical JSON: field order is fixed by the struct, metadata is a sorted map and
+/// amounts are scaled to the currency, so equal transactions hash equal however they were sent.
+pub fn payload_hash(transaction: &Transaction) -> String {
+    let canonical = serde_json::to_vec(transaction).unwrap_or_default();
+    hex::encode(Sha256::digest(canonical))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::parse_transaction;
+
+    fn parse(body: &str) -> Transaction {
+        parse_transaction(body.as_bytes(), Utc::now()).expect("valid")
+    }
+
+    #[test]
+    fn the_same_transaction_sent_differently_hashes_the_same() {
+        let a = parse(r#"{"transaction_id":1,"amount":100,"timestamp":"2024-08-09T12:34:56Z"}"#);
+        let b = parse(
+            r#"{"timestamp":"2024-08-09T14:34:56+02:00","amount":"100.00","transaction_id":"1","currency":"USD"}"#,
+        );
+        assert_eq!(payload_hash(&a), payload_hash(&b));
+    }
+
+    #[test]
+    fn another_amount_hashes_differently() {
+        let a = parse(r#"{"transaction_id":1,"amount":100,"timestamp":"2024-08-09T12:34:56Z"}"#);
+        let b = parse(r#"{"transaction_id":1,"amount":100.01,"timestamp":"2024-08-09T12:34:56Z"}"#);
+        assert_ne!(payload_hash(&a), payload_hash(&b));
+    }
+}

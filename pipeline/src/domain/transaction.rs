@@ -1,0 +1,166 @@
+//! The validated transaction, in its canonical form: ids as strings, amounts as exact decimals
+//! scaled to the currency's minor units, timestamps in UTC.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Transaction {
+    #[cfg_attr(feature = "openapi", schema(example = "12345"))]
+    pub transaction_id: String,
+    /// Exact decimal, as a string, with as many decimal places as the currency has minor units.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "100.00"))]
+    pub amount: Decimal,
+    /// ISO 4217 alphabetic code.
+    #[cfg_attr(feature = "openapi", schema(example = "USD"))]
+    pub currency: String,
+    /// When the transaction happened (RFC 3339, normalised to UTC).
+    pub timestamp: DateTime<Utc>,
+    #[serde(rename = "type")]
+    pub kind: TransactionType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customer_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_method: Option<PaymentMethod>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<Vec<Item>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Item {
+    pub sku: String,
+    pub quantity: u32,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "19.99"))]
+    pub unit_price: Decimal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum TransactionType {
+    #[default]
+    Purchase,
+    Refund,
+    Chargeback,
+}
+
+impl TransactionType {
+    pub const NAMES: [&'static str; 3] = ["purchase", "refund", "chargeback"];
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "purchase" => Some(Self::Purchase),
+            "refund" => Some(Self::Refund),
+            "chargeback" => Some(Self::Chargeback),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
+
+    /// The spelling the original system used in its SNS attribute (`Purchase`).
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Self::Purchase => "Purchase",
+            Self::Refund => "Refund",
+            Self::Chargeback => "Chargeback",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentMethod {
+    Card,
+    Wallet,
+    BankTransfer,
+    CashOnDelivery,
+    Other,
+}
+
+impl PaymentMethod {
+    pub const NAMES: [&'static str; 5] =
+        ["card", "wallet", "bank_transfer", "cash_on_delivery", "other"];
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        const ALL: [PaymentMethod; 5] = [
+            PaymentMethod::Card,
+            PaymentMethod::Wallet,
+            PaymentMethod::BankTransfer,
+            PaymentMethod::CashOnDelivery,
+            PaymentMethod::Other,
+        ];
+        Self::NAMES
+            .iter()
+            .position(|candidate| *candidate == name)
+            .map(|index| ALL[index])
+    }
+}
+
+/// The tenant a transaction belongs to. Comes from the API key (or `default` for trusted
+/// producers that write straight to the queue), never from the request body.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ShopId(String);
+
+impl ShopId {
+    /// The shop of messages put on the queue without an envelope by a trusted producer.
+    pub const DEFAULT: &'static str = "default";
+
+    pub fn parse(value: &str) -> Result<Self, String> {
+        if is_identifier(value) {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(format!(
+                "shop id {value:?} must be 1-64 characters from A-Z a-z 0-9 . _ : -"
+            ))
+        }
+    }
+
+    pub fn default_shop() -> Self {
+        Self(Self::DEFAULT.to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ShopId {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        Self::parse(&value)
+    }
+}
+
+impl From<ShopId> for String {
+    fn from(value: ShopId) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for ShopId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// 1-64 characters from `A-Z a-z 0-9 . _ : -`: the rule for transaction and shop ids. Kept
+/// narrow so that ids are safe in URLs, log lines and storage keys without escaping.
+pub fn is_identifier(value: &str) -> bool {
+    (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}

@@ -1,0 +1,143 @@
+//! The three ports the binaries talk to. Each has an embedded adapter (SQLite) and an AWS one
+//! (SQS, DynamoDB, SNS); the binaries choose at start-up and nothing else knows which is in use.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+pub use crate::domain::Alert;
+use crate::domain::{ShopId, TransactionRecord};
+
+/// The single error type of the ports. `Unavailable` is transient (retry later, answer 503);
+/// `Rejected` means this request will never succeed as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    #[error("{component} is unavailable: {detail}")]
+    Unavailable {
+        component: &'static str,
+        detail: String,
+    },
+    #[error("{component} rejected the request: {detail}")]
+    Rejected {
+        component: &'static str,
+        detail: String,
+    },
+}
+
+impl PortError {
+    pub fn unavailable(component: &'static str, detail: impl ToString) -> Self {
+        Self::Unavailable {
+            component,
+            detail: detail.to_string(),
+        }
+    }
+
+    pub fn rejected(component: &'static str, detail: impl ToString) -> Self {
+        Self::Rejected {
+            component,
+            detail: detail.to_string(),
+        }
+    }
+}
+
+/// A message to enqueue. Attributes repeat routing facts of the body (shop, request, type) for
+/// queues that can filter or show them without parsing the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    pub body: String,
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// A leased message. `receipt` names this lease: acking with it after the lease expired and
+/// someone else received the message does not delete their copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    pub id: String,
+    pub receipt: String,
+    pub body: String,
+    pub receive_count: u32,
+    pub sent_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueDepth {
+    /// Waiting or leased.
+    pub messages: u64,
+    pub dead_letters: u64,
+}
+
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Returns only once the message is durable; an error means it may not be.
+    async fn send(&self, message: OutgoingMessage) -> Result<String, PortError>;
+
+    /// Sends several at once; each entry succeeds or fails on its own.
+    async fn send_batch(
+        &self,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<Vec<Result<String, PortError>>, PortError>;
+
+    /// Leases up to `max` messages, waiting up to `wait` for the first one to arrive.
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>, PortError>;
+
+    /// Deletes messages that were handled.
+    async fn ack(&self, receipts: &[String]) -> Result<(), PortError>;
+
+    /// Gives a message back to be received again after `delay`, remembering why it failed.
+    async fn retry_later(&self, receipt: &str, delay: Duration, error: &str) -> Result<(), PortError>;
+
+    /// Moves a message that can never succeed to the dead-letter queue, with the reason.
+    async fn dead_letter(&self, message: &ReceivedMessage, reason: &str) -> Result<(), PortError>;
+
+    async fn depth(&self) -> Result<QueueDepth, PortError>;
+
+    /// Up to `max` dead letters, left in place: for operators and tests.
+    async fn peek_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, PortError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub id: String,
+    pub body: String,
+    pub reason: String,
+}
+
+/// What `put_if_absent` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    Inserted,
+    /// The same payload was stored before: a redelivery. Carries the stored record.
+    Duplicate(TransactionRecord),
+    /// Another payload is stored under this id; it was kept. Carries the stored record.
+    Conflict(TransactionRecord),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Stores the record unless one with its (shop, transaction id) exists.
+    async fn put_if_absent(&self, record: &TransactionRecord) -> Result<PutOutcome, PortError>;
+
+    async fn get(
+        &self,
+        shop_id: &ShopId,
+        transaction_id: &str,
+    ) -> Result<Option<TransactionRecord>, PortError>;
+
+    /// Moves the alert from pending to sent; a no-op if it is already sent.
+    async fn mark_alert_sent(
+        &self,
+        shop_id: &ShopId,
+        transaction_id: &str,
+        sent_at: DateTime<Utc>,
+    ) -> Result<(), PortError>;
+
+    /// Whether the store answers; for health checks.
+    async fn ping(&self) -> Result<(), PortError>;
+}
+
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    async fn publish(&self, alert: &Alert) -> Result<(), PortError>;
+}

@@ -1,0 +1,31 @@
+//! Metric names, shared so that Prometheus (local) and CloudWatch (AWS) show the same ones.
+
+pub const ACCEPTED: &str = "transactions_accepted_total";
+pub const REJECTED: &str = "transactions_rejected_total";
+pub const PROCESSED: &str = "transactions_processed_total";
+pub const DUPLICATES: &str = "transactions_duplicates_total";
+pub const CONFLICTS: &str = "transactions_conflicts_total";
+pub const DEAD_LETTERED: &str = "transactions_dead_lettered_total";
+pub const RETRIED: &str = "transactions_retried_total";
+pub const ALERTS_SENT: &str = "alerts_sent_total";
+pub const PROCESSING_LAG: &str = "processing_lag_seconds";
+pub const BATCH_SIZE: &str = "processor_batch_size";
+pub const QUEUE_DEPTH: &str = "queue_depth";
+pub const DEAD_LETTER_DEPTH: &str = "dead_letter_queue_depth";
+
+/// Registers help texts with whichever recorder is installed.
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(ACCEPTED, "Transactions the API accepted onto the queue");
+    describe_counter!(REJECTED, "Requests the API refused, by reason");
+    describe_counter!(PROCESSED, "Transactions stored for the first time");
+    describe_counter!(DUPLICATES, "Redeliveries of a transaction already stored");
+    describe_counter!(CONFLICTS, "Same id, different payload: the original was kept");
+    describe_counter!(DEAD_LETTERED, "Messages moved to the dead-letter queue");
+    describe_counter!(RETRIED, "Messages given back to the queue after a transient failure");
+    describe_counter!(ALERTS_SENT, "Alerts published");
+    describe_histogram!(PROCESSING_LAG, Unit::Seconds, "processed_at minus accepted_at");
+    describe_histogram!(BATCH_SIZE, Unit::Count, "Messages per processed batch");
+    describe_gauge!(QUEUE_DEPTH, Unit::Count, "Messages waiting or leased");
+    describe_gauge!(DEAD_LETTER_DEPTH, Unit::Count, "Messages in the dead-letter queue");
+}
