@@ -1,0 +1,106 @@
+//! The long-running loop: receive a batch, process it, settle it with the queue. Used in-process
+//! by the embedded API and by `processor poll`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pipeline::ports::{PortError, Queue};
+use pipeline::telemetry;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::{BatchReport, Processor};
+
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerSettings {
+    pub batch_size: usize,
+    /// How long one receive waits for a message. The queue wakes it as soon as one arrives; the
+    /// bound only decides how soon expired leases are noticed and shutdown is seen.
+    pub receive_wait: Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 32,
+            receive_wait: Duration::from_secs(1),
+        }
+    }
+}
+
+const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
+const ERROR_PAUSE: Duration = Duration::from_secs(1);
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
+
+/// Runs until `shutdown` is cancelled; a batch already received is finished first.
+pub async fn run(
+    processor: Arc<Processor>,
+    queue: Arc<dyn Queue>,
+    settings: WorkerSettings,
+    shutdown: CancellationToken,
+) {
+    let mut gauges_due = Instant::now();
+    loop {
+        let received = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            received = queue.receive(settings.batch_size, settings.receive_wait) => received,
+        };
+        match received {
+            Ok(messages) if messages.is_empty() => {}
+            Ok(messages) => {
+                let report = processor.process_batch(messages).await;
+                settle(queue.as_ref(), &report).await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "receiving from the queue failed; pausing");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(ERROR_PAUSE) => {}
+                }
+            }
+        }
+        if Instant::now() >= gauges_due {
+            record_depth(queue.as_ref()).await;
+            gauges_due = Instant::now() + GAUGE_INTERVAL;
+        }
+    }
+    tracing::info!("processor stopped");
+}
+
+/// Acks what was handled and hands failures back with a growing delay.
+pub async fn settle(queue: &dyn Queue, report: &BatchReport) {
+    let receipts = report.receipts_to_ack();
+    if !receipts.is_empty() {
+        if let Err(error) = queue.ack(&receipts).await {
+            // Harmless for correctness: the messages come back and are found to be duplicates.
+            tracing::warn!(%error, count = receipts.len(), "acking failed; the messages will be redelivered");
+        }
+    }
+    for (message, error) in report.failed() {
+        metrics::counter!(telemetry::RETRIED).increment(1);
+        tracing::warn!(message_id = %message.id, receive_count = message.receive_count, %error, "transient failure; will retry");
+        let delay = retry_delay(message.receive_count);
+        if let Err(error) = queue.retry_later(&message.receipt, delay, &error.to_string()).await {
+            tracing::warn!(%error, "could not schedule a retry; the lease will expire instead");
+        }
+    }
+}
+
+/// 1 s, 2 s, 4 s, … up to five minutes.
+pub fn retry_delay(receive_count: u32) -> Duration {
+    let exponent = receive_count.saturating_sub(1).min(16);
+    Duration::from_secs(1u64 << exponent).min(MAX_RETRY_DELAY)
+}
+
+async fn record_depth(queue: &dyn Queue) {
+    match queue.depth().await {
+        Ok(depth) => {
+            metrics::gauge!(telemetry::QUEUE_DEPTH).set(depth.messages as f64);
+            metrics::gauge!(telemetry::DEAD_LETTER_DEPTH).set(depth.dead_letters as f64);
+        }
+        Err(PortError::Unavailable { detail, .. } | PortError::Rejected { detail, .. }) => {
+            tracing::debug!(%detail, "could not read the queue depth");
+        }
+    }
+}
