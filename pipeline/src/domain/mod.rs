@@ -11,4 +11,4 @@ pub use alert::{Alert, AlertDecision, AlertPolicy};
 pub use envelope::{Envelope, EnvelopeError, IncomingMessage};
 pub use parse::{FieldError, TransactionError, parse_transaction};
 pub use record::{AlertState, AlertStatus, TransactionRecord};
-pub use transaction::{Item, PaymentMethod, ShopId, Transaction, TransactionType};
+pub use transaction::{Item, PaymentMethod, ShopId, Transaction, TransactionType, is_identifier};

@@ -1,0 +1,187 @@
+//! API keys. Keys are stored only as SHA-256 hashes (`shop_id:<hex>` a line) and compared in
+//! constant time. The key identifies the shop; the request body never does.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use pipeline::domain::ShopId;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// Works only when no keys file is given and the server listens on a loopback address.
+pub const DEVELOPMENT_KEY: &str = "dev-key-for-the-demo-shop";
+pub const DEVELOPMENT_SHOP: &str = "demo";
+
+#[derive(Debug, Clone)]
+pub struct ApiKeys {
+    entries: Vec<(ShopId, [u8; 32])>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    #[error("cannot read the keys file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("keys file line {line}: {problem}")]
+    Line { line: usize, problem: String },
+    #[error("the keys file holds no keys")]
+    Empty,
+    #[error(
+        "refusing to listen on {0} without an API keys file: the development key is only for \
+         loopback addresses. Create keys with `api keys new --shop NAME` and pass --api-keys-file \
+         (or API_KEYS_FILE)"
+    )]
+    DevelopmentKeyOffLoopback(IpAddr),
+}
+
+impl ApiKeys {
+    /// The keys for a server on `ip`: from the file if given, else the development key (loopback
+    /// only).
+    pub fn for_server(file: Option<&Path>, ip: IpAddr) -> Result<Self, KeysError> {
+        match file {
+            Some(path) => Self::from_file(path),
+            None if ip.is_loopback() => Ok(Self::development()),
+            None => Err(KeysError::DevelopmentKeyOffLoopback(ip)),
+        }
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, KeysError> {
+        let text = std::fs::read_to_string(path).map_err(|source| KeysError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+
+    /// Reads `shop_id:<sha256 hex>` lines; blank lines and `#` comments are skipped.
+    pub fn parse(text: &str) -> Result<Self, KeysError> {
+        let mut entries = Vec::new();
+        for (index, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let problem = |problem: String| KeysError::Line {
+                line: index + 1,
+                problem,
+            };
+            let (shop, hash) = line
+                .rsplit_once(':')
+                .ok_or_else(|| problem("expected shop_id:<sha256 hex>".to_owned()))?;
+            let shop = ShopId::parse(shop.trim()).map_err(problem)?;
+            let mut digest = [0u8; 32];
+            hex::decode_to_slice(hash.trim(), &mut digest)
+                .map_err(|_| problem("the hash must be 64 hexadecimal characters".to_owned()))?;
+            entries.push((shop, digest));
+        }
+        if entries.is_empty() {
+            return Err(KeysError::Empty);
+        }
+        Ok(Self { entries })
+    }
+
+    pub fn development() -> Self {
+        let shop = ShopId::parse(DEVELOPMENT_SHOP).unwrap_or_else(|_| ShopId::default_shop());
+        Self {
+            entries: vec![(shop, hash_key(DEVELOPMENT_KEY))],
+        }
+    }
+
+    /// The shop whose key this is. Every entry is compared, in constant time, so that timing
+    /// reveals neither which entry matched nor how much of a hash did.
+    pub fn authenticate(&self, presented: &str) -> Option<ShopId> {
+        let digest = hash_key(presented);
+        let mut found = None;
+        for (shop, expected) in &self.entries {
+            if bool::from(expected.ct_eq(&digest)) {
+                found = Some(shop.clone());
+            }
+        }
+        found
+    }
+}
+
+pub fn hash_key(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// A fresh random key (256 bits) and the keys-file line that admits it.
+pub fn new_key(shop: &ShopId) -> (String, String) {
+    let mut secret = [0u8; 32];
+    rand::rng().fill_bytes(&mut secret);
+    let key = format!("tp_{}", hex::encode(secret));
+    let line = format!("{shop}:{}", hex::encode(hash_key(&key)));
+    (key, line)
+}
+
+/// The shop of an authenticated request.
+#[derive(Debug, Clone)]
+pub struct Shop(pub ShopId);
+
+impl FromRequestParts<AppState> for Shop {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or(ApiError::Unauthorized("send the API key as `Authorization: Bearer <key>`"))?;
+        let key = header
+            .to_str()
+            .ok()
+            .and_then(|value| {
+                let (scheme, key) = value.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+            })
+            .ok_or(ApiError::Unauthorized("the Authorization header must be `Bearer <key>`"))?;
+        state
+            .keys
+            .authenticate(key)
+            .map(Shop)
+            .ok_or(ApiError::Unauthorized("unknown API key"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_key_authenticates_its_shop_only() {
+        let shop = ShopId::parse("shop-a").expect("valid");
+        let (key, line) = new_key(&shop);
+        assert!(key.len() >= 32, "at least 128 bits");
+        let keys = ApiKeys::parse(&format!("# a comment\n\n{line}\nother:{}\n", "0".repeat(64))).expect("parses");
+        assert_eq!(keys.authenticate(&key), Some(shop));
+        assert_eq!(keys.authenticate("not-the-key"), None);
+        assert_eq!(keys.authenticate(""), None);
+    }
+
+    #[test]
+    fn broken_key_files_say_which_line() {
+        let error = ApiKeys::parse("good:0000000000000000000000000000000000000000000000000000000000000000\nbad line\n")
+            .expect_err("second line is broken");
+        assert!(error.to_string().contains("line 2"), "{error}");
+        assert!(ApiKeys::parse("shop:abc").is_err());
+        assert!(ApiKeys::parse("# only comments\n").is_err());
+    }
+
+    #[test]
+    fn the_development_key_is_for_loopback_only() {
+        let loopback: IpAddr = "127.0.0.1".parse().expect("ip");
+        let keys = ApiKeys::for_server(None, loopback).expect("dev keys on loopback");
+        assert_eq!(keys.authenticate(DEVELOPMENT_KEY).map(|s| s.to_string()), Some("demo".to_owned()));
+        let public: IpAddr = "0.0.0.0".parse().expect("ip");
+        let error = ApiKeys::for_server(None, public).expect_err("refused off loopback");
+        assert!(error.to_string().contains("--api-keys-file"), "{error}");
+    }
+}

@@ -1,0 +1,56 @@
+//! The API contract, generated from the handlers and types. `openapi/openapi.json` is this,
+//! committed; a test fails when the two differ.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::Problem;
+use crate::routes::{ops, transactions};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "E-commerce transaction pipeline",
+        description = "Shops post transactions; each is validated, durably queued (202), processed \
+                       into the store, checked against alert rules, and can be read back. Every \
+                       error is an RFC 9457 problem document.\n\nLocally, with no keys file, the \
+                       development key `dev-key-for-the-demo-shop` (shop `demo`) works: press \
+                       Authorize and paste it.",
+        license(name = "MIT OR Apache-2.0")
+    ),
+    paths(transactions::create, transactions::read, ops::health, ops::metrics),
+    components(schemas(Problem, pipeline::domain::FieldError)),
+    modifiers(&BearerKey),
+    tags(
+        (name = "transactions", description = "Send and read transactions (API key needed)"),
+        (name = "operations", description = "Health and metrics (no key)"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Declares the bearer scheme so that Swagger UI's "Authorize" sends the key.
+struct BearerKey;
+
+impl Modify for BearerKey {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("The shop's API key"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The document as committed: pretty JSON with a final newline.
+pub fn document() -> String {
+    let mut text = ApiDoc::openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|error| format!("{{\"error\": \"{error}\"}}"));
+    text.push('\n');
+    text
+}
