@@ -39,7 +39,10 @@ pub struct AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/transactions", post(routes::transactions::create))
-        .route("/transactions/{transaction_id}", get(routes::transactions::read))
+        .route(
+            "/transactions/{transaction_id}",
+            get(routes::transactions::read),
+        )
         .route("/health", get(routes::ops::health))
         .route("/metrics", get(routes::ops::metrics))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))

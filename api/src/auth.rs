@@ -134,7 +134,9 @@ impl FromRequestParts<AppState> for Shop {
         let header = parts
             .headers
             .get(AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized("send the API key as `Authorization: Bearer <key>`"))?;
+            .ok_or(ApiError::Unauthorized(
+                "send the API key as `Authorization: Bearer <key>`",
+            ))?;
         let key = header
             .to_str()
             .ok()
@@ -142,7 +144,9 @@ impl FromRequestParts<AppState> for Shop {
                 let (scheme, key) = value.split_once(' ')?;
                 scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
             })
-            .ok_or(ApiError::Unauthorized("the Authorization header must be `Bearer <key>`"))?;
+            .ok_or(ApiError::Unauthorized(
+                "the Authorization header must be `Bearer <key>`",
+            ))?;
         state
             .keys
             .authenticate(key)
@@ -160,7 +164,11 @@ mod tests {
         let shop = ShopId::parse("shop-a").expect("valid");
         let (key, line) = new_key(&shop);
         assert!(key.len() >= 32, "at least 128 bits");
-        let keys = ApiKeys::parse(&format!("# a comment\n\n{line}\nother:{}\n", "0".repeat(64))).expect("parses");
+        let keys = ApiKeys::parse(&format!(
+            "# a comment\n\n{line}\nother:{}\n",
+            "0".repeat(64)
+        ))
+        .expect("parses");
         assert_eq!(keys.authenticate(&key), Some(shop));
         assert_eq!(keys.authenticate("not-the-key"), None);
         assert_eq!(keys.authenticate(""), None);
@@ -168,8 +176,10 @@ mod tests {
 
     #[test]
     fn broken_key_files_say_which_line() {
-        let error = ApiKeys::parse("good:0000000000000000000000000000000000000000000000000000000000000000\nbad line\n")
-            .expect_err("second line is broken");
+        let error = ApiKeys::parse(
+            "good:0000000000000000000000000000000000000000000000000000000000000000\nbad line\n",
+        )
+        .expect_err("second line is broken");
         assert!(error.to_string().contains("line 2"), "{error}");
         assert!(ApiKeys::parse("shop:abc").is_err());
         assert!(ApiKeys::parse("# only comments\n").is_err());
@@ -179,7 +189,10 @@ mod tests {
     fn the_development_key_is_for_loopback_only() {
         let loopback: IpAddr = "127.0.0.1".parse().expect("ip");
         let keys = ApiKeys::for_server(None, loopback).expect("dev keys on loopback");
-        assert_eq!(keys.authenticate(DEVELOPMENT_KEY).map(|s| s.to_string()), Some("demo".to_owned()));
+        assert_eq!(
+            keys.authenticate(DEVELOPMENT_KEY).map(|s| s.to_string()),
+            Some("demo".to_owned())
+        );
         let public: IpAddr = "0.0.0.0".parse().expect("ip");
         let error = ApiKeys::for_server(None, public).expect_err("refused off loopback");
         assert!(error.to_string().contains("--api-keys-file"), "{error}");

@@ -101,7 +101,9 @@ impl ApiError {
     pub fn to_problem(&self) -> Problem {
         let detail = match self {
             // Whatever broke inside stays in the logs; the client learns only that it should retry.
-            Self::Unavailable(_) => "the queue could not accept the transaction durably; retry later".to_owned(),
+            Self::Unavailable(_) => {
+                "the queue could not accept the transaction durably; retry later".to_owned()
+            }
             Self::Internal(_) => "an unexpected error occurred; it has been logged".to_owned(),
             other => other.to_string(),
         };

@@ -38,7 +38,9 @@ fn print_new_key(shop: &str) -> ExitCode {
             let (key, line) = new_key(&shop);
             println!("key:  {key}");
             println!("line: {line}");
-            eprintln!("Give the key to the shop; add the line to the API keys file. The key is not stored anywhere.");
+            eprintln!(
+                "Give the key to the shop; add the line to the API keys file. The key is not stored anywhere."
+            );
             ExitCode::SUCCESS
         }
         Err(error) => {

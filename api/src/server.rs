@@ -54,7 +54,12 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             batch_size: args.processor_batch_size,
             receive_wait: Duration::from_secs(1),
         };
-        tokio::spawn(worker::run(Arc::new(processor), queue.clone(), settings, shutdown.child_token()))
+        tokio::spawn(worker::run(
+            Arc::new(processor),
+            queue.clone(),
+            settings,
+            shutdown.child_token(),
+        ))
     });
 
     let listener = TcpListener::bind(args.addr)
@@ -98,6 +103,8 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
         _ = interrupt => {}
         () = terminate => {}
     }
-    tracing::info!("shutting down: no new requests; finishing those in flight and the current batch");
+    tracing::info!(
+        "shutting down: no new requests; finishing those in flight and the current batch"
+    );
     shutdown.cancel();
 }

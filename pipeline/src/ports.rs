@@ -86,7 +86,12 @@ pub trait Queue: Send + Sync {
     async fn ack(&self, receipts: &[String]) -> Result<(), PortError>;
 
     /// Gives a message back to be received again after `delay`, remembering why it failed.
-    async fn retry_later(&self, receipt: &str, delay: Duration, error: &str) -> Result<(), PortError>;
+    async fn retry_later(
+        &self,
+        receipt: &str,
+        delay: Duration,
+        error: &str,
+    ) -> Result<(), PortError>;
 
     /// Moves a message that can never succeed to the dead-letter queue, with the reason.
     async fn dead_letter(&self, message: &ReceivedMessage, reason: &str) -> Result<(), PortError>;

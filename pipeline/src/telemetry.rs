@@ -20,12 +20,26 @@ pub fn describe() {
     describe_counter!(REJECTED, "Requests the API refused, by reason");
     describe_counter!(PROCESSED, "Transactions stored for the first time");
     describe_counter!(DUPLICATES, "Redeliveries of a transaction already stored");
-    describe_counter!(CONFLICTS, "Same id, different payload: the original was kept");
+    describe_counter!(
+        CONFLICTS,
+        "Same id, different payload: the original was kept"
+    );
     describe_counter!(DEAD_LETTERED, "Messages moved to the dead-letter queue");
-    describe_counter!(RETRIED, "Messages given back to the queue after a transient failure");
+    describe_counter!(
+        RETRIED,
+        "Messages given back to the queue after a transient failure"
+    );
     describe_counter!(ALERTS_SENT, "Alerts published");
-    describe_histogram!(PROCESSING_LAG, Unit::Seconds, "processed_at minus accepted_at");
+    describe_histogram!(
+        PROCESSING_LAG,
+        Unit::Seconds,
+        "processed_at minus accepted_at"
+    );
     describe_histogram!(BATCH_SIZE, Unit::Count, "Messages per processed batch");
     describe_gauge!(QUEUE_DEPTH, Unit::Count, "Messages waiting or leased");
-    describe_gauge!(DEAD_LETTER_DEPTH, Unit::Count, "Messages in the dead-letter queue");
+    describe_gauge!(
+        DEAD_LETTER_DEPTH,
+        Unit::Count,
+        "Messages in the dead-letter queue"
+    );
 }

@@ -28,7 +28,8 @@ async fn send_is_durable_on_return() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("queue.db");
     let reopen = path.clone();
-    contract::send_is_durable_on_return(|| async move { queue_at(&reopen, 5) }, queue_at(&path, 5)).await;
+    contract::send_is_durable_on_return(|| async move { queue_at(&reopen, 5) }, queue_at(&path, 5))
+        .await;
 }
 
 #[tokio::test]
@@ -40,7 +41,8 @@ async fn lease_redelivery_and_ack() {
 #[tokio::test]
 async fn dead_letters_after_max_receives() {
     let dir = tempfile::tempdir().expect("temp dir");
-    contract::dead_letters_after_max_receives(queue_at(&dir.path().join("q.db"), 3), 3, VISIBILITY).await;
+    contract::dead_letters_after_max_receives(queue_at(&dir.path().join("q.db"), 3), 3, VISIBILITY)
+        .await;
 }
 
 #[tokio::test]
@@ -76,7 +78,10 @@ async fn a_stale_receipt_does_not_delete_a_newer_lease() {
     let first = contract::receive_at_least(queue.as_ref(), 1, Duration::from_secs(5)).await;
     let second = contract::receive_at_least(queue.as_ref(), 1, Duration::from_secs(5)).await;
     assert_eq!(second[0].receive_count, 2);
-    queue.ack(&[first[0].receipt.clone()]).await.expect("stale ack");
+    queue
+        .ack(&[first[0].receipt.clone()])
+        .await
+        .expect("stale ack");
     assert_eq!(queue.depth().await.expect("depth").messages, 1);
     queue.ack(&[second[0].receipt.clone()]).await.expect("ack");
     assert_eq!(queue.depth().await.expect("depth").messages, 0);

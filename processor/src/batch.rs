@@ -36,10 +36,12 @@ pub struct BatchReport {
 impl BatchReport {
     /// Messages to redeliver (for SQS's partial batch response).
     pub fn failed(&self) -> impl Iterator<Item = (&ReceivedMessage, &PortError)> {
-        self.outcomes.iter().filter_map(|(message, outcome)| match outcome {
-            Outcome::Failed(error) => Some((message, error)),
-            _ => None,
-        })
+        self.outcomes
+            .iter()
+            .filter_map(|(message, outcome)| match outcome {
+                Outcome::Failed(error) => Some((message, error)),
+                _ => None,
+            })
     }
 
     /// Receipts of messages that were handled and are still on the queue (dead-lettered ones
@@ -89,8 +91,10 @@ impl Processor {
     pub async fn process_batch(&self, messages: Vec<ReceivedMessage>) -> BatchReport {
         metrics::histogram!(telemetry::BATCH_SIZE).record(messages.len() as f64);
         let now = Utc::now();
-        let mut by_transaction: BTreeMap<(String, String), Vec<(ReceivedMessage, IncomingMessage)>> =
-            BTreeMap::new();
+        let mut by_transaction: BTreeMap<
+            (String, String),
+            Vec<(ReceivedMessage, IncomingMessage)>,
+        > = BTreeMap::new();
         let mut broken = Vec::new();
         for message in messages {
             match IncomingMessage::decode(&message.body, message.sent_at, &message.id, now) {
@@ -99,7 +103,10 @@ impl Processor {
                         incoming.envelope.shop_id.to_string(),
                         incoming.envelope.transaction.transaction_id.clone(),
                     );
-                    by_transaction.entry(key).or_default().push((message, incoming));
+                    by_transaction
+                        .entry(key)
+                        .or_default()
+                        .push((message, incoming));
                 }
                 Err(error) => broken.push((message, error.to_string())),
             }
@@ -169,10 +176,10 @@ impl Processor {
         };
         // Also reached by a redelivery after a crash between storing and publishing: the state
         // is still pending, so the alert goes out now.
-        if stored.alert_is_pending() {
-            if let Err(error) = self.send_alert(&stored).await {
-                return Outcome::Failed(error);
-            }
+        if stored.alert_is_pending()
+            && let Err(error) = self.send_alert(&stored).await
+        {
+            return Outcome::Failed(error);
         }
         outcome
     }
@@ -189,7 +196,11 @@ impl Processor {
         };
         self.notifier.publish(&alert).await?;
         self.store
-            .mark_alert_sent(&record.shop_id, &record.transaction.transaction_id, Utc::now())
+            .mark_alert_sent(
+                &record.shop_id,
+                &record.transaction.transaction_id,
+                Utc::now(),
+            )
             .await?;
         metrics::counter!(telemetry::ALERTS_SENT).increment(1);
         Ok(())

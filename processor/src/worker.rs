@@ -71,17 +71,20 @@ pub async fn run(
 /// Acks what was handled and hands failures back with a growing delay.
 pub async fn settle(queue: &dyn Queue, report: &BatchReport) {
     let receipts = report.receipts_to_ack();
-    if !receipts.is_empty() {
-        if let Err(error) = queue.ack(&receipts).await {
-            // Harmless for correctness: the messages come back and are found to be duplicates.
-            tracing::warn!(%error, count = receipts.len(), "acking failed; the messages will be redelivered");
-        }
+    if !receipts.is_empty()
+        && let Err(error) = queue.ack(&receipts).await
+    {
+        // Harmless for correctness: the messages come back and are found to be duplicates.
+        tracing::warn!(%error, count = receipts.len(), "acking failed; the messages will be redelivered");
     }
     for (message, error) in report.failed() {
         metrics::counter!(telemetry::RETRIED).increment(1);
         tracing::warn!(message_id = %message.id, receive_count = message.receive_count, %error, "transient failure; will retry");
         let delay = retry_delay(message.receive_count);
-        if let Err(error) = queue.retry_later(&message.receipt, delay, &error.to_string()).await {
+        if let Err(error) = queue
+            .retry_later(&message.receipt, delay, &error.to_string())
+            .await
+        {
             tracing::warn!(%error, "could not schedule a retry; the lease will expire instead");
         }
     }

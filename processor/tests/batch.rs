@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pipeline::adapters::embedded::{EmbeddedBackend, QueueSettings};
 use pipeline::domain::{AlertPolicy, AlertState, ShopId, TransactionRecord};
-use pipeline::ports::{Alert, Notifier, OutgoingMessage, PortError, PutOutcome, Queue, ReceivedMessage, Store};
+use pipeline::ports::{
+    Alert, Notifier, OutgoingMessage, PortError, PutOutcome, Queue, ReceivedMessage, Store,
+};
 use processor::{Outcome, Processor};
 
 struct Fixture {
@@ -27,12 +29,26 @@ fn fixture() -> Fixture {
     Fixture { _dir: dir, backend }
 }
 
-fn processor_with(fixture: &Fixture, store: Arc<dyn Store>, notifier: Arc<dyn Notifier>) -> Processor {
-    Processor::new(fixture.backend.queue.clone(), store, notifier, AlertPolicy::default(), 8)
+fn processor_with(
+    fixture: &Fixture,
+    store: Arc<dyn Store>,
+    notifier: Arc<dyn Notifier>,
+) -> Processor {
+    Processor::new(
+        fixture.backend.queue.clone(),
+        store,
+        notifier,
+        AlertPolicy::default(),
+        8,
+    )
 }
 
 fn processor(fixture: &Fixture) -> Processor {
-    processor_with(fixture, fixture.backend.store.clone(), fixture.backend.notifier.clone())
+    processor_with(
+        fixture,
+        fixture.backend.store.clone(),
+        fixture.backend.notifier.clone(),
+    )
 }
 
 fn envelope(shop: &str, id: &str, amount: &str) -> String {
@@ -46,13 +62,24 @@ fn envelope(shop: &str, id: &str, amount: &str) -> String {
 /// Sends the bodies and receives them all back, as the worker would.
 async fn deliver(queue: &dyn Queue, bodies: &[String]) -> Vec<ReceivedMessage> {
     for body in bodies {
-        let message = OutgoingMessage { body: body.clone(), attributes: Default::default() };
+        let message = OutgoingMessage {
+            body: body.clone(),
+            attributes: Default::default(),
+        };
         queue.send(message).await.expect("send");
     }
     let mut received = Vec::new();
     while received.len() < bodies.len() {
-        let batch = queue.receive(100, Duration::from_secs(2)).await.expect("receive");
-        assert!(!batch.is_empty(), "queue ran dry after {} of {}", received.len(), bodies.len());
+        let batch = queue
+            .receive(100, Duration::from_secs(2))
+            .await
+            .expect("receive");
+        assert!(
+            !batch.is_empty(),
+            "queue ran dry after {} of {}",
+            received.len(),
+            bodies.len()
+        );
         received.extend(batch);
     }
     received
@@ -67,32 +94,79 @@ async fn every_message_delivered_twice_is_stored_once_and_alerts_once() {
     let fixture = fixture();
     let processor = processor(&fixture);
     let bodies: Vec<String> = (0..20)
-        .map(|i| envelope("shop-a", &format!("tx-{i}"), if i % 4 == 0 { "1000.01" } else { "1000.00" }))
+        .map(|i| {
+            envelope(
+                "shop-a",
+                &format!("tx-{i}"),
+                if i % 4 == 0 { "1000.01" } else { "1000.00" },
+            )
+        })
         .collect();
     let twice: Vec<String> = bodies.iter().chain(bodies.iter()).cloned().collect();
     // Both copies in one batch, then everything again in a later batch.
-    let first = processor.process_batch(deliver(fixture.backend.queue.as_ref(), &twice).await).await;
-    let second = processor.process_batch(deliver(fixture.backend.queue.as_ref(), &bodies).await).await;
+    let first = processor
+        .process_batch(deliver(fixture.backend.queue.as_ref(), &twice).await)
+        .await;
+    let second = processor
+        .process_batch(deliver(fixture.backend.queue.as_ref(), &bodies).await)
+        .await;
     let count = |report: &processor::BatchReport, wanted: Outcome| {
-        report.outcomes.iter().filter(|(_, outcome)| *outcome == wanted).count()
+        report
+            .outcomes
+            .iter()
+            .filter(|(_, outcome)| *outcome == wanted)
+            .count()
     };
     assert_eq!(count(&first, Outcome::Stored), 20);
     assert_eq!(count(&first, Outcome::Duplicate), 20);
     assert_eq!(count(&second, Outcome::Duplicate), 20);
-    let alerts = fixture.backend.notifier.published(&shop("shop-a")).await.expect("alerts");
-    let alerted: HashSet<_> = alerts.iter().map(|alert| alert.transaction_id.as_str()).collect();
-    assert_eq!(alerts.len(), 5, "one alert per high-value transaction: {alerts:?}");
-    assert_eq!(alerted, HashSet::from(["tx-0", "tx-4", "tx-8", "tx-12", "tx-16"]));
-    let stored = fixture.backend.store.get(&shop("shop-a"), "tx-4").await.expect("get").expect("stored");
-    assert_eq!(stored.alert.map(|alert| alert.state), Some(AlertState::Sent));
+    let alerts = fixture
+        .backend
+        .notifier
+        .published(&shop("shop-a"))
+        .await
+        .expect("alerts");
+    let alerted: HashSet<_> = alerts
+        .iter()
+        .map(|alert| alert.transaction_id.as_str())
+        .collect();
+    assert_eq!(
+        alerts.len(),
+        5,
+        "one alert per high-value transaction: {alerts:?}"
+    );
+    assert_eq!(
+        alerted,
+        HashSet::from(["tx-0", "tx-4", "tx-8", "tx-12", "tx-16"])
+    );
+    let stored = fixture
+        .backend
+        .store
+        .get(&shop("shop-a"), "tx-4")
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(
+        stored.alert.map(|alert| alert.state),
+        Some(AlertState::Sent)
+    );
 }
 
 #[tokio::test]
 async fn the_alert_carries_the_original_systems_subject_and_attributes() {
     let fixture = fixture();
-    let received = deliver(fixture.backend.queue.as_ref(), &[envelope("shop-a", "big", "2500.50")]).await;
+    let received = deliver(
+        fixture.backend.queue.as_ref(),
+        &[envelope("shop-a", "big", "2500.50")],
+    )
+    .await;
     processor(&fixture).process_batch(received).await;
-    let alerts = fixture.backend.notifier.published(&shop("shop-a")).await.expect("alerts");
+    let alerts = fixture
+        .backend
+        .notifier
+        .published(&shop("shop-a"))
+        .await
+        .expect("alerts");
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0].subject, "Transaction Alert");
     assert_eq!(alerts[0].attributes["TransactionType"], "Purchase");
@@ -104,25 +178,58 @@ async fn the_alert_carries_the_original_systems_subject_and_attributes() {
 async fn same_id_with_another_payload_keeps_the_original() {
     let fixture = fixture();
     let processor = processor(&fixture);
-    let original = deliver(fixture.backend.queue.as_ref(), &[envelope("shop-a", "tx", "10.00")]).await;
+    let original = deliver(
+        fixture.backend.queue.as_ref(),
+        &[envelope("shop-a", "tx", "10.00")],
+    )
+    .await;
     processor.process_batch(original).await;
-    let changed = deliver(fixture.backend.queue.as_ref(), &[envelope("shop-a", "tx", "5000.00")]).await;
+    let changed = deliver(
+        fixture.backend.queue.as_ref(),
+        &[envelope("shop-a", "tx", "5000.00")],
+    )
+    .await;
     let report = processor.process_batch(changed).await;
     assert_eq!(report.outcomes[0].1, Outcome::Conflict);
-    assert_eq!(report.receipts_to_ack().len(), 1, "a conflict is settled, not retried");
-    let stored = fixture.backend.store.get(&shop("shop-a"), "tx").await.expect("get").expect("stored");
+    assert_eq!(
+        report.receipts_to_ack().len(),
+        1,
+        "a conflict is settled, not retried"
+    );
+    let stored = fixture
+        .backend
+        .store
+        .get(&shop("shop-a"), "tx")
+        .await
+        .expect("get")
+        .expect("stored");
     assert_eq!(stored.transaction.amount.to_string(), "10.00");
-    assert!(fixture.backend.notifier.published(&shop("shop-a")).await.expect("alerts").is_empty());
+    assert!(
+        fixture
+            .backend
+            .notifier
+            .published(&shop("shop-a"))
+            .await
+            .expect("alerts")
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn a_bare_transaction_from_a_trusted_producer_belongs_to_the_default_shop() {
     let fixture = fixture();
-    let original = r#"{"transaction_id": 12345, "amount": 100, "timestamp": "2024-08-09T12:34:56Z"}"#;
+    let original =
+        r#"{"transaction_id": 12345, "amount": 100, "timestamp": "2024-08-09T12:34:56Z"}"#;
     let received = deliver(fixture.backend.queue.as_ref(), &[original.to_owned()]).await;
     let report = processor(&fixture).process_batch(received).await;
     assert_eq!(report.outcomes[0].1, Outcome::Stored);
-    let stored = fixture.backend.store.get(&shop("default"), "12345").await.expect("get").expect("stored");
+    let stored = fixture
+        .backend
+        .store
+        .get(&shop("default"), "12345")
+        .await
+        .expect("get")
+        .expect("stored");
     assert_eq!(stored.transaction.amount.to_string(), "100.00");
 }
 
@@ -137,11 +244,31 @@ async fn poison_goes_to_the_dead_letters_at_once_and_is_not_a_failure() {
     let received = deliver(fixture.backend.queue.as_ref(), &bodies).await;
     let report = processor(&fixture).process_batch(received).await;
     assert_eq!(report.failed().count(), 0);
-    let dead = fixture.backend.queue.peek_dead_letters(10).await.expect("peek");
+    let dead = fixture
+        .backend
+        .queue
+        .peek_dead_letters(10)
+        .await
+        .expect("peek");
     assert_eq!(dead.len(), 2, "{dead:?}");
-    assert!(dead.iter().any(|letter| letter.body == "not json" && letter.reason.contains("not a JSON object")));
-    assert!(dead.iter().any(|letter| letter.reason.contains("amount must be greater than 0")), "{dead:?}");
-    assert!(fixture.backend.store.get(&shop("shop-a"), "fine").await.expect("get").is_some());
+    assert!(
+        dead.iter()
+            .any(|letter| letter.body == "not json" && letter.reason.contains("not a JSON object"))
+    );
+    assert!(
+        dead.iter()
+            .any(|letter| letter.reason.contains("amount must be greater than 0")),
+        "{dead:?}"
+    );
+    assert!(
+        fixture
+            .backend
+            .store
+            .get(&shop("shop-a"), "fine")
+            .await
+            .expect("get")
+            .is_some()
+    );
 }
 
 /// A store that fails for one transaction id, as a throttled or unreachable table would.
@@ -158,10 +285,19 @@ impl Store for FailingFor {
         }
         self.inner.put_if_absent(record).await
     }
-    async fn get(&self, shop_id: &ShopId, id: &str) -> Result<Option<TransactionRecord>, PortError> {
+    async fn get(
+        &self,
+        shop_id: &ShopId,
+        id: &str,
+    ) -> Result<Option<TransactionRecord>, PortError> {
         self.inner.get(shop_id, id).await
     }
-    async fn mark_alert_sent(&self, shop_id: &ShopId, id: &str, at: DateTime<Utc>) -> Result<(), PortError> {
+    async fn mark_alert_sent(
+        &self,
+        shop_id: &ShopId,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), PortError> {
         self.inner.mark_alert_sent(shop_id, id, at).await
     }
     async fn ping(&self) -> Result<(), PortError> {
@@ -172,15 +308,31 @@ impl Store for FailingFor {
 #[tokio::test]
 async fn a_transient_failure_fails_that_message_alone_and_it_is_retried() {
     let fixture = fixture();
-    let flaky: Arc<dyn Store> = Arc::new(FailingFor { inner: fixture.backend.store.clone(), transaction_id: "unlucky" });
-    let bodies: Vec<String> = ["a", "unlucky", "b"].iter().map(|id| envelope("shop-a", id, "5")).collect();
+    let flaky: Arc<dyn Store> = Arc::new(FailingFor {
+        inner: fixture.backend.store.clone(),
+        transaction_id: "unlucky",
+    });
+    let bodies: Vec<String> = ["a", "unlucky", "b"]
+        .iter()
+        .map(|id| envelope("shop-a", id, "5"))
+        .collect();
     let received = deliver(fixture.backend.queue.as_ref(), &bodies).await;
-    let report = processor_with(&fixture, flaky, fixture.backend.notifier.clone()).process_batch(received).await;
-    let failed: Vec<_> = report.failed().map(|(message, _)| message.body.clone()).collect();
+    let report = processor_with(&fixture, flaky, fixture.backend.notifier.clone())
+        .process_batch(received)
+        .await;
+    let failed: Vec<_> = report
+        .failed()
+        .map(|(message, _)| message.body.clone())
+        .collect();
     assert_eq!(failed, [bodies[1].clone()]);
     processor::worker::settle(fixture.backend.queue.as_ref(), &report).await;
     // Retried after a delay; processed by a healthy processor then.
-    let again = fixture.backend.queue.receive(10, Duration::from_secs(5)).await.expect("receive");
+    let again = fixture
+        .backend
+        .queue
+        .receive(10, Duration::from_secs(5))
+        .await
+        .expect("receive");
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].receive_count, 2);
     let report = processor(&fixture).process_batch(again).await;
@@ -207,18 +359,51 @@ impl Notifier for FailsOnce {
 #[tokio::test]
 async fn a_redelivery_after_a_failed_publish_sends_the_pending_alert_once() {
     let fixture = fixture();
-    let notifier: Arc<dyn Notifier> = Arc::new(FailsOnce { inner: fixture.backend.notifier.clone(), failed: Mutex::new(false) });
+    let notifier: Arc<dyn Notifier> = Arc::new(FailsOnce {
+        inner: fixture.backend.notifier.clone(),
+        failed: Mutex::new(false),
+    });
     let processor = processor_with(&fixture, fixture.backend.store.clone(), notifier);
     let body = envelope("shop-a", "big", "5000");
-    let first = processor.process_batch(deliver(fixture.backend.queue.as_ref(), &[body.clone()]).await).await;
+    let first = processor
+        .process_batch(deliver(fixture.backend.queue.as_ref(), &[body.clone()]).await)
+        .await;
     assert!(matches!(first.outcomes[0].1, Outcome::Failed(_)));
-    let stored = fixture.backend.store.get(&shop("shop-a"), "big").await.expect("get").expect("stored before the publish");
+    let stored = fixture
+        .backend
+        .store
+        .get(&shop("shop-a"), "big")
+        .await
+        .expect("get")
+        .expect("stored before the publish");
     assert!(stored.alert_is_pending());
-    let second = processor.process_batch(deliver(fixture.backend.queue.as_ref(), &[body.clone()]).await).await;
+    let second = processor
+        .process_batch(deliver(fixture.backend.queue.as_ref(), &[body.clone()]).await)
+        .await;
     assert_eq!(second.outcomes[0].1, Outcome::Duplicate);
-    let third = processor.process_batch(deliver(fixture.backend.queue.as_ref(), &[body]).await).await;
+    let third = processor
+        .process_batch(deliver(fixture.backend.queue.as_ref(), &[body]).await)
+        .await;
     assert_eq!(third.outcomes[0].1, Outcome::Duplicate);
-    assert_eq!(fixture.backend.notifier.published(&shop("shop-a")).await.expect("alerts").len(), 1);
-    let stored = fixture.backend.store.get(&shop("shop-a"), "big").await.expect("get").expect("stored");
-    assert_eq!(stored.alert.map(|alert| alert.state), Some(AlertState::Sent));
+    assert_eq!(
+        fixture
+            .backend
+            .notifier
+            .published(&shop("shop-a"))
+            .await
+            .expect("alerts")
+            .len(),
+        1
+    );
+    let stored = fixture
+        .backend
+        .store
+        .get(&shop("shop-a"), "big")
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(
+        stored.alert.map(|alert| alert.state),
+        Some(AlertState::Sent)
+    );
 }

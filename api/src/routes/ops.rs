@@ -37,7 +37,12 @@ impl ComponentHealth {
     fn from_result<T>(result: Result<T, pipeline::ports::PortError>) -> (Self, Option<T>) {
         match result {
             Ok(value) => (
-                Self { status: "ok".to_owned(), depth: None, dead_letters: None, error: None },
+                Self {
+                    status: "ok".to_owned(),
+                    depth: None,
+                    dead_letters: None,
+                    error: None,
+                },
                 Some(value),
             ),
             Err(error) => (
@@ -71,7 +76,11 @@ pub async fn health(State(state): State<AppState>) -> Response {
     }
     let (store, _) = ComponentHealth::from_result(store_result);
     let healthy = queue.error.is_none() && store.error.is_none();
-    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let body = Health {
         status: if healthy { "ok" } else { "unavailable" }.to_owned(),
         queue,
@@ -92,7 +101,10 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         .ok_or_else(|| ApiError::NotFound("metrics are published to CloudWatch here".to_owned()))?;
     handle.run_upkeep();
     Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         handle.render(),
     )
         .into_response())

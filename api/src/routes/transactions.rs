@@ -15,8 +15,8 @@ use pipeline::domain::{
 use pipeline::ports::OutgoingMessage;
 use pipeline::telemetry;
 use serde::Serialize;
-use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::app::{AppState, MAX_BODY_BYTES};
@@ -87,7 +87,9 @@ impl PartialSchema for IdInput {
                 .min_length(Some(1))
                 .max_length(Some(64))
                 .pattern(Some("^[A-Za-z0-9._:-]+$")),
-            ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)),
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0)),
             serde_json::json!("order-1001"),
         )
     }
@@ -112,7 +114,11 @@ impl PartialSchema for AmountInput {
 
 impl ToSchema for AmountInput {}
 
-fn one_of(first: ObjectBuilder, second: ObjectBuilder, example: serde_json::Value) -> RefOr<Schema> {
+fn one_of(
+    first: ObjectBuilder,
+    second: ObjectBuilder,
+    example: serde_json::Value,
+) -> RefOr<Schema> {
     OneOfBuilder::new()
         .item(first)
         .item(second)
@@ -169,7 +175,9 @@ async fn accept(
     let Shop(shop_id) = shop?;
     require_json(headers)?;
     let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES },
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        },
         _ => ApiError::MalformedJson(rejection.body_text()),
     })?;
     let accepted_at = Utc::now();
@@ -182,7 +190,10 @@ async fn accept(
     let attributes = BTreeMap::from([
         ("shop_id".to_owned(), shop_id.to_string()),
         ("request_id".to_owned(), request_id.clone()),
-        ("transaction_type".to_owned(), transaction.kind.as_str().to_owned()),
+        (
+            "transaction_type".to_owned(),
+            transaction.kind.as_str().to_owned(),
+        ),
     ]);
     let envelope = Envelope::new(shop_id, transaction, accepted_at, request_id.clone());
     let message = OutgoingMessage {
@@ -195,10 +206,12 @@ async fn accept(
         Ok(Ok(_message_id)) => {}
         Ok(Err(error)) => return Err(ApiError::Unavailable(error)),
         Err(_elapsed) => {
-            return Err(ApiError::Unavailable(pipeline::ports::PortError::unavailable(
-                "queue",
-                format!("no answer within {:?}", state.enqueue_timeout),
-            )));
+            return Err(ApiError::Unavailable(
+                pipeline::ports::PortError::unavailable(
+                    "queue",
+                    format!("no answer within {:?}", state.enqueue_timeout),
+                ),
+            ));
         }
     }
     let location = format!("/transactions/{transaction_id}");
@@ -240,7 +253,11 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     if is_json {
         Ok(())
     } else {
-        let shown = if content_type.is_empty() { "no Content-Type" } else { content_type };
+        let shown = if content_type.is_empty() {
+            "no Content-Type"
+        } else {
+            content_type
+        };
         Err(ApiError::UnsupportedMediaType(format!(
             "send the transaction as application/json (got {shown})"
         )))
@@ -265,7 +282,8 @@ pub async fn read(
     Shop(shop_id): Shop,
     Path(transaction_id): Path<String>,
 ) -> Result<Json<StoredTransaction>, ApiError> {
-    let not_found = || ApiError::NotFound(format!("no transaction {transaction_id:?} for this shop"));
+    let not_found =
+        || ApiError::NotFound(format!("no transaction {transaction_id:?} for this shop"));
     if !is_identifier(&transaction_id) {
         return Err(not_found());
     }

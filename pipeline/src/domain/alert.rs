@@ -77,7 +77,10 @@ impl Alert {
     /// Attributes for subscribers' filters; names and spelling follow the original system.
     pub fn attributes(&self) -> BTreeMap<&'static str, String> {
         BTreeMap::from([
-            ("TransactionType", self.transaction.kind.display_name().to_owned()),
+            (
+                "TransactionType",
+                self.transaction.kind.display_name().to_owned(),
+            ),
             ("AlertType", self.rule.clone()),
             ("Amount", self.transaction.amount.to_string()),
             ("Currency", self.transaction.currency.clone()),
@@ -92,7 +95,11 @@ impl FromStr for AlertPolicy {
 
     fn from_str(text: &str) -> Result<Self, String> {
         let mut policy = Self::default();
-        for pair in text.split(',').map(str::trim).filter(|pair| !pair.is_empty()) {
+        for pair in text
+            .split(',')
+            .map(str::trim)
+            .filter(|pair| !pair.is_empty())
+        {
             let (currency, amount) = pair
                 .split_once('=')
                 .ok_or_else(|| format!("{pair:?} is not CURRENCY=AMOUNT"))?;

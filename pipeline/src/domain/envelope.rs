@@ -151,11 +151,15 @@ mod tests {
         assert!(matches!(decode("not json"), Err(EnvelopeError::NotJson(_))));
         assert!(matches!(decode("[1,2]"), Err(EnvelopeError::NotJson(_))));
         assert!(matches!(
-            decode(r#"{"version":2,"shop_id":"a","accepted_at":"2024-08-09T12:34:56Z","request_id":"r","transaction":{}}"#),
+            decode(
+                r#"{"version":2,"shop_id":"a","accepted_at":"2024-08-09T12:34:56Z","request_id":"r","transaction":{}}"#
+            ),
             Err(EnvelopeError::UnsupportedVersion(2))
         ));
         assert!(matches!(
-            decode(r#"{"version":1,"shop_id":"bad shop","accepted_at":"2024-08-09T12:34:56Z","request_id":"r","transaction":{}}"#),
+            decode(
+                r#"{"version":1,"shop_id":"bad shop","accepted_at":"2024-08-09T12:34:56Z","request_id":"r","transaction":{}}"#
+            ),
             Err(EnvelopeError::Malformed(_))
         ));
         assert!(matches!(

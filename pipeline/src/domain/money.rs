@@ -102,7 +102,9 @@ mod tests {
     #[test]
     fn strings_parse_as_plain_decimals_only() {
         assert_eq!(decimal_from_json_text("\"1000.01\""), Ok(dec("1000.01")));
-        for bad in ["\"1e3\"", "\"+1\"", "\" 1\"", "\"1,00\"", "\"abc\"", "\"\"", "\"1.\""] {
+        for bad in [
+            "\"1e3\"", "\"+1\"", "\" 1\"", "\"1,00\"", "\"abc\"", "\"\"", "\"1.\"",
+        ] {
             assert_eq!(
                 decimal_from_json_text(bad),
                 Err(DecimalTextError::WrongType),

@@ -122,7 +122,12 @@ struct Draft {
     currency: Option<String>,
     timestamp: Option<DateTime<Utc>>,
     kind: Option<TransactionType>,
-    #[validate(length(min = 1, max = 64, code = "length", message = "must be 1-64 characters"))]
+    #[validate(length(
+        min = 1,
+        max = 64,
+        code = "length",
+        message = "must be 1-64 characters"
+    ))]
     customer_id: Option<String>,
     payment_method: Option<PaymentMethod>,
     #[validate(
@@ -136,7 +141,12 @@ struct Draft {
 
 #[derive(Debug, Default, Serialize, Validate)]
 struct ItemDraft {
-    #[validate(length(min = 1, max = 64, code = "length", message = "must be 1-64 characters"))]
+    #[validate(length(
+        min = 1,
+        max = 64,
+        code = "length",
+        message = "must be 1-64 characters"
+    ))]
     sku: Option<String>,
     #[validate(range(min = 1, code = "range", message = "must be at least 1"))]
     quantity: Option<u32>,
@@ -159,7 +169,12 @@ impl Draft {
                 );
             }
         }
-        let field = |name: &str| fields.get(name).map(|raw| raw.get()).filter(|raw| *raw != "null");
+        let field = |name: &str| {
+            fields
+                .get(name)
+                .map(|raw| raw.get())
+                .filter(|raw| *raw != "null")
+        };
         let transaction_id = match field("transaction_id") {
             None => {
                 errors.required("transaction_id");
@@ -200,7 +215,8 @@ impl Draft {
             currency,
             timestamp,
             kind,
-            customer_id: field("customer_id").and_then(|raw| read_string("customer_id", raw, errors)),
+            customer_id: field("customer_id")
+                .and_then(|raw| read_string("customer_id", raw, errors)),
             payment_method,
             items: field("items").and_then(|raw| read_items(raw, errors)),
             metadata: field("metadata").and_then(|raw| read_metadata(raw, errors)),
@@ -235,17 +251,21 @@ impl Draft {
             .map(|item| Some((item.quantity?, item.unit_price?)))
             .collect();
         if let (Some(lines), Some(amount)) = (lines, self.amount) {
-            let total = lines.iter().try_fold(Decimal::ZERO, |sum, (quantity, price)| {
-                price
-                    .checked_mul(Decimal::from(*quantity))
-                    .and_then(|line| sum.checked_add(line))
-            });
+            let total = lines
+                .iter()
+                .try_fold(Decimal::ZERO, |sum, (quantity, price)| {
+                    price
+                        .checked_mul(Decimal::from(*quantity))
+                        .and_then(|line| sum.checked_add(line))
+                });
             if total != Some(amount) {
                 let shown = total.map_or_else(|| "too large".to_owned(), |t| t.to_string());
                 errors.push(
                     "items",
                     "items_total",
-                    format!("quantities times unit prices add up to {shown}, not the amount {amount}"),
+                    format!(
+                        "quantities times unit prices add up to {shown}, not the amount {amount}"
+                    ),
                 );
             }
         }
@@ -304,11 +324,19 @@ fn read_decimal(field: &str, raw: &str, errors: &mut Errors) -> Option<Decimal> 
     match money::decimal_from_json_text(raw) {
         Ok(value) => Some(value),
         Err(DecimalTextError::WrongType) => {
-            errors.push(field, "type", "must be a JSON number or a string holding a decimal such as \"19.99\"");
+            errors.push(
+                field,
+                "type",
+                "must be a JSON number or a string holding a decimal such as \"19.99\"",
+            );
             None
         }
         Err(DecimalTextError::NotExact) => {
-            errors.push(field, "precision", "must be a decimal of at most 28 significant digits");
+            errors.push(
+                field,
+                "precision",
+                "must be a decimal of at most 28 significant digits",
+            );
             None
         }
     }
@@ -327,7 +355,11 @@ fn read_choice(field: &str, raw: &str, choices: &[&str], errors: &mut Errors) ->
     if choices.contains(&value.as_str()) {
         Some(value)
     } else {
-        errors.push(field, "one_of", format!("must be one of {}", choices.join(", ")));
+        errors.push(
+            field,
+            "one_of",
+            format!("must be one of {}", choices.join(", ")),
+        );
         None
     }
 }
@@ -384,13 +416,29 @@ fn read_items(raw: &str, errors: &mut Errors) -> Option<Vec<ItemDraft>> {
 fn read_item(index: usize, raw: &str, errors: &mut Errors) -> ItemDraft {
     let path = |name: &str| format!("items[{index}].{name}");
     let Ok(fields) = serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(raw) else {
-        errors.push(format!("items[{index}]"), "type", "must be an object with sku, quantity and unit_price");
+        errors.push(
+            format!("items[{index}]"),
+            "type",
+            "must be an object with sku, quantity and unit_price",
+        );
         return ItemDraft::default();
     };
-    for name in fields.keys().filter(|name| !ITEM_FIELDS.contains(&name.as_str())) {
-        errors.push(path(name), "unknown_field", "is not an item field (sku, quantity, unit_price)");
+    for name in fields
+        .keys()
+        .filter(|name| !ITEM_FIELDS.contains(&name.as_str()))
+    {
+        errors.push(
+            path(name),
+            "unknown_field",
+            "is not an item field (sku, quantity, unit_price)",
+        );
     }
-    let field = |name: &str| fields.get(name).map(|raw| raw.get()).filter(|raw| *raw != "null");
+    let field = |name: &str| {
+        fields
+            .get(name)
+            .map(|raw| raw.get())
+            .filter(|raw| *raw != "null")
+    };
     let mut item = ItemDraft::default();
     match field("sku") {
         None => errors.required(&path("sku")),
@@ -400,7 +448,11 @@ fn read_item(index: usize, raw: &str, errors: &mut Errors) -> ItemDraft {
         None => errors.required(&path("quantity")),
         Some(raw) => match raw.parse::<u32>() {
             Ok(quantity) => item.quantity = Some(quantity),
-            Err(_) => errors.push(path("quantity"), "type", "must be a whole number from 1 to 4294967295"),
+            Err(_) => errors.push(
+                path("quantity"),
+                "type",
+                "must be a whole number from 1 to 4294967295",
+            ),
         },
     }
     match field("unit_price") {
@@ -458,7 +510,10 @@ fn metadata_within_limits(metadata: &BTreeMap<String, String>) -> Result<(), Val
         .values()
         .any(|value| value.chars().count() > MAX_METADATA_VALUE_CHARS)
     {
-        return Err(rule("value_length", "values must be at most 256 characters"));
+        return Err(rule(
+            "value_length",
+            "values must be at most 256 characters",
+        ));
     }
     Ok(())
 }

@@ -61,26 +61,64 @@ fn the_original_systems_test_message_is_valid() {
 
 #[test]
 fn transaction_id_accepts_the_allowed_characters_and_integers() {
-    assert_eq!(accepted(with("transaction_id", json!("A-z_0.9:x"))).transaction_id, "A-z_0.9:x");
-    assert_eq!(accepted(with("transaction_id", json!("x".repeat(64)))).transaction_id.len(), 64);
-    assert_eq!(accepted(with("transaction_id", json!(0))).transaction_id, "0");
+    assert_eq!(
+        accepted(with("transaction_id", json!("A-z_0.9:x"))).transaction_id,
+        "A-z_0.9:x"
+    );
+    assert_eq!(
+        accepted(with("transaction_id", json!("x".repeat(64))))
+            .transaction_id
+            .len(),
+        64
+    );
+    assert_eq!(
+        accepted(with("transaction_id", json!(0))).transaction_id,
+        "0"
+    );
 }
 
 #[test]
 fn transaction_id_rejects_other_shapes() {
     rejected(without("transaction_id"), "transaction_id", "required");
-    rejected(with("transaction_id", Value::Null), "transaction_id", "required");
-    for bad in [json!(""), json!("x".repeat(65)), json!("has space"), json!("ü"), json!("a/b"),
-                json!(-1), json!(1.5), json!(true), json!([1]), json!(18446744073709551616_f64)] {
+    rejected(
+        with("transaction_id", Value::Null),
+        "transaction_id",
+        "required",
+    );
+    for bad in [
+        json!(""),
+        json!("x".repeat(65)),
+        json!("has space"),
+        json!("ü"),
+        json!("a/b"),
+        json!(-1),
+        json!(1.5),
+        json!(true),
+        json!([1]),
+        json!(18446744073709551616_f64),
+    ] {
         rejected(with("transaction_id", bad), "transaction_id", "format");
     }
 }
 
 #[test]
 fn amount_accepts_numbers_and_decimal_strings_exactly() {
-    assert_eq!(accepted(with("amount", json!(0.01))).amount.to_string(), "0.01");
-    assert_eq!(accepted(with("amount", json!("1000.01"))).amount.to_string(), "1000.01");
-    assert_eq!(accepted(with("amount", json!(1_000_000_000))).amount.to_string(), "1000000000.00");
+    assert_eq!(
+        accepted(with("amount", json!(0.01))).amount.to_string(),
+        "0.01"
+    );
+    assert_eq!(
+        accepted(with("amount", json!("1000.01")))
+            .amount
+            .to_string(),
+        "1000.01"
+    );
+    assert_eq!(
+        accepted(with("amount", json!(1_000_000_000)))
+            .amount
+            .to_string(),
+        "1000000000.00"
+    );
 }
 
 #[test]
@@ -110,14 +148,25 @@ fn amount_places_follow_the_currency() {
     dinar["amount"] = json!("1.125");
     assert_eq!(accepted(dinar).amount.to_string(), "1.125");
     // Trailing zeros carry no precision.
-    assert_eq!(accepted(with("amount", json!("10.1000"))).amount.to_string(), "10.10");
+    assert_eq!(
+        accepted(with("amount", json!("10.1000")))
+            .amount
+            .to_string(),
+        "10.10"
+    );
 }
 
 #[test]
 fn currency_must_be_an_iso_4217_code() {
     assert_eq!(accepted(with("currency", json!("EUR"))).currency, "EUR");
     assert_eq!(accepted(without("currency")).currency, "USD");
-    for bad in [json!("usd"), json!("EURO"), json!("ZZZ"), json!("XAU"), json!(840)] {
+    for bad in [
+        json!("usd"),
+        json!("EURO"),
+        json!("ZZZ"),
+        json!("XAU"),
+        json!(840),
+    ] {
         let errors = match parse(&with("currency", bad.clone())) {
             Err(TransactionError::Invalid(errors)) => errors,
             other => panic!("{bad} should be invalid: {other:?}"),
@@ -132,9 +181,18 @@ fn timestamp_must_be_rfc3339_with_offset_and_not_in_the_future() {
     accepted(with("timestamp", json!(five_minutes_ahead)));
     accepted(with("timestamp", json!("2024-08-09T14:34:56+02:00")));
     let six_minutes_ahead = (now() + Duration::minutes(6)).to_rfc3339();
-    rejected(with("timestamp", json!(six_minutes_ahead)), "timestamp", "not_future");
+    rejected(
+        with("timestamp", json!(six_minutes_ahead)),
+        "timestamp",
+        "not_future",
+    );
     rejected(without("timestamp"), "timestamp", "required");
-    for bad in ["2024-08-09T12:34:56", "2024-08-09", "yesterday", "2024-13-09T12:34:56Z"] {
+    for bad in [
+        "2024-08-09T12:34:56",
+        "2024-08-09",
+        "yesterday",
+        "2024-13-09T12:34:56Z",
+    ] {
         rejected(with("timestamp", json!(bad)), "timestamp", "rfc3339");
     }
     rejected(with("timestamp", json!(1723206896)), "timestamp", "type");
@@ -142,17 +200,32 @@ fn timestamp_must_be_rfc3339_with_offset_and_not_in_the_future() {
 
 #[test]
 fn type_is_one_of_the_known_kinds() {
-    assert_eq!(accepted(with("type", json!("refund"))).kind, TransactionType::Refund);
-    assert_eq!(accepted(with("type", json!("chargeback"))).kind, TransactionType::Chargeback);
+    assert_eq!(
+        accepted(with("type", json!("refund"))).kind,
+        TransactionType::Refund
+    );
+    assert_eq!(
+        accepted(with("type", json!("chargeback"))).kind,
+        TransactionType::Chargeback
+    );
     rejected(with("type", json!("Purchase")), "type", "one_of");
     rejected(with("type", json!(1)), "type", "type");
 }
 
 #[test]
 fn customer_id_is_1_to_64_characters() {
-    assert_eq!(accepted(with("customer_id", json!("ü".repeat(64)))).customer_id.map(|c| c.chars().count()), Some(64));
+    assert_eq!(
+        accepted(with("customer_id", json!("ü".repeat(64))))
+            .customer_id
+            .map(|c| c.chars().count()),
+        Some(64)
+    );
     rejected(with("customer_id", json!("")), "customer_id", "length");
-    rejected(with("customer_id", json!("c".repeat(65))), "customer_id", "length");
+    rejected(
+        with("customer_id", json!("c".repeat(65))),
+        "customer_id",
+        "length",
+    );
     rejected(with("customer_id", json!(7)), "customer_id", "type");
 }
 
@@ -161,7 +234,11 @@ fn payment_method_is_one_of_the_known_methods() {
     for method in PaymentMethod::NAMES {
         accepted(with("payment_method", json!(method)));
     }
-    rejected(with("payment_method", json!("crypto")), "payment_method", "one_of");
+    rejected(
+        with("payment_method", json!("crypto")),
+        "payment_method",
+        "one_of",
+    );
 }
 
 #[test]
@@ -176,41 +253,91 @@ fn items_add_up_to_the_amount() {
 #[test]
 fn items_follow_their_rules() {
     rejected(with("items", json!([])), "items", "length");
-    let many: Vec<Value> = (0..101).map(|_| json!({"sku": "A", "quantity": 1, "unit_price": "1"})).collect();
+    let many: Vec<Value> = (0..101)
+        .map(|_| json!({"sku": "A", "quantity": 1, "unit_price": "1"}))
+        .collect();
     rejected(with("items", json!(many)), "items", "length");
     rejected(with("items", json!("A")), "items", "type");
     rejected(with("items", json!([1])), "items[0]", "type");
     let item = |value: Value| with("items", json!([value]));
-    rejected(item(json!({"sku": "A", "quantity": 0, "unit_price": "100"})), "items[0].quantity", "range");
-    rejected(item(json!({"sku": "A", "quantity": 1.5, "unit_price": "100"})), "items[0].quantity", "type");
-    rejected(item(json!({"sku": "", "quantity": 1, "unit_price": "100"})), "items[0].sku", "length");
-    rejected(item(json!({"quantity": 1, "unit_price": "100"})), "items[0].sku", "required");
-    rejected(item(json!({"sku": "A", "quantity": 1, "unit_price": "-1"})), "items[0].unit_price", "range");
-    rejected(item(json!({"sku": "A", "quantity": 1, "unit_price": "1.001"})), "items[0].unit_price", "decimal_places");
-    rejected(item(json!({"sku": "A", "quantity": 1, "unit_price": "100", "color": "red"})), "items[0].color", "unknown_field");
+    rejected(
+        item(json!({"sku": "A", "quantity": 0, "unit_price": "100"})),
+        "items[0].quantity",
+        "range",
+    );
+    rejected(
+        item(json!({"sku": "A", "quantity": 1.5, "unit_price": "100"})),
+        "items[0].quantity",
+        "type",
+    );
+    rejected(
+        item(json!({"sku": "", "quantity": 1, "unit_price": "100"})),
+        "items[0].sku",
+        "length",
+    );
+    rejected(
+        item(json!({"quantity": 1, "unit_price": "100"})),
+        "items[0].sku",
+        "required",
+    );
+    rejected(
+        item(json!({"sku": "A", "quantity": 1, "unit_price": "-1"})),
+        "items[0].unit_price",
+        "range",
+    );
+    rejected(
+        item(json!({"sku": "A", "quantity": 1, "unit_price": "1.001"})),
+        "items[0].unit_price",
+        "decimal_places",
+    );
+    rejected(
+        item(json!({"sku": "A", "quantity": 1, "unit_price": "100", "color": "red"})),
+        "items[0].color",
+        "unknown_field",
+    );
     // A free item is fine.
-    let mut free = with("items", json!([{"sku": "A", "quantity": 1, "unit_price": "100"}, {"sku": "gift", "quantity": 1, "unit_price": 0}]));
+    let mut free = with(
+        "items",
+        json!([{"sku": "A", "quantity": 1, "unit_price": "100"}, {"sku": "gift", "quantity": 1, "unit_price": 0}]),
+    );
     free["amount"] = json!("100");
     accepted(free);
 }
 
 #[test]
 fn metadata_holds_up_to_20_short_string_pairs() {
-    let twenty: serde_json::Map<String, Value> = (0..20).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let twenty: serde_json::Map<String, Value> =
+        (0..20).map(|i| (format!("k{i}"), json!("v"))).collect();
     accepted(with("metadata", Value::Object(twenty.clone())));
     let mut twenty_one = twenty;
     twenty_one.insert("one_more".into(), json!("v"));
-    rejected(with("metadata", Value::Object(twenty_one)), "metadata", "length");
-    rejected(with("metadata", json!({"k".repeat(41): "v"})), "metadata", "key_length");
+    rejected(
+        with("metadata", Value::Object(twenty_one)),
+        "metadata",
+        "length",
+    );
+    rejected(
+        with("metadata", json!({"k".repeat(41): "v"})),
+        "metadata",
+        "key_length",
+    );
     accepted(with("metadata", json!({"k".repeat(40): "v".repeat(256)})));
-    rejected(with("metadata", json!({"k": "v".repeat(257)})), "metadata", "value_length");
+    rejected(
+        with("metadata", json!({"k": "v".repeat(257)})),
+        "metadata",
+        "value_length",
+    );
     rejected(with("metadata", json!({"k": 1})), "metadata.k", "type");
     rejected(with("metadata", json!(["k"])), "metadata", "type");
 }
 
 #[test]
 fn unknown_fields_are_named() {
-    rejected(with("shop_id", json!("someone-else")), "shop_id", "unknown_field");
+    rejected(
+        with("shop_id", json!("someone-else")),
+        "shop_id",
+        "unknown_field",
+    );
 }
 
 #[test]
@@ -218,14 +345,20 @@ fn every_failed_field_is_reported_at_once() {
     let body = json!({"transaction_id": "", "amount": -1, "currency": "usd", "extra": 1});
     let errors = rejected(body, "transaction_id", "format");
     let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
-    assert_eq!(fields, ["amount", "currency", "extra", "timestamp", "transaction_id"]);
+    assert_eq!(
+        fields,
+        ["amount", "currency", "extra", "timestamp", "transaction_id"]
+    );
 }
 
 #[test]
 fn non_objects_and_broken_json_are_malformed() {
     for body in ["", "{", "[1,2]", "\"text\"", "42", "{\"a\":}"] {
         assert!(
-            matches!(parse_transaction(body.as_bytes(), now()), Err(TransactionError::Malformed(_))),
+            matches!(
+                parse_transaction(body.as_bytes(), now()),
+                Err(TransactionError::Malformed(_))
+            ),
             "{body:?}"
         );
     }

@@ -90,8 +90,13 @@ pub enum PaymentMethod {
 }
 
 impl PaymentMethod {
-    pub const NAMES: [&'static str; 5] =
-        ["card", "wallet", "bank_transfer", "cash_on_delivery", "other"];
+    pub const NAMES: [&'static str; 5] = [
+        "card",
+        "wallet",
+        "bank_transfer",
+        "cash_on_delivery",
+        "other",
+    ];
 
     pub fn from_name(name: &str) -> Option<Self> {
         const ALL: [PaymentMethod; 5] = [

@@ -22,7 +22,11 @@ pub fn message(body: &str) -> OutgoingMessage {
 }
 
 /// Receives until `want` messages arrived or the deadline passed.
-pub async fn receive_at_least(queue: &dyn Queue, want: usize, within: Duration) -> Vec<ReceivedMessage> {
+pub async fn receive_at_least(
+    queue: &dyn Queue,
+    want: usize,
+    within: Duration,
+) -> Vec<ReceivedMessage> {
     let deadline = Instant::now() + within;
     let mut all = Vec::new();
     while all.len() < want && Instant::now() < deadline {
@@ -62,24 +66,42 @@ pub async fn lease_redelivery_and_ack(queue: Arc<dyn Queue>, visibility: Duratio
     assert_eq!(first.len(), 1);
     assert_eq!(first[0].receive_count, 1);
     let during_lease = queue.receive(10, Duration::ZERO).await.expect("receive");
-    assert!(during_lease.is_empty(), "leased message was visible: {during_lease:?}");
+    assert!(
+        during_lease.is_empty(),
+        "leased message was visible: {during_lease:?}"
+    );
     let again = receive_at_least(queue.as_ref(), 1, visibility * 3 + Duration::from_secs(5)).await;
-    assert_eq!(again.len(), 1, "the message did not come back after its lease");
+    assert_eq!(
+        again.len(),
+        1,
+        "the message did not come back after its lease"
+    );
     assert_eq!(again[0].id, first[0].id);
     assert_eq!(again[0].receive_count, 2);
     queue.ack(&[again[0].receipt.clone()]).await.expect("ack");
     tokio::time::sleep(visibility + Duration::from_millis(500)).await;
     let after_ack = queue.receive(10, Duration::ZERO).await.expect("receive");
-    assert!(after_ack.is_empty(), "acked message came back: {after_ack:?}");
+    assert!(
+        after_ack.is_empty(),
+        "acked message came back: {after_ack:?}"
+    );
 }
 
 /// Received `max_receives` times without an ack, a message moves to the dead letters.
-pub async fn dead_letters_after_max_receives(queue: Arc<dyn Queue>, max_receives: u32, visibility: Duration) {
+pub async fn dead_letters_after_max_receives(
+    queue: Arc<dyn Queue>,
+    max_receives: u32,
+    visibility: Duration,
+) {
     queue.send(message("never-acked")).await.expect("send");
     let mut receives = 0;
     let deadline = Instant::now() + (visibility + Duration::from_secs(2)) * (max_receives + 2);
     while Instant::now() < deadline {
-        receives += queue.receive(10, Duration::from_millis(200)).await.expect("receive").len();
+        receives += queue
+            .receive(10, Duration::from_millis(200))
+            .await
+            .expect("receive")
+            .len();
         let dead = queue.peek_dead_letters(10).await.expect("peek");
         if dead.iter().any(|letter| letter.body == "never-acked") {
             assert_eq!(receives, max_receives as usize);
@@ -98,12 +120,17 @@ pub async fn dead_letter_keeps_the_reason(queue: Arc<dyn Queue>) {
         .await
         .expect("dead letter");
     let dead = queue.peek_dead_letters(10).await.expect("peek");
-    let letter = dead.iter().find(|letter| letter.body == "poison").expect("in the dead letters");
+    let letter = dead
+        .iter()
+        .find(|letter| letter.body == "poison")
+        .expect("in the dead letters");
     assert_eq!(letter.reason, "not JSON: expected value");
 }
 
 pub fn record(shop: &str, id: &str, amount: &str, alert: bool) -> TransactionRecord {
-    let body = format!(r#"{{"transaction_id":"{id}","amount":"{amount}","timestamp":"2024-08-09T12:34:56Z"}}"#);
+    let body = format!(
+        r#"{{"transaction_id":"{id}","amount":"{amount}","timestamp":"2024-08-09T12:34:56Z"}}"#
+    );
     let transaction = parse_transaction(body.as_bytes(), Utc::now()).expect("valid");
     let shop = ShopId::parse(shop).expect("valid shop");
     let envelope = Envelope::new(shop, transaction, Utc::now(), format!("req-{id}"));
@@ -117,7 +144,10 @@ pub fn record(shop: &str, id: &str, amount: &str, alert: bool) -> TransactionRec
 /// Put-if-absent: first insert wins; the same payload again is a duplicate, another a conflict.
 pub async fn put_if_absent_tells_duplicates_from_conflicts(store: Arc<dyn Store>) {
     let original = record("shop-a", "tx-1", "10.00", false);
-    assert_eq!(store.put_if_absent(&original).await.expect("put"), PutOutcome::Inserted);
+    assert_eq!(
+        store.put_if_absent(&original).await.expect("put"),
+        PutOutcome::Inserted
+    );
     let mut redelivered = original.clone();
     redelivered.request_id = "another-request".to_owned();
     match store.put_if_absent(&redelivered).await.expect("put") {
@@ -126,10 +156,16 @@ pub async fn put_if_absent_tells_duplicates_from_conflicts(store: Arc<dyn Store>
     }
     let changed = record("shop-a", "tx-1", "99.00", false);
     match store.put_if_absent(&changed).await.expect("put") {
-        PutOutcome::Conflict(existing) => assert_eq!(existing.transaction.amount, original.transaction.amount),
+        PutOutcome::Conflict(existing) => {
+            assert_eq!(existing.transaction.amount, original.transaction.amount)
+        }
         other => panic!("expected a conflict, got {other:?}"),
     }
-    let stored = store.get(&original.shop_id, "tx-1").await.expect("get").expect("stored");
+    let stored = store
+        .get(&original.shop_id, "tx-1")
+        .await
+        .expect("get")
+        .expect("stored");
     assert_eq!(stored, original);
 }
 
@@ -137,15 +173,37 @@ pub async fn put_if_absent_tells_duplicates_from_conflicts(store: Arc<dyn Store>
 pub async fn alert_state_moves_from_pending_to_sent(store: Arc<dyn Store>) {
     let record = record("shop-a", "tx-alert", "1000.01", true);
     store.put_if_absent(&record).await.expect("put");
-    let pending = store.get(&record.shop_id, "tx-alert").await.expect("get").expect("stored");
+    let pending = store
+        .get(&record.shop_id, "tx-alert")
+        .await
+        .expect("get")
+        .expect("stored");
     assert!(pending.alert_is_pending());
     let sent_at = Utc::now();
-    store.mark_alert_sent(&record.shop_id, "tx-alert", sent_at).await.expect("mark");
-    store.mark_alert_sent(&record.shop_id, "tx-alert", sent_at + chrono::Duration::hours(1)).await.expect("mark again");
-    let sent = store.get(&record.shop_id, "tx-alert").await.expect("get").expect("stored");
+    store
+        .mark_alert_sent(&record.shop_id, "tx-alert", sent_at)
+        .await
+        .expect("mark");
+    store
+        .mark_alert_sent(
+            &record.shop_id,
+            "tx-alert",
+            sent_at + chrono::Duration::hours(1),
+        )
+        .await
+        .expect("mark again");
+    let sent = store
+        .get(&record.shop_id, "tx-alert")
+        .await
+        .expect("get")
+        .expect("stored");
     let alert = sent.alert.expect("has an alert");
     assert_eq!(alert.state, AlertState::Sent);
-    assert_eq!(alert.sent_at.map(|t| t.timestamp_millis()), Some(sent_at.timestamp_millis()), "the first send time stays");
+    assert_eq!(
+        alert.sent_at.map(|t| t.timestamp_millis()),
+        Some(sent_at.timestamp_millis()),
+        "the first send time stays"
+    );
 }
 
 /// One shop cannot read another's transaction, even knowing its id.
@@ -153,8 +211,21 @@ pub async fn reads_are_scoped_to_the_shop(store: Arc<dyn Store>) {
     let mine = record("shop-a", "shared-id", "10.00", false);
     store.put_if_absent(&mine).await.expect("put");
     let other_shop = ShopId::parse("shop-b").expect("valid");
-    assert_eq!(store.get(&other_shop, "shared-id").await.expect("get"), None);
-    assert!(store.get(&mine.shop_id, "shared-id").await.expect("get").is_some());
+    assert_eq!(
+        store.get(&other_shop, "shared-id").await.expect("get"),
+        None
+    );
+    assert!(
+        store
+            .get(&mine.shop_id, "shared-id")
+            .await
+            .expect("get")
+            .is_some()
+    );
     let theirs = record("shop-b", "shared-id", "20.00", false);
-    assert_eq!(store.put_if_absent(&theirs).await.expect("put"), PutOutcome::Inserted, "ids are per shop");
+    assert_eq!(
+        store.put_if_absent(&theirs).await.expect("put"),
+        PutOutcome::Inserted,
+        "ids are per shop"
+    );
 }

@@ -29,7 +29,10 @@ impl EmbeddedBackend {
             PortError::unavailable("data directory", format!("{}: {error}", data_dir.display()))
         })?;
         Ok(Self {
-            queue: Arc::new(SqliteQueue::open(&data_dir.join("queue.db"), queue_settings)?),
+            queue: Arc::new(SqliteQueue::open(
+                &data_dir.join("queue.db"),
+                queue_settings,
+            )?),
             store: Arc::new(SqliteStore::open(&data_dir.join("store.db"))?),
             notifier: Arc::new(SqliteNotifier::open(&data_dir.join("alerts.db"))?),
         })

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use rusqlite::params;
 
 use super::sqlite::{SqliteDb, json_error, now_millis};
-use crate::domain::{Alert, ShopId};
 use crate::domain::alert::ALERT_SUBJECT;
+use crate::domain::{Alert, ShopId};
 use crate::ports::{Notifier, PortError};
 
 const COMPONENT: &str = "notifier";
@@ -81,7 +81,8 @@ impl SqliteNotifier {
 impl Notifier for SqliteNotifier {
     async fn publish(&self, alert: &Alert) -> Result<(), PortError> {
         let message = alert.message().to_string();
-        let attributes = serde_json::to_string(&alert.attributes()).map_err(|error| PortError::rejected(COMPONENT, error))?;
+        let attributes = serde_json::to_string(&alert.attributes())
+            .map_err(|error| PortError::rejected(COMPONENT, error))?;
         let shop_id = alert.shop_id.to_string();
         let transaction_id = alert.transaction.transaction_id.clone();
         let rule = alert.rule.clone();

@@ -13,9 +13,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::sqlite::{SqliteDb, now_millis};
-use crate::ports::{
-    DeadLetter, OutgoingMessage, PortError, Queue, QueueDepth, ReceivedMessage,
-};
+use crate::ports::{DeadLetter, OutgoingMessage, PortError, Queue, QueueDepth, ReceivedMessage};
 
 const COMPONENT: &str = "queue";
 
@@ -89,20 +87,17 @@ impl SqliteQueue {
                                    ORDER BY visible_at, id LIMIT ?3)
                   RETURNING id, body, sent_at, receive_count",
                 )?;
-                let rows = statement.query_map(
-                    params![now, visibility_ms, max as i64],
-                    |row| {
-                        let id: i64 = row.get(0)?;
-                        let receive_count: u32 = row.get(3)?;
-                        Ok(ReceivedMessage {
-                            id: id.to_string(),
-                            receipt: format!("{id}:{receive_count}"),
-                            body: row.get(1)?,
-                            receive_count,
-                            sent_at: from_millis(row.get(2)?),
-                        })
-                    },
-                )?;
+                let rows = statement.query_map(params![now, visibility_ms, max as i64], |row| {
+                    let id: i64 = row.get(0)?;
+                    let receive_count: u32 = row.get(3)?;
+                    Ok(ReceivedMessage {
+                        id: id.to_string(),
+                        receipt: format!("{id}:{receive_count}"),
+                        body: row.get(1)?,
+                        receive_count,
+                        sent_at: from_millis(row.get(2)?),
+                    })
+                })?;
                 let mut messages = rows.collect::<rusqlite::Result<Vec<_>>>()?;
                 messages.sort_by_key(|message| message.id.parse::<i64>().unwrap_or_default());
                 Ok(messages)
@@ -113,7 +108,11 @@ impl SqliteQueue {
 
 /// Messages that were received `max_receives` times and whose last lease ran out go to the dead
 /// letters, as SQS's redrive policy does.
-fn dead_letter_exhausted(connection: &Connection, now: i64, max_receives: u32) -> rusqlite::Result<()> {
+fn dead_letter_exhausted(
+    connection: &Connection,
+    now: i64,
+    max_receives: u32,
+) -> rusqlite::Result<()> {
     let moved = connection.prepare_cached(
         "INSERT INTO dead_letters (id, body, sent_at, receive_count, reason, dead_at)
          SELECT id, body, sent_at, receive_count,
@@ -215,7 +214,12 @@ impl Queue for SqliteQueue {
             .await
     }
 
-    async fn retry_later(&self, receipt: &str, delay: Duration, error: &str) -> Result<(), PortError> {
+    async fn retry_later(
+        &self,
+        receipt: &str,
+        delay: Duration,
+        error: &str,
+    ) -> Result<(), PortError> {
         let (id, receive_count) = parse_receipt(receipt)?;
         let delay_ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
         let error = error.to_owned();
@@ -226,7 +230,12 @@ impl Queue for SqliteQueue {
                         "UPDATE messages SET visible_at = ?1, last_error = ?2
                           WHERE id = ?3 AND receive_count = ?4",
                     )?
-                    .execute(params![now_millis().saturating_add(delay_ms), error, id, receive_count])?;
+                    .execute(params![
+                        now_millis().saturating_add(delay_ms),
+                        error,
+                        id,
+                        receive_count
+                    ])?;
                 Ok(())
             })
             .await
@@ -258,7 +267,9 @@ impl Queue for SqliteQueue {
         self.db
             .read(|connection| {
                 let count = |table: &str| -> rusqlite::Result<u64> {
-                    connection.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0))
+                    connection.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| {
+                        row.get(0)
+                    })
                 };
                 Ok(QueueDepth {
                     messages: count("messages")?,

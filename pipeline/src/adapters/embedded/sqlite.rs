@@ -159,7 +159,9 @@ fn commit_group(connection: &Connection, group: Vec<Job>) {
         let closed = savepoint.and_then(|()| connection.execute_batch(undo));
         completions.push((completion, closed.map_err(|error| error.to_string())));
     }
-    let commit = connection.execute_batch("COMMIT").map_err(|error| error.to_string());
+    let commit = connection
+        .execute_batch("COMMIT")
+        .map_err(|error| error.to_string());
     if commit.is_err() {
         let _ = connection.execute_batch("ROLLBACK");
     }

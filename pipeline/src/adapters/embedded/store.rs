@@ -79,7 +79,8 @@ fn select_record(
 #[async_trait]
 impl Store for SqliteStore {
     async fn put_if_absent(&self, record: &TransactionRecord) -> Result<PutOutcome, PortError> {
-        let json = serde_json::to_string(record).map_err(|error| PortError::rejected(COMPONENT, error))?;
+        let json =
+            serde_json::to_string(record).map_err(|error| PortError::rejected(COMPONENT, error))?;
         let record = record.clone();
         self.db
             .write(move |connection| {

@@ -1,0 +1,559 @@
+//! End to end: the real `api` binary on a free port with a fresh data directory, driven over
+//! HTTP as a shop would drive it. Waits poll with a deadline; nothing sleeps to synchronise.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use pipeline::adapters::embedded::{QueueSettings, SqliteNotifier, SqliteQueue};
+use pipeline::domain::ShopId;
+use pipeline::ports::{OutgoingMessage, Queue};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+const DEV_KEY: &str = api::auth::DEVELOPMENT_KEY;
+const ORIGINAL: &str =
+    r#"{"transaction_id": 12345, "amount": 100, "timestamp": "2024-08-09T12:34:56Z"}"#;
+const DEADLINE: Duration = Duration::from_secs(20);
+
+struct Server {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Server {
+    async fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.with_extension("log"))
+            .expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_api"));
+        command
+            .args(["--addr", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("spawn the api binary");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(DEADLINE, lines.next_line())
+            .await
+            .expect("the server announced its address in time")
+            .expect("read stdout")
+            .expect("a line on stdout");
+        let base = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Server {
+            child,
+            base,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn post(&self, key: &str, body: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/transactions", self.base))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    async fn get(&self, key: &str, id: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}/transactions/{id}", self.base))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    /// The stored transaction, once the processor has stored it.
+    async fn stored(&self, key: &str, id: &str) -> Value {
+        eventually(&format!("transaction {id} stored"), || async {
+            let response = self.get(key, id).await;
+            (response.status() == StatusCode::OK).then_some(response)
+        })
+        .await
+        .json()
+        .await
+        .expect("JSON")
+    }
+
+    async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .filter(|line| line.starts_with(name))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().expect("running").to_string()
+    }
+
+    async fn signal(mut self, signal: &str) -> std::process::ExitStatus {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.pid()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        tokio::time::timeout(DEADLINE, self.child.wait())
+            .await
+            .expect("the server exited in time")
+            .expect("wait")
+    }
+}
+
+/// Polls `probe` until it yields a value, failing the test at the deadline.
+async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn data_dir(temp: &tempfile::TempDir) -> PathBuf {
+    temp.path().join("data")
+}
+
+async fn alerts_of(data_dir: &Path, shop: &str) -> Vec<String> {
+    let notifier = SqliteNotifier::open(&data_dir.join("alerts.db")).expect("open alerts");
+    let shop = ShopId::parse(shop).expect("shop");
+    notifier
+        .published(&shop)
+        .await
+        .expect("alerts")
+        .into_iter()
+        .map(|alert| alert.transaction_id)
+        .collect()
+}
+
+fn transaction(id: &str, amount: &str) -> String {
+    json!({"transaction_id": id, "amount": amount, "timestamp": "2024-08-09T12:34:56Z"}).to_string()
+}
+
+#[tokio::test]
+async fn the_original_test_message_round_trips() {
+    let temp = tempfile::tempdir().expect("temp");
+    let server = Server::start(&data_dir(&temp), &[]).await;
+    let response = server.post(DEV_KEY, ORIGINAL).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(response.headers()["location"], "/transactions/12345");
+    let stored = server.stored(DEV_KEY, "12345").await;
+    assert_eq!(stored["transaction_id"], "12345");
+    assert_eq!(stored["amount"], "100.00");
+    assert_eq!(stored["currency"], "USD");
+    assert_eq!(stored["type"], "purchase");
+    assert_eq!(stored["timestamp"], "2024-08-09T12:34:56Z");
+    assert_eq!(stored["shop_id"], "demo");
+    assert_eq!(stored["alert"], Value::Null);
+}
+
+#[tokio::test]
+async fn above_1000_alerts_and_exactly_1000_does_not() {
+    let temp = tempfile::tempdir().expect("temp");
+    let server = Server::start(&data_dir(&temp), &[]).await;
+    server.post(DEV_KEY, &transaction("over", "1000.01")).await;
+    server.post(DEV_KEY, &transaction("equal", "1000.00")).await;
+    let over = server.stored(DEV_KEY, "over").await;
+    let equal = server.stored(DEV_KEY, "equal").await;
+    assert_eq!(over["alert"]["rule"], "amount_exceeds_threshold");
+    assert_eq!(over["alert"]["state"], "sent");
+    assert!(over["alert"]["sent_at"].is_string());
+    assert_eq!(equal["alert"], Value::Null);
+    assert_eq!(alerts_of(&data_dir(&temp), "demo").await, ["over"]);
+}
+
+#[tokio::test]
+async fn thresholds_are_configurable_per_currency() {
+    let temp = tempfile::tempdir().expect("temp");
+    let server = Server::start(&data_dir(&temp), &[("ALERT_THRESHOLDS", "JPY=150000")]).await;
+    let yen = |id: &str, amount: &str| {
+        json!({"transaction_id": id, "amount": amount, "currency": "JPY", "timestamp": "2024-08-09T12:34:56Z"}).to_string()
+    };
+    server.post(DEV_KEY, &yen("yen-under", "150000")).await;
+    server.post(DEV_KEY, &yen("yen-over", "150001")).await;
+    assert_eq!(
+        server.stored(DEV_KEY, "yen-under").await["alert"],
+        Value::Null
+    );
+    assert_eq!(
+        server.stored(DEV_KEY, "yen-over").await["alert"]["threshold"],
+        "150000"
+    );
+}
+
+#[tokio::test]
+async fn the_same_post_twice_gives_one_record_and_one_alert() {
+    let temp = tempfile::tempdir().expect("temp");
+    let server = Server::start(&data_dir(&temp), &[]).await;
+    let body = transaction("twice", "5000");
+    assert_eq!(
+        server.post(DEV_KEY, &body).await.status(),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        server.post(DEV_KEY, &body).await.status(),
+        StatusCode::ACCEPTED
+    );
+    server.stored(DEV_KEY, "twice").await;
+    eventually("the second copy processed as a duplicate", || async {
+        (server.metric("transactions_duplicates_total").await == 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(server.metric("transactions_processed_total").await, 1.0);
+    assert_eq!(alerts_of(&data_dir(&temp), "demo").await, ["twice"]);
+}
+
+#[tokio::test]
+async fn the_same_id_with_another_amount_keeps_the_original_and_counts_a_conflict() {
+    let temp = tempfile::tempdir().expect("temp");
+    let server = Server::start(&data_dir(&temp), &[]).await;
+    server.post(DEV_KEY, &transaction("tx", "10.00")).await;
+    server.stored(DEV_KEY, "tx").await;
+    assert_eq!(
+        server
+            .post(DEV_KEY, &transaction("tx", "9999.00"))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    eventually("a conflict counted", || async {
+        (server.metric("transactions_conflicts_total").await == 1.0).then_some(())
+    })
+    .await;
+    let stored = server.stored(DEV_KEY, "tx").await;
+    assert_eq!(stored["amount"], "10.00");
+    assert_eq!(stored["alert"], Value::Null);
+    assert!(alerts_of(&data_dir(&temp), "demo").await.is_empty());
+}
+
+/// The queue really delivers every message twice: the API runs without the processor, the
+/// test doubles every queued message, then a processor drains them all.
+#[tokio::test]
+async fn every_message_delivered_twice_gives_one_record_and_one_alert() {
+    let temp = tempfile::tempdir().expect("temp");
+    let data = data_dir(&temp);
+    let api_only = Server::start(&data, &[("EMBEDDED_PROCESSOR", "false")]).await;
+    let ids: Vec<String> = (0..30).map(|i| format!("dup-{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let amount = if i % 3 == 0 { "1500.00" } else { "15.00" };
+        assert_eq!(
+            api_only
+                .post(DEV_KEY, &transaction(id, amount))
+                .await
+                .status(),
+            StatusCode::ACCEPTED
+        );
+    }
+    api_only.signal("-TERM").await;
+
+    let queue = SqliteQueue::open(&data.join("queue.db"), QueueSettings::default()).expect("queue");
+    let queued = queue.receive(100, Duration::ZERO).await.expect("receive");
+    assert_eq!(queued.len(), ids.len());
+    let copies: Vec<OutgoingMessage> = queued
+        .iter()
+        .flat_map(|m| [m.body.clone(), m.body.clone()])
+        .map(|body| OutgoingMessage {
+            body,
+            attributes: Default::default(),
+        })
+        .collect();
+    queue.send_batch(copies).await.expect("send copies");
+    let receipts: Vec<String> = queued.iter().map(|m| m.receipt.clone()).collect();
+    queue.ack(&receipts).await.expect("ack the originals");
+    drop(queue);
+
+    let server = Server::start(&data, &[]).await;
+    for id in &ids {
+        server.stored(DEV_KEY, id).await;
+    }
+    eventually("every second copy seen as a duplicate", || async {
+        (server.metric("transactions_duplicates_total").await == ids.len() as f64).then_some(())
+    })
+    .await;
+    assert_eq!(
+        server.metric("transactions_processed_total").await,
+        ids.len() as f64
+    );
+    let mut alerted = alerts_of(&data, "demo").await;
+    alerted.sort();
+    let mut expected: Vec<String> = ids.iter().step_by(3).cloned().collect();
+    expected.sort();
+    assert_eq!(
+        alerted, expected,
+        "exactly one alert per high-value transaction"
+    );
+}
+
+#[tokio::test]
+async fn sigkill_after_a_burst_loses_no_accepted_transaction() {
+    let temp = tempfile::tempdir().expect("temp");
+    let data = data_dir(&temp);
+    let settings = [("QUEUE_VISIBILITY_TIMEOUT", "1")];
+    let server = Server::start(&data, &settings).await;
+    let posts = (0..300).map(|i| {
+        let server = &server;
+        async move {
+            let id = format!("burst-{i}");
+            let status = server
+                .post(DEV_KEY, &transaction(&id, "42.00"))
+                .await
+                .status();
+            (id, status)
+        }
+    });
+    let results = futures_util::future::join_all(posts).await;
+    let accepted: Vec<String> = results
+        .into_iter()
+        .filter(|(_, status)| *status == StatusCode::ACCEPTED)
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(accepted.len(), 300, "all were accepted before the kill");
+    server.signal("-KILL").await;
+
+    let restarted = Server::start(&data, &settings).await;
+    for id in &accepted {
+        let stored = restarted.stored(DEV_KEY, id).await;
+        assert_eq!(stored["amount"], "42.00");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_stops_cleanly() {
+    let temp = tempfile::tempdir().expect("temp");
+    let server = Server::start(&data_dir(&temp), &[]).await;
+    server.post(DEV_KEY, ORIGINAL).await;
+    let status = server.signal("-TERM").await;
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[tokio::test]
+async fn malformed_bodies_each_get_a_4xx_problem_naming_the_field() {
+    let temp = tempfile::tempdir().expect("temp");
+    let server = Server::start(&data_dir(&temp), &[]).await;
+    let ok = r#""transaction_id": "m", "timestamp": "2024-08-09T12:34:56Z""#;
+    let cases: Vec<(String, u16, Option<&str>)> = vec![
+        ("".into(), 400, None),
+        ("{".into(), 400, None),
+        ("null".into(), 400, None),
+        ("[]".into(), 400, None),
+        ("\"text\"".into(), 400, None),
+        ("{\"amount\": 1,}".into(), 400, None),
+        ("{\"amount\": 01}".into(), 400, None),
+        ("{}".into(), 422, Some("transaction_id")),
+        (format!("{{{ok}}}"), 422, Some("amount")),
+        (format!("{{{ok}, \"amount\": 0}}"), 422, Some("amount")),
+        (format!("{{{ok}, \"amount\": -10}}"), 422, Some("amount")),
+        (
+            format!("{{{ok}, \"amount\": \"ten\"}}"),
+            422,
+            Some("amount"),
+        ),
+        (
+            format!("{{{ok}, \"amount\": \"1e3\"}}"),
+            422,
+            Some("amount"),
+        ),
+        (format!("{{{ok}, \"amount\": 1.005}}"), 422, Some("amount")),
+        (
+            format!("{{{ok}, \"amount\": 1000000000.01}}"),
+            422,
+            Some("amount"),
+        ),
+        (format!("{{{ok}, \"amount\": true}}"), 422, Some("amount")),
+        (
+            format!("{{{ok}, \"amount\": 5, \"currency\": \"usd\"}}"),
+            422,
+            Some("currency"),
+        ),
+        (
+            format!("{{{ok}, \"amount\": 5, \"currency\": \"XYZ\"}}"),
+            422,
+            Some("currency"),
+        ),
+        (
+            format!("{{{ok}, \"amount\": 5, \"type\": \"gift\"}}"),
+            422,
+            Some("type"),
+        ),
+        (
+            format!("{{{ok}, \"amount\": 5, \"payment_method\": \"iou\"}}"),
+            422,
+            Some("payment_method"),
+        ),
+        (
+            format!("{{{ok}, \"amount\": 5, \"customer_id\": \"\"}}"),
+            422,
+            Some("customer_id"),
+        ),
+        (
+            format!("{{{ok}, \"amount\": 5, \"items\": []}}"),
+            422,
+            Some("items"),
+        ),
+        (
+            format!(
+                "{{{ok}, \"amount\": 5, \"items\": [{{\"sku\": \"a\", \"quantity\": 0, \"unit_price\": 5}}]}}"
+            ),
+            422,
+            Some("items[0].quantity"),
+        ),
+        (
+            format!(
+                "{{{ok}, \"amount\": 5, \"items\": [{{\"sku\": \"a\", \"quantity\": 1, \"unit_price\": 4}}]}}"
+            ),
+            422,
+            Some("items"),
+        ),
+        (
+            format!("{{{ok}, \"amount\": 5, \"metadata\": {{\"k\": 1}}}}"),
+            422,
+            Some("metadata.k"),
+        ),
+        (
+            format!("{{{ok}, \"amount\": 5, \"shop_id\": \"someone\"}}"),
+            422,
+            Some("shop_id"),
+        ),
+        (
+            r#"{"transaction_id": "a b", "amount": 5, "timestamp": "2024-08-09T12:34:56Z"}"#.into(),
+            422,
+            Some("transaction_id"),
+        ),
+        (
+            r#"{"transaction_id": -5, "amount": 5, "timestamp": "2024-08-09T12:34:56Z"}"#.into(),
+            422,
+            Some("transaction_id"),
+        ),
+        (
+            r#"{"transaction_id": "t", "amount": 5, "timestamp": "2024-08-09 12:34:56"}"#.into(),
+            422,
+            Some("timestamp"),
+        ),
+        (
+            r#"{"transaction_id": "t", "amount": 5, "timestamp": "2999-01-01T00:00:00Z"}"#.into(),
+            422,
+            Some("timestamp"),
+        ),
+    ];
+    assert!(cases.len() >= 25);
+    for (body, status, field) in &cases {
+        let response = server.post(DEV_KEY, body).await;
+        assert_eq!(response.status().as_u16(), *status, "{body}");
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/problem+json",
+            "{body}"
+        );
+        let problem: Value = response.json().await.expect("problem JSON");
+        assert_eq!(problem["status"], *status, "{body}");
+        if let Some(field) = field {
+            let named = problem["errors"]
+                .as_array()
+                .is_some_and(|errors| errors.iter().any(|error| error["field"] == *field));
+            assert!(named, "{body}: {field} not named in {problem}");
+        }
+    }
+    // Nothing broken was queued, and the server is still healthy.
+    assert_eq!(server.metric("transactions_accepted_total").await, 0.0);
+    let health = server
+        .http
+        .get(format!("{}/health", server.base))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(health.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn another_shops_key_reads_a_404() {
+    let temp = tempfile::tempdir().expect("temp");
+    let keys = temp.path().join("keys");
+    let line =
+        |shop: &str, key: &str| format!("{shop}:{}\n", hex::encode(api::auth::hash_key(key)));
+    std::fs::write(
+        &keys,
+        format!(
+            "# two shops\n{}{}",
+            line("alpha", "alpha-key"),
+            line("beta", "beta-key")
+        ),
+    )
+    .expect("keys");
+    let keys_path = keys.to_string_lossy().into_owned();
+    let server = Server::start(&data_dir(&temp), &[("API_KEYS_FILE", keys_path.as_str())]).await;
+    assert_eq!(
+        server.post(DEV_KEY, ORIGINAL).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "no development key with a keys file"
+    );
+    assert_eq!(
+        server.post("alpha-key", ORIGINAL).await.status(),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        server.stored("alpha-key", "12345").await["shop_id"],
+        "alpha"
+    );
+    let theirs = server.get("beta-key", "12345").await;
+    let missing = server.get("beta-key", "never-sent").await;
+    assert_eq!(theirs.status(), StatusCode::NOT_FOUND);
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    // Beta may use the same id for its own transaction.
+    assert_eq!(
+        server
+            .post("beta-key", &transaction("12345", "7"))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(server.stored("beta-key", "12345").await["amount"], "7.00");
+    assert_eq!(
+        server.stored("alpha-key", "12345").await["amount"],
+        "100.00"
+    );
+}
+
+#[tokio::test]
+async fn refuses_to_listen_off_loopback_without_keys() {
+    let temp = tempfile::tempdir().expect("temp");
+    let output = Command::new(env!("CARGO_BIN_EXE_api"))
+        .args(["--addr", "0.0.0.0:0", "--data-dir"])
+        .arg(data_dir(&temp))
+        .output()
+        .await
+        .expect("run");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--api-keys-file"), "{stderr}");
+}

@@ -1,0 +1,435 @@
+//! The router, called in-process over the real embedded backend: one test per status code,
+//! and the failure paths through test doubles of the ports.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::app::{AppState, router};
+use api::auth::{ApiKeys, DEVELOPMENT_KEY};
+use async_trait::async_trait;
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use chrono::{DateTime, Utc};
+use http_body_util::BodyExt;
+use pipeline::adapters::embedded::{EmbeddedBackend, QueueSettings};
+use pipeline::domain::{ShopId, TransactionRecord};
+use pipeline::ports::{
+    DeadLetter, OutgoingMessage, PortError, PutOutcome, Queue, QueueDepth, ReceivedMessage, Store,
+};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const ORIGINAL: &str =
+    r#"{"transaction_id": 12345, "amount": 100, "timestamp": "2024-08-09T12:34:56Z"}"#;
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    backend: EmbeddedBackend,
+    router: Router,
+}
+
+fn state(queue: Arc<dyn Queue>, store: Arc<dyn Store>) -> AppState {
+    let other_shop_line = format!("other:{}", hex::encode(api::auth::hash_key("other-key")));
+    let demo_line = format!("demo:{}", hex::encode(api::auth::hash_key(DEVELOPMENT_KEY)));
+    AppState {
+        queue,
+        store,
+        keys: Arc::new(ApiKeys::parse(&format!("{demo_line}\n{other_shop_line}\n")).expect("keys")),
+        prometheus: Some(api::telemetry::prometheus()),
+        enqueue_timeout: Duration::from_millis(300),
+    }
+}
+
+fn harness() -> Harness {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let backend = EmbeddedBackend::open(dir.path(), QueueSettings::default()).expect("backend");
+    let router = router(state(backend.queue.clone(), backend.store.clone()));
+    Harness {
+        _dir: dir,
+        backend,
+        router,
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: Value,
+    text: String,
+}
+
+async fn call(router: &Router, request: Request<Body>) -> Answer {
+    let response = router
+        .clone()
+        .oneshot(request)
+        .await
+        .expect("router answers");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Answer {
+        status,
+        headers,
+        body,
+        text,
+    }
+}
+
+fn post(body: impl Into<Body>) -> Request<Body> {
+    Request::post("/transactions")
+        .header(header::AUTHORIZATION, format!("Bearer {DEVELOPMENT_KEY}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body.into())
+        .expect("request")
+}
+
+fn get(path: &str, key: &str) -> Request<Body> {
+    Request::get(path)
+        .header(header::AUTHORIZATION, format!("Bearer {key}"))
+        .body(Body::empty())
+        .expect("request")
+}
+
+/// A problem document with this status, `type`, `title` and `detail`.
+fn assert_problem(answer: &Answer, status: StatusCode) {
+    assert_eq!(answer.status, status, "{}", answer.text);
+    assert_eq!(
+        answer.headers[header::CONTENT_TYPE],
+        "application/problem+json"
+    );
+    assert_eq!(answer.body["status"], status.as_u16());
+    for field in ["type", "title", "detail"] {
+        assert!(
+            answer.body[field].is_string(),
+            "problem without {field}: {}",
+            answer.text
+        );
+    }
+}
+
+async fn queued_bodies(backend: &EmbeddedBackend) -> Vec<Value> {
+    let received = backend
+        .queue
+        .receive(100, Duration::ZERO)
+        .await
+        .expect("receive");
+    received
+        .iter()
+        .map(|m| serde_json::from_str(&m.body).expect("json"))
+        .collect()
+}
+
+#[tokio::test]
+async fn accepted_202_means_the_envelope_is_on_the_queue() {
+    let h = harness();
+    let answer = call(&h.router, post(ORIGINAL)).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+    assert_eq!(answer.headers[header::LOCATION], "/transactions/12345");
+    assert_eq!(answer.body["transaction_id"], "12345");
+    assert_eq!(answer.body["status"], "accepted");
+    let queued = queued_bodies(&h.backend).await;
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0]["version"], 1);
+    assert_eq!(queued[0]["shop_id"], "demo", "the key chooses the shop");
+    assert_eq!(queued[0]["request_id"], answer.body["request_id"]);
+    assert_eq!(queued[0]["transaction"]["amount"], "100.00");
+}
+
+#[tokio::test]
+async fn other_json_media_types_are_accepted() {
+    let h = harness();
+    let request = Request::post("/transactions")
+        .header(header::AUTHORIZATION, format!("Bearer {DEVELOPMENT_KEY}"))
+        .header(
+            header::CONTENT_TYPE,
+            "application/vnd.shop+json; charset=utf-8",
+        )
+        .body(Body::from(ORIGINAL))
+        .expect("request");
+    assert_eq!(call(&h.router, request).await.status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn read_200_returns_the_stored_transaction_with_its_processing_facts() {
+    let h = harness();
+    let now = Utc::now();
+    let transaction = pipeline::domain::parse_transaction(ORIGINAL.as_bytes(), now).expect("valid");
+    let envelope = pipeline::domain::Envelope::new(
+        ShopId::parse("demo").expect("shop"),
+        transaction,
+        now,
+        "r1".into(),
+    );
+    let record = TransactionRecord::new(envelope, None, now);
+    h.backend.store.put_if_absent(&record).await.expect("put");
+    let answer = call(&h.router, get("/transactions/12345", DEVELOPMENT_KEY)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(answer.body["transaction_id"], "12345");
+    assert_eq!(answer.body["amount"], "100.00");
+    assert_eq!(answer.body["currency"], "USD");
+    assert_eq!(answer.body["alert"], Value::Null);
+    assert!(answer.body["accepted_at"].is_string() && answer.body["processed_at"].is_string());
+    // Another shop's key sees exactly what a missing id shows.
+    let other = call(&h.router, get("/transactions/12345", "other-key")).await;
+    let missing = call(&h.router, get("/transactions/nope", DEVELOPMENT_KEY)).await;
+    assert_problem(&other, StatusCode::NOT_FOUND);
+    assert_problem(&missing, StatusCode::NOT_FOUND);
+    assert_eq!(other.body["title"], missing.body["title"]);
+}
+
+#[tokio::test]
+async fn malformed_json_is_400() {
+    let h = harness();
+    for body in ["{", "not json", "[1, 2]", "", "{\"transaction_id\": 1,}"] {
+        let answer = call(&h.router, post(body)).await;
+        assert_problem(&answer, StatusCode::BAD_REQUEST);
+    }
+}
+
+#[tokio::test]
+async fn missing_or_wrong_keys_are_401_with_www_authenticate() {
+    let h = harness();
+    let no_key = Request::post("/transactions")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(ORIGINAL))
+        .expect("request");
+    let wrong_key = get("/transactions/12345", "guess");
+    let wrong_scheme = Request::get("/transactions/1")
+        .header(header::AUTHORIZATION, format!("Basic {DEVELOPMENT_KEY}"))
+        .body(Body::empty())
+        .expect("request");
+    for request in [no_key, wrong_key, wrong_scheme] {
+        let answer = call(&h.router, request).await;
+        assert_problem(&answer, StatusCode::UNAUTHORIZED);
+        assert_eq!(answer.headers[header::WWW_AUTHENTICATE], "Bearer");
+    }
+    assert!(queued_bodies(&h.backend).await.is_empty());
+}
+
+#[tokio::test]
+async fn unknown_routes_are_404_and_wrong_methods_405() {
+    let h = harness();
+    assert_problem(
+        &call(&h.router, get("/nothing-here", DEVELOPMENT_KEY)).await,
+        StatusCode::NOT_FOUND,
+    );
+    let delete = Request::delete("/transactions")
+        .body(Body::empty())
+        .expect("request");
+    assert_problem(
+        &call(&h.router, delete).await,
+        StatusCode::METHOD_NOT_ALLOWED,
+    );
+}
+
+#[tokio::test]
+async fn bodies_over_64_kib_are_413() {
+    let h = harness();
+    let huge = format!(
+        r#"{{"transaction_id": "x", "metadata": {{"k": "{}"}}}}"#,
+        "v".repeat(70 * 1024)
+    );
+    assert_problem(
+        &call(&h.router, post(huge)).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+    );
+}
+
+#[tokio::test]
+async fn non_json_content_types_are_415() {
+    let h = harness();
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ] {
+        let mut request = Request::post("/transactions")
+            .header(header::AUTHORIZATION, format!("Bearer {DEVELOPMENT_KEY}"));
+        if let Some(value) = content_type {
+            request = request.header(header::CONTENT_TYPE, value);
+        }
+        let answer = call(
+            &h.router,
+            request.body(Body::from(ORIGINAL)).expect("request"),
+        )
+        .await;
+        assert_problem(&answer, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+}
+
+#[tokio::test]
+async fn broken_rules_are_422_listing_every_field() {
+    let h = harness();
+    let body = json!({"transaction_id": "bad id", "amount": "0", "timestamp": "soon", "shop": "x"});
+    let answer = call(&h.router, post(body.to_string())).await;
+    assert_problem(&answer, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields: Vec<&str> = answer.body["errors"]
+        .as_array()
+        .expect("errors array")
+        .iter()
+        .map(|error| error["field"].as_str().expect("field"))
+        .collect();
+    assert_eq!(fields, ["amount", "shop", "timestamp", "transaction_id"]);
+    assert!(
+        queued_bodies(&h.backend).await.is_empty(),
+        "nothing invalid is queued"
+    );
+}
+
+/// A queue that refuses everything, as a full disk or an unreachable SQS would.
+struct BrokenQueue;
+
+#[async_trait]
+impl Queue for BrokenQueue {
+    async fn send(&self, _: OutgoingMessage) -> Result<String, PortError> {
+        Err(PortError::unavailable("queue", "disk I/O error"))
+    }
+    async fn send_batch(
+        &self,
+        _: Vec<OutgoingMessage>,
+    ) -> Result<Vec<Result<String, PortError>>, PortError> {
+        Err(PortError::unavailable("queue", "disk I/O error"))
+    }
+    async fn receive(&self, _: usize, _: Duration) -> Result<Vec<ReceivedMessage>, PortError> {
+        Err(PortError::unavailable("queue", "disk I/O error"))
+    }
+    async fn ack(&self, _: &[String]) -> Result<(), PortError> {
+        Ok(())
+    }
+    async fn retry_later(&self, _: &str, _: Duration, _: &str) -> Result<(), PortError> {
+        Ok(())
+    }
+    async fn dead_letter(&self, _: &ReceivedMessage, _: &str) -> Result<(), PortError> {
+        Ok(())
+    }
+    async fn depth(&self) -> Result<QueueDepth, PortError> {
+        Err(PortError::unavailable("queue", "disk I/O error"))
+    }
+    async fn peek_dead_letters(&self, _: usize) -> Result<Vec<DeadLetter>, PortError> {
+        Ok(Vec::new())
+    }
+}
+
+/// A queue that never answers.
+struct StuckQueue;
+
+#[async_trait]
+impl Queue for StuckQueue {
+    async fn send(&self, _: OutgoingMessage) -> Result<String, PortError> {
+        std::future::pending().await
+    }
+    async fn send_batch(
+        &self,
+        _: Vec<OutgoingMessage>,
+    ) -> Result<Vec<Result<String, PortError>>, PortError> {
+        std::future::pending().await
+    }
+    async fn receive(&self, _: usize, _: Duration) -> Result<Vec<ReceivedMessage>, PortError> {
+        std::future::pending().await
+    }
+    async fn ack(&self, _: &[String]) -> Result<(), PortError> {
+        Ok(())
+    }
+    async fn retry_later(&self, _: &str, _: Duration, _: &str) -> Result<(), PortError> {
+        Ok(())
+    }
+    async fn dead_letter(&self, _: &ReceivedMessage, _: &str) -> Result<(), PortError> {
+        Ok(())
+    }
+    async fn depth(&self) -> Result<QueueDepth, PortError> {
+        Ok(QueueDepth::default())
+    }
+    async fn peek_dead_letters(&self, _: usize) -> Result<Vec<DeadLetter>, PortError> {
+        Ok(Vec::new())
+    }
+}
+
+#[tokio::test]
+async fn a_queue_that_fails_or_hangs_is_503_with_retry_after() {
+    let h = harness();
+    for queue in [
+        Arc::new(BrokenQueue) as Arc<dyn Queue>,
+        Arc::new(StuckQueue),
+    ] {
+        let router = router(state(queue, h.backend.store.clone()));
+        let answer = call(&router, post(ORIGINAL)).await;
+        assert_problem(&answer, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(answer.headers[header::RETRY_AFTER], "1");
+        assert!(
+            !answer.text.contains("disk I/O"),
+            "internals stay in the logs: {}",
+            answer.text
+        );
+    }
+    let router = router(state(Arc::new(BrokenQueue), h.backend.store.clone()));
+    let health = call(&router, get("/health", "")).await;
+    assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(health.body["queue"]["status"], "unavailable");
+}
+
+/// A store whose reads panic, standing in for any bug in a handler.
+struct PanickingStore;
+
+#[async_trait]
+impl Store for PanickingStore {
+    async fn put_if_absent(&self, _: &TransactionRecord) -> Result<PutOutcome, PortError> {
+        Ok(PutOutcome::Inserted)
+    }
+    async fn get(&self, _: &ShopId, _: &str) -> Result<Option<TransactionRecord>, PortError> {
+        panic!("a bug in a handler")
+    }
+    async fn mark_alert_sent(
+        &self,
+        _: &ShopId,
+        _: &str,
+        _: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        Ok(())
+    }
+    async fn ping(&self) -> Result<(), PortError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_panic_in_a_handler_is_a_500_problem_not_a_dropped_connection() {
+    let h = harness();
+    let router = router(state(h.backend.queue.clone(), Arc::new(PanickingStore)));
+    let answer = call(&router, get("/transactions/1", DEVELOPMENT_KEY)).await;
+    assert_problem(&answer, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        !answer.text.contains("a bug in a handler"),
+        "{}",
+        answer.text
+    );
+}
+
+#[tokio::test]
+async fn health_metrics_and_docs_answer_without_a_key() {
+    let h = harness();
+    let health = call(&h.router, get("/health", "")).await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.body["status"], "ok");
+    call(&h.router, post(ORIGINAL)).await;
+    let metrics = call(&h.router, get("/metrics", "")).await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    assert!(
+        metrics.text.contains("transactions_accepted_total"),
+        "{}",
+        metrics.text
+    );
+    let spec = call(&h.router, get("/openapi.json", "")).await;
+    assert_eq!(spec.status, StatusCode::OK);
+    assert!(spec.body["components"]["securitySchemes"]["api_key"]["scheme"] == "bearer");
+    let docs = call(&h.router, get("/docs/", "")).await;
+    assert_eq!(docs.status, StatusCode::OK);
+    assert!(docs.text.contains("swagger"), "Swagger UI is served");
+}
