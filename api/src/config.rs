@@ -76,11 +76,11 @@ pub struct ServeArgs {
     pub queue_max_receives: u32,
 
     /// Messages the processor takes per batch.
-    #[arg(long, env = "PROCESSOR_BATCH_SIZE", default_value_t = 32)]
+    #[arg(long, env = "PROCESSOR_BATCH_SIZE", default_value_t = 128)]
     pub processor_batch_size: usize,
 
     /// Messages of a batch processed at once.
-    #[arg(long, env = "PROCESSOR_CONCURRENCY", default_value_t = 32)]
+    #[arg(long, env = "PROCESSOR_CONCURRENCY", default_value_t = 128)]
     pub processor_concurrency: usize,
 
     /// Run the processor inside this process (`false` serves the API only).

@@ -7,6 +7,11 @@ use api::{openapi, server};
 use clap::Parser;
 use pipeline::domain::ShopId;
 
+// glibc's allocator showed up as a tenth of the CPU under load; mimalloc's per-thread heaps
+// cut that (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

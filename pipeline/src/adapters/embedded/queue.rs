@@ -79,52 +79,100 @@ impl SqliteQueue {
         self.db
             .write(move |connection| {
                 let now = now_millis();
-                dead_letter_exhausted(connection, now, max_receives)?;
-                let mut statement = connection.prepare_cached(
-                    "UPDATE messages
-                        SET visible_at = ?1 + ?2, receive_count = receive_count + 1
-                      WHERE id IN (SELECT id FROM messages WHERE visible_at <= ?1
-                                   ORDER BY visible_at, id LIMIT ?3)
-                  RETURNING id, body, sent_at, receive_count",
-                )?;
-                let rows = statement.query_map(params![now, visibility_ms, max as i64], |row| {
-                    let id: i64 = row.get(0)?;
-                    let receive_count: u32 = row.get(3)?;
-                    Ok(ReceivedMessage {
-                        id: id.to_string(),
-                        receipt: format!("{id}:{receive_count}"),
-                        body: row.get(1)?,
-                        receive_count,
-                        sent_at: from_millis(row.get(2)?),
-                    })
-                })?;
-                let mut messages = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-                messages.sort_by_key(|message| message.id.parse::<i64>().unwrap_or_default());
-                Ok(messages)
+                let mut leased = Vec::with_capacity(max);
+                for candidate in visible_messages(connection, now, max)? {
+                    if candidate.receive_count >= max_receives {
+                        dead_letter_exhausted(connection, &candidate, now)?;
+                        continue;
+                    }
+                    connection
+                        .prepare_cached(
+                            "UPDATE messages SET visible_at = ?1, receive_count = ?2 WHERE id = ?3",
+                        )?
+                        .execute(params![
+                            now.saturating_add(visibility_ms),
+                            candidate.receive_count + 1,
+                            candidate.id
+                        ])?;
+                    leased.push(ReceivedMessage {
+                        id: candidate.id.to_string(),
+                        receipt: format!("{}:{}", candidate.id, candidate.receive_count + 1),
+                        body: candidate.body,
+                        receive_count: candidate.receive_count + 1,
+                        sent_at: from_millis(candidate.sent_at),
+                    });
+                }
+                Ok(leased)
             })
             .await
     }
 }
 
-/// Messages that were received `max_receives` times and whose last lease ran out go to the dead
-/// letters, as SQS's redrive policy does.
-fn dead_letter_exhausted(
+struct Candidate {
+    id: i64,
+    body: String,
+    sent_at: i64,
+    receive_count: u32,
+    last_error: Option<String>,
+}
+
+/// The next messages whose lease (if any) has run out, oldest first. Reads only as far into
+/// the index as it needs, however long the queue is.
+fn visible_messages(
     connection: &Connection,
     now: i64,
-    max_receives: u32,
+    max: usize,
+) -> rusqlite::Result<Vec<Candidate>> {
+    let mut statement = connection.prepare_cached(
+        "SELECT id, body, sent_at, receive_count, last_error FROM messages
+          WHERE visible_at <= ?1 ORDER BY visible_at, id LIMIT ?2",
+    )?;
+    let rows = statement.query_map(params![now, max as i64], |row| {
+        Ok(Candidate {
+            id: row.get(0)?,
+            body: row.get(1)?,
+            sent_at: row.get(2)?,
+            receive_count: row.get(3)?,
+            last_error: row.get(4)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// A message already received `max_receives` times whose last lease ran out goes to the dead
+/// letters instead of out again, as SQS's redrive policy does.
+fn dead_letter_exhausted(
+    connection: &Connection,
+    message: &Candidate,
+    now: i64,
 ) -> rusqlite::Result<()> {
-    let moved = connection.prepare_cached(
-        "INSERT INTO dead_letters (id, body, sent_at, receive_count, reason, dead_at)
-         SELECT id, body, sent_at, receive_count,
-                COALESCE(last_error, 'not acknowledged') || ' (received ' || receive_count || ' times)',
-                ?1
-           FROM messages WHERE visible_at <= ?1 AND receive_count >= ?2",
-    )?
-    .execute(params![now, max_receives])?;
+    let reason = format!(
+        "{} (received {} times)",
+        message.last_error.as_deref().unwrap_or("not acknowledged"),
+        message.receive_count
+    );
+    move_to_dead_letters(connection, message.id, message.receive_count, &reason, now)
+}
+
+/// Moves one lease of a message to the dead letters; a no-op if that lease is no longer current.
+fn move_to_dead_letters(
+    connection: &Connection,
+    id: i64,
+    receive_count: u32,
+    reason: &str,
+    now: i64,
+) -> rusqlite::Result<()> {
+    let moved = connection
+        .prepare_cached(
+            "INSERT OR REPLACE INTO dead_letters (id, body, sent_at, receive_count, reason, dead_at)
+             SELECT id, body, sent_at, receive_count, ?1, ?2
+               FROM messages WHERE id = ?3 AND receive_count = ?4",
+        )?
+        .execute(params![reason, now, id, receive_count])?;
     if moved > 0 {
         connection
-            .prepare_cached("DELETE FROM messages WHERE visible_at <= ?1 AND receive_count >= ?2")?
-            .execute(params![now, max_receives])?;
+            .prepare_cached("DELETE FROM messages WHERE id = ?1")?
+            .execute(params![id])?;
     }
     Ok(())
 }
@@ -246,19 +294,7 @@ impl Queue for SqliteQueue {
         let reason = reason.to_owned();
         self.db
             .write(move |connection| {
-                let moved = connection
-                    .prepare_cached(
-                        "INSERT OR REPLACE INTO dead_letters (id, body, sent_at, receive_count, reason, dead_at)
-                         SELECT id, body, sent_at, receive_count, ?1, ?2
-                           FROM messages WHERE id = ?3 AND receive_count = ?4",
-                    )?
-                    .execute(params![reason, now_millis(), id, receive_count])?;
-                if moved > 0 {
-                    connection
-                        .prepare_cached("DELETE FROM messages WHERE id = ?1")?
-                        .execute(params![id])?;
-                }
-                Ok(())
+                move_to_dead_letters(connection, id, receive_count, &reason, now_millis())
             })
             .await
     }

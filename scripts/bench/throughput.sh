@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# POST throughput: the real API (validate + durable enqueue, processor running in-process)
+# against a bare axum handler that answers 202 without enqueuing, in the same wrk setup:
+# 64 keep-alive connections, 2 threads, load generator on the same machine.
+# Usage: scripts/bench/throughput.sh [DURATION_SECONDS]   (default 15)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+duration="${1:-15}"
+
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+cargo build --release --quiet --bin api --example bare_accept
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+wait_for_port() { # the first stdout line is "listening on http://ADDR"
+  local out=$1
+  for _ in $(seq 1 100); do
+    grep -q '^listening on ' "$out" 2>/dev/null && { sed -n 's/^listening on //p' "$out" | head -1; return; }
+    sleep 0.1
+  done
+  echo "server did not start" >&2; exit 1
+}
+
+run_wrk() {
+  wrk -t2 -c64 -d"${duration}s" --latency -s scripts/bench/post.lua "$1" | tee -a "$work/wrk.log" | grep '^RESULT'
+}
+
+echo "== bare axum handler (202, no enqueue)"
+target/release/examples/bare_accept 127.0.0.1:0 >"$work/bare.out" & pids+=($!)
+bare=$(wait_for_port "$work/bare.out")
+bare_result=$(run_wrk "$bare"); echo "$bare_result"
+kill "${pids[-1]}"
+
+echo "== api only: validate + durable enqueue (EMBEDDED_PROCESSOR=false)"
+RUST_LOG=warn EMBEDDED_PROCESSOR=false target/release/api --addr 127.0.0.1:0 --data-dir "$work/api-only" >"$work/api-only.out" 2>&1 & pids+=($!)
+api_only=$(wait_for_port "$work/api-only.out")
+api_only_result=$(run_wrk "$api_only"); echo "$api_only_result"
+kill "${pids[-1]}"
+
+echo "== api: validate + durable enqueue, processor in-process"
+RUST_LOG=warn target/release/api --addr 127.0.0.1:0 --data-dir "$work/data" >"$work/api.out" 2>"$work/api.err" & pids+=($!)
+api=$(wait_for_port "$work/api.out")
+api_result=$(run_wrk "$api"); echo "$api_result"
+
+rps() { sed -n 's/.*requests_per_sec=\([0-9]*\).*/\1/p' <<<"$1"; }
+depth=$(curl -s "$api/health" | sed -n 's/.*"depth":\([0-9]*\).*/\1/p')
+processed=$(( $(rps "$api_result") * duration - depth ))
+echo "== api only / bare = $(( 100 * $(rps "$api_only_result") / $(rps "$bare_result") ))%"
+echo "== api with processor / bare = $(( 100 * $(rps "$api_result") / $(rps "$bare_result") ))%"
+echo "== processed during that run: about $(( processed / duration ))/s (queue depth at the end: $depth)"
