@@ -366,7 +366,7 @@ async fn a_redelivery_after_a_failed_publish_sends_the_pending_alert_once() {
     let processor = processor_with(&fixture, fixture.backend.store.clone(), notifier);
     let body = envelope("shop-a", "big", "5000");
     let first = processor
-        .process_batch(deliver(fixture.backend.queue.as_ref(), &[body.clone()]).await)
+        .process_batch(deliver(fixture.backend.queue.as_ref(), std::slice::from_ref(&body)).await)
         .await;
     assert!(matches!(first.outcomes[0].1, Outcome::Failed(_)));
     let stored = fixture
@@ -378,7 +378,7 @@ async fn a_redelivery_after_a_failed_publish_sends_the_pending_alert_once() {
         .expect("stored before the publish");
     assert!(stored.alert_is_pending());
     let second = processor
-        .process_batch(deliver(fixture.backend.queue.as_ref(), &[body.clone()]).await)
+        .process_batch(deliver(fixture.backend.queue.as_ref(), std::slice::from_ref(&body)).await)
         .await;
     assert_eq!(second.outcomes[0].1, Outcome::Duplicate);
     let third = processor
