@@ -15,7 +15,7 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::ApiKeys;
+use crate::auth::KeyRing;
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
 use crate::routes;
@@ -29,7 +29,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct AppState {
     pub queue: Arc<dyn Queue>,
     pub store: Arc<dyn Store>,
-    pub keys: Arc<ApiKeys>,
+    pub keys: Arc<KeyRing>,
     /// Prometheus text for `/metrics`; `None` where metrics leave another way (CloudWatch).
     pub prometheus: Option<PrometheusHandle>,
     /// A send that takes longer than this is answered with 503.

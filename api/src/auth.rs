@@ -3,14 +3,18 @@
 
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use pipeline::domain::ShopId;
+use pipeline::ports::PortError;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+use tokio::sync::RwLock;
 
 use crate::app::AppState;
 use crate::error::ApiError;
@@ -123,6 +127,86 @@ pub fn new_key(shop: &ShopId) -> (String, String) {
     (key, line)
 }
 
+/// Where the keys come from: fixed at start (a file, or the development key), or an SSM
+/// parameter re-read after a short cache so that an operator can add or revoke keys without a
+/// redeploy.
+pub enum KeyRing {
+    Fixed(ApiKeys),
+    Ssm(SsmKeys),
+}
+
+pub struct SsmKeys {
+    client: aws_sdk_ssm::Client,
+    parameter: String,
+    cache_for: Duration,
+    cached: RwLock<Option<(Instant, Arc<ApiKeys>)>>,
+}
+
+impl SsmKeys {
+    pub fn new(client: aws_sdk_ssm::Client, parameter: String, cache_for: Duration) -> Self {
+        Self {
+            client,
+            parameter,
+            cache_for,
+            cached: RwLock::new(None),
+        }
+    }
+
+    /// The current keys: from the cache while fresh, else from SSM. If SSM fails, stale keys
+    /// are better than none; with no keys at all the request cannot be judged (503).
+    pub async fn keys(&self) -> Result<Arc<ApiKeys>, PortError> {
+        if let Some((read_at, keys)) = self.cached.read().await.as_ref()
+            && read_at.elapsed() < self.cache_for
+        {
+            return Ok(keys.clone());
+        }
+        match self.fetch().await {
+            Ok(keys) => {
+                let keys = Arc::new(keys);
+                *self.cached.write().await = Some((Instant::now(), keys.clone()));
+                Ok(keys)
+            }
+            Err(error) => {
+                let stale = self
+                    .cached
+                    .read()
+                    .await
+                    .as_ref()
+                    .map(|(_, keys)| keys.clone());
+                tracing::warn!(%error, using_stale_keys = stale.is_some(), "could not read the API keys from SSM");
+                stale.ok_or(error)
+            }
+        }
+    }
+
+    async fn fetch(&self) -> Result<ApiKeys, PortError> {
+        let output = self
+            .client
+            .get_parameter()
+            .name(&self.parameter)
+            .with_decryption(true)
+            .send()
+            .await
+            .map_err(|error| {
+                PortError::unavailable("key store", aws_sdk_ssm::error::DisplayErrorContext(error))
+            })?;
+        let text = output
+            .parameter
+            .and_then(|parameter| parameter.value)
+            .unwrap_or_default();
+        ApiKeys::parse(&text).map_err(|error| PortError::unavailable("key store", error))
+    }
+}
+
+impl KeyRing {
+    pub async fn authenticate(&self, presented: &str) -> Result<Option<ShopId>, PortError> {
+        match self {
+            Self::Fixed(keys) => Ok(keys.authenticate(presented)),
+            Self::Ssm(ssm) => Ok(ssm.keys().await?.authenticate(presented)),
+        }
+    }
+}
+
 /// The shop of an authenticated request.
 #[derive(Debug, Clone)]
 pub struct Shop(pub ShopId);
@@ -150,6 +234,8 @@ impl FromRequestParts<AppState> for Shop {
         state
             .keys
             .authenticate(key)
+            .await
+            .map_err(ApiError::Unavailable)?
             .map(Shop)
             .ok_or(ApiError::Unauthorized("unknown API key"))
     }

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use pipeline::adapters::config::{BackendArgs, parse_seconds};
 use pipeline::domain::AlertPolicy;
-
-use crate::telemetry::LogFormat;
+use pipeline::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -50,14 +50,22 @@ pub struct ServeArgs {
     #[arg(long, env = "API_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
 
-    /// Where the embedded queue, store and alerts live (created if missing).
-    #[arg(long, env = "DATA_DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 
-    /// File of `shop_id:<sha256 hex of key>` lines. Without it, the development key works on
-    /// loopback.
+    /// File of `shop_id:<sha256 hex of key>` lines. Without it (and without an SSM parameter),
+    /// the development key works on loopback.
     #[arg(long, env = "API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
+
+    /// SSM parameter (SecureString) holding the keys file's lines; read at start and again
+    /// after `API_KEYS_CACHE_SECONDS`, so keys change without a redeploy.
+    #[arg(long, env = "API_KEYS_SSM_PARAMETER", conflicts_with = "api_keys_file")]
+    pub api_keys_ssm_parameter: Option<String>,
+
+    /// How long keys read from SSM are trusted before they are read again.
+    #[arg(long, env = "API_KEYS_CACHE_SECONDS", default_value = "60", value_parser = parse_seconds)]
+    pub api_keys_cache_seconds: Duration,
 
     /// Per-currency alert thresholds, e.g. `USD=1000,JPY=150000`; others use 1000.
     #[arg(long, env = "ALERT_THRESHOLDS", default_value = "", value_parser = parse_policy)]
@@ -67,15 +75,7 @@ pub struct ServeArgs {
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
     pub log_format: LogFormat,
 
-    /// Seconds a received message stays invisible before it is delivered again.
-    #[arg(long, env = "QUEUE_VISIBILITY_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
-    pub queue_visibility_timeout: Duration,
-
-    /// Receives after which an unacknowledged message goes to the dead letters.
-    #[arg(long, env = "QUEUE_MAX_RECEIVES", default_value_t = 5)]
-    pub queue_max_receives: u32,
-
-    /// Messages the processor takes per batch.
+    /// Messages the in-process processor takes per batch.
     #[arg(long, env = "PROCESSOR_BATCH_SIZE", default_value_t = 128)]
     pub processor_batch_size: usize,
 
@@ -83,23 +83,19 @@ pub struct ServeArgs {
     #[arg(long, env = "PROCESSOR_CONCURRENCY", default_value_t = 128)]
     pub processor_concurrency: usize,
 
-    /// Run the processor inside this process (`false` serves the API only).
+    /// Run the processor inside this process (embedded backend only; `false` serves the API only).
     #[arg(long, env = "EMBEDDED_PROCESSOR", default_value_t = true, action = clap::ArgAction::Set)]
     pub embedded_processor: bool,
 
     /// Seconds to wait for the queue to accept a transaction before answering 503.
     #[arg(long, env = "ENQUEUE_TIMEOUT", default_value = "5", value_parser = parse_seconds)]
     pub enqueue_timeout: Duration,
+
+    /// CloudWatch namespace of the metrics (Lambda only).
+    #[arg(long, env = "METRICS_NAMESPACE", default_value = "ECommercePipeline")]
+    pub metrics_namespace: String,
 }
 
 fn parse_policy(text: &str) -> Result<AlertPolicy, String> {
     text.parse()
-}
-
-fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let seconds: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    Duration::try_from_secs_f64(seconds).map_err(|error| format!("{text:?}: {error}"))
 }

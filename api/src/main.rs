@@ -1,11 +1,11 @@
 use std::process::ExitCode;
 
 use api::auth::new_key;
-use api::config::{Cli, Command, KeysCommand};
-use api::telemetry::init_logging;
+use api::config::{Cli, Command, KeysCommand, ServeArgs};
 use api::{openapi, server};
 use clap::Parser;
 use pipeline::domain::ShopId;
+use pipeline::telemetry::{LogFormat, init_logging};
 
 // glibc's allocator showed up as a tenth of the CPU under load; mimalloc's per-thread heaps
 // cut that (see BENCHMARKS.md).
@@ -21,14 +21,24 @@ async fn main() -> ExitCode {
             print!("{}", openapi::document());
             ExitCode::SUCCESS
         }
-        Some(Command::Serve(args)) => run_server(args).await,
-        None => run_server(cli.serve).await,
+        Some(Command::Serve(args)) => run(args).await,
+        None => run(cli.serve).await,
     }
 }
 
-async fn run_server(args: api::config::ServeArgs) -> ExitCode {
-    init_logging(args.log_format);
-    match server::serve(args).await {
+async fn run(args: ServeArgs) -> ExitCode {
+    let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    init_logging(if in_lambda {
+        LogFormat::Json
+    } else {
+        args.log_format
+    });
+    let result = if in_lambda {
+        server::run_lambda(args).await
+    } else {
+        server::serve(args).await
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error:#}");
@@ -44,7 +54,7 @@ fn print_new_key(shop: &str) -> ExitCode {
             println!("key:  {key}");
             println!("line: {line}");
             eprintln!(
-                "Give the key to the shop; add the line to the API keys file. The key is not stored anywhere."
+                "Give the key to the shop; add the line to the API keys file (or SSM parameter). The key is not stored anywhere."
             );
             ExitCode::SUCCESS
         }

@@ -1,24 +1,48 @@
-//! Wiring for the embedded mode: open the SQLite backend, start the in-process processor, serve
-//! the router, and shut all of it down in order on SIGINT or SIGTERM.
+//! Wiring: build the backend and the keys from the settings, then either serve HTTP with
+//! `axum::serve` (with the in-process processor for the embedded backend) or, when started by the
+//! Lambda runtime, hand the same router to `lambda_http`.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use pipeline::adapters::embedded::{EmbeddedBackend, QueueSettings};
-use pipeline::ports::Queue;
+use aws_config::BehaviorVersion;
+use metrics_exporter_prometheus::PrometheusHandle;
+use pipeline::adapters::config::{Backend, BackendKind};
 use processor::Processor;
-use processor::worker::{self, WorkerSettings};
+use processor::worker::{self, WorkerSettings, shutdown_signal};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{AppState, router};
-use crate::auth::{ApiKeys, DEVELOPMENT_KEY, DEVELOPMENT_SHOP};
+use crate::auth::{ApiKeys, DEVELOPMENT_KEY, DEVELOPMENT_SHOP, KeyRing, SsmKeys};
 use crate::config::ServeArgs;
 use crate::telemetry;
 
-pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let keys = ApiKeys::for_server(args.api_keys_file.as_deref(), args.addr.ip())?;
+/// Where the keys come from: SSM, a file, or (loopback only) the development key.
+async fn key_ring(args: &ServeArgs, listen_ip: Option<IpAddr>) -> anyhow::Result<KeyRing> {
+    if let Some(parameter) = &args.api_keys_ssm_parameter {
+        let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        let keys = SsmKeys::new(
+            aws_sdk_ssm::Client::new(&config),
+            parameter.clone(),
+            args.api_keys_cache_seconds,
+        );
+        // Read once now, so that a wrong parameter name shows at start rather than per request.
+        keys.keys()
+            .await
+            .with_context(|| format!("reading API keys from SSM parameter {parameter}"))?;
+        return Ok(KeyRing::Ssm(keys));
+    }
+    let Some(ip) = listen_ip else {
+        let file = args
+            .api_keys_file
+            .as_deref()
+            .context("on Lambda, set API_KEYS_SSM_PARAMETER (or API_KEYS_FILE)")?;
+        return Ok(KeyRing::Fixed(ApiKeys::from_file(file)?));
+    };
+    let keys = ApiKeys::for_server(args.api_keys_file.as_deref(), ip)?;
     if args.api_keys_file.is_none() {
         tracing::warn!(
             shop = DEVELOPMENT_SHOP,
@@ -26,25 +50,38 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "no API keys file: the development key is accepted (loopback only)"
         );
     }
-    let settings = QueueSettings {
-        visibility_timeout: args.queue_visibility_timeout,
-        max_receives: args.queue_max_receives,
-    };
-    let backend = EmbeddedBackend::open(&args.data_dir, settings)
-        .with_context(|| format!("opening the data directory {}", args.data_dir.display()))?;
-    let queue: Arc<dyn Queue> = backend.queue.clone();
-    let state = AppState {
-        queue: queue.clone(),
+    Ok(KeyRing::Fixed(keys))
+}
+
+fn app_state(
+    args: &ServeArgs,
+    backend: &Backend,
+    keys: KeyRing,
+    prometheus: Option<PrometheusHandle>,
+) -> AppState {
+    AppState {
+        queue: backend.queue.clone(),
         store: backend.store.clone(),
         keys: Arc::new(keys),
-        prometheus: Some(telemetry::prometheus()),
+        prometheus,
         enqueue_timeout: args.enqueue_timeout,
-    };
+    }
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let keys = key_ring(&args, Some(args.addr.ip())).await?;
+    let backend = args
+        .backend
+        .connect()
+        .await
+        .with_context(|| format!("opening the {:?} backend", args.backend.backend))?;
+    let state = app_state(&args, &backend, keys, Some(telemetry::prometheus()));
 
     let shutdown = CancellationToken::new();
-    let worker = args.embedded_processor.then(|| {
+    let run_processor = args.embedded_processor && args.backend.backend == BackendKind::Embedded;
+    let worker = run_processor.then(|| {
         let processor = Processor::new(
-            queue.clone(),
+            backend.queue.clone(),
             backend.store.clone(),
             backend.notifier.clone(),
             args.alert_thresholds.clone(),
@@ -56,7 +93,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         };
         tokio::spawn(worker::run(
             Arc::new(processor),
-            queue.clone(),
+            backend.queue.clone(),
             settings,
             shutdown.child_token(),
         ))
@@ -68,9 +105,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     // One plain line on stdout, so that scripts and tests can find a port chosen with `:0`.
     println!("listening on http://{local}");
-    tracing::info!(%local, data_dir = %args.data_dir.display(), docs = %format!("http://{local}/docs"), "serving");
+    tracing::info!(%local, backend = ?args.backend.backend, processor = run_processor, docs = %format!("http://{local}/docs"), "serving");
 
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown_signal().await;
+            tracing::info!(
+                "shutting down: no new requests; finishing those in flight and the current batch"
+            );
+            shutdown.cancel();
+        }
+    });
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await
@@ -83,28 +129,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn cancel_on_signal(shutdown: CancellationToken) {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {}
-        () = terminate => {}
-    }
-    tracing::info!(
-        "shutting down: no new requests; finishing those in flight and the current batch"
-    );
-    shutdown.cancel();
+/// The same router behind API Gateway (HTTP API, payload 2.0, `$default` stage). Metrics leave
+/// as CloudWatch Embedded Metric Format on stdout, flushed after each invocation.
+pub async fn run_lambda(args: ServeArgs) -> anyhow::Result<()> {
+    let metrics = processor::lambda::cloudwatch_metrics(&args.metrics_namespace)
+        .map_err(|error| anyhow::anyhow!("metrics: {error}"))?;
+    let keys = key_ring(&args, None).await?;
+    let backend = args.backend.connect().await.context("connecting to AWS")?;
+    let state = app_state(&args, &backend, keys, None);
+    metrics_cloudwatch_embedded::lambda::service::run_http(metrics, router(state))
+        .await
+        .map_err(|error| anyhow::anyhow!("{error}"))
 }

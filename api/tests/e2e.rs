@@ -184,7 +184,12 @@ async fn above_1000_alerts_and_exactly_1000_does_not() {
     let server = Server::start(&data_dir(&temp), &[]).await;
     server.post(DEV_KEY, &transaction("over", "1000.01")).await;
     server.post(DEV_KEY, &transaction("equal", "1000.00")).await;
-    let over = server.stored(DEV_KEY, "over").await;
+    // Stored with the alert pending, then sent: wait for the final state.
+    let over = eventually("the alert for 1000.01 sent", || async {
+        let record = server.stored(DEV_KEY, "over").await;
+        (record["alert"]["state"] == "sent").then_some(record)
+    })
+    .await;
     let equal = server.stored(DEV_KEY, "equal").await;
     assert_eq!(over["alert"]["rule"], "amount_exceeds_threshold");
     assert_eq!(over["alert"]["state"], "sent");

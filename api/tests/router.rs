@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api::app::{AppState, router};
-use api::auth::{ApiKeys, DEVELOPMENT_KEY};
+use api::auth::{ApiKeys, DEVELOPMENT_KEY, KeyRing};
 use async_trait::async_trait;
 use axum::Router;
 use axum::body::Body;
@@ -35,7 +35,9 @@ fn state(queue: Arc<dyn Queue>, store: Arc<dyn Store>) -> AppState {
     AppState {
         queue,
         store,
-        keys: Arc::new(ApiKeys::parse(&format!("{demo_line}\n{other_shop_line}\n")).expect("keys")),
+        keys: Arc::new(KeyRing::Fixed(
+            ApiKeys::parse(&format!("{demo_line}\n{other_shop_line}\n")).expect("keys"),
+        )),
         prometheus: Some(api::telemetry::prometheus()),
         enqueue_timeout: Duration::from_millis(300),
     }

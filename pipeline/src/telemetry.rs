@@ -1,4 +1,5 @@
-//! Metric names, shared so that Prometheus (local) and CloudWatch (AWS) show the same ones.
+//! Metric names, shared so that Prometheus (local) and CloudWatch (AWS) show the same ones, and
+//! the logging set-up both binaries use.
 
 pub const ACCEPTED: &str = "transactions_accepted_total";
 pub const REJECTED: &str = "transactions_rejected_total";
@@ -42,4 +43,23 @@ pub fn describe() {
         Unit::Count,
         "Messages in the dead-letter queue"
     );
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Pretty => builder.try_init(),
+    };
 }

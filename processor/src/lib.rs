@@ -6,6 +6,7 @@
 //! the outcome to their queue in their own way.
 
 mod batch;
+pub mod lambda;
 pub mod worker;
 
 pub use batch::{BatchReport, Outcome, Processor};

@@ -84,6 +84,19 @@ impl TransactionRecord {
         }
     }
 
+    /// Applies the alert's progress as a store keeps it beside the record written first.
+    /// Text that does not parse leaves the field as written.
+    pub fn apply_alert_progress(&mut self, state: Option<&str>, sent_at: Option<&str>) {
+        if let Some(alert) = self.alert.as_mut() {
+            if let Some(state) = state.and_then(AlertState::from_name) {
+                alert.state = state;
+            }
+            alert.sent_at = sent_at
+                .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
+                .map(|time| time.with_timezone(&Utc));
+        }
+    }
+
     pub fn alert_is_pending(&self) -> bool {
         self.alert
             .as_ref()

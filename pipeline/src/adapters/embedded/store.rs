@@ -9,7 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::sqlite::{SqliteDb, json_error};
-use crate::domain::{AlertState, ShopId, TransactionRecord};
+use crate::domain::{ShopId, TransactionRecord};
 use crate::ports::{PortError, PutOutcome, Store};
 
 const COMPONENT: &str = "store";
@@ -63,16 +63,7 @@ fn select_record(
         return Ok(None);
     };
     let mut record: TransactionRecord = serde_json::from_str(&json).map_err(json_error)?;
-    if let Some(alert) = record.alert.as_mut() {
-        alert.state = state
-            .as_deref()
-            .and_then(AlertState::from_name)
-            .unwrap_or(alert.state);
-        alert.sent_at = sent_at
-            .as_deref()
-            .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
-            .map(|time| time.with_timezone(&Utc));
-    }
+    record.apply_alert_progress(state.as_deref(), sent_at.as_deref());
     Ok(Some(record))
 }
 

@@ -1,0 +1,339 @@
+//! The queue on SQS. Dead-lettering is explicit for poison (send to the DLQ with the reason, then
+//! delete) and automatic for repeated failures (the queue's redrive policy).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{
+    DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName,
+    QueueAttributeName, SendMessageBatchRequestEntry,
+};
+use chrono::{DateTime, Utc};
+
+use super::describe;
+use crate::ports::{DeadLetter, OutgoingMessage, PortError, Queue, QueueDepth, ReceivedMessage};
+
+const COMPONENT: &str = "queue";
+/// SQS's limit for batch calls.
+const BATCH_LIMIT: usize = 10;
+/// SQS's limit for long polling.
+const MAX_WAIT_SECONDS: u64 = 20;
+/// SQS's limit for a visibility timeout.
+const MAX_VISIBILITY_SECONDS: u64 = 12 * 60 * 60;
+/// The attribute that carries the reason of an explicit dead-lettering.
+pub const DEAD_LETTER_REASON_ATTRIBUTE: &str = "DeadLetterReason";
+/// SQS's limit on an attribute value is the message size; reasons are kept readable.
+const MAX_REASON_CHARS: usize = 1024;
+
+pub struct SqsQueue {
+    client: Client,
+    queue_url: String,
+    dead_letter_queue_url: String,
+}
+
+fn unavailable<E: std::error::Error>(error: E) -> PortError {
+    PortError::unavailable(COMPONENT, describe(&error))
+}
+
+fn string_attribute(value: &str) -> Result<MessageAttributeValue, PortError> {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .map_err(|error| PortError::rejected(COMPONENT, error))
+}
+
+fn attributes(
+    pairs: &std::collections::BTreeMap<String, String>,
+) -> Result<HashMap<String, MessageAttributeValue>, PortError> {
+    pairs
+        .iter()
+        .filter(|(_, value)| !value.is_empty())
+        .map(|(name, value)| Ok((name.clone(), string_attribute(value)?)))
+        .collect()
+}
+
+impl SqsQueue {
+    pub fn new(client: Client, queue_url: String, dead_letter_queue_url: String) -> Self {
+        Self {
+            client,
+            queue_url,
+            dead_letter_queue_url,
+        }
+    }
+
+    async fn approximate_count(
+        &self,
+        url: &str,
+        names: &[QueueAttributeName],
+    ) -> Result<u64, PortError> {
+        let output = self
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .set_attribute_names(Some(names.to_vec()))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let values = output.attributes.unwrap_or_default();
+        Ok(names
+            .iter()
+            .filter_map(|name| values.get(name)?.parse::<u64>().ok())
+            .sum())
+    }
+}
+
+fn to_received(message: aws_sdk_sqs::types::Message) -> ReceivedMessage {
+    let system = message.attributes.unwrap_or_default();
+    let number = |name: MessageSystemAttributeName| {
+        system
+            .get(&name)
+            .and_then(|value| value.parse::<i64>().ok())
+    };
+    ReceivedMessage {
+        id: message.message_id.unwrap_or_default(),
+        receipt: message.receipt_handle.unwrap_or_default(),
+        body: message.body.unwrap_or_default(),
+        receive_count: number(MessageSystemAttributeName::ApproximateReceiveCount)
+            .and_then(|count| u32::try_from(count).ok())
+            .unwrap_or(1),
+        sent_at: number(MessageSystemAttributeName::SentTimestamp)
+            .and_then(DateTime::from_timestamp_millis)
+            .unwrap_or_else(Utc::now),
+    }
+}
+
+#[async_trait]
+impl Queue for SqsQueue {
+    async fn send(&self, message: OutgoingMessage) -> Result<String, PortError> {
+        let output = self
+            .client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(message.body)
+            .set_message_attributes(Some(attributes(&message.attributes)?))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(output.message_id.unwrap_or_default())
+    }
+
+    async fn send_batch(
+        &self,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<Vec<Result<String, PortError>>, PortError> {
+        let mut results: Vec<Result<String, PortError>> = Vec::with_capacity(messages.len());
+        for chunk in messages.chunks(BATCH_LIMIT) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(index, message)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(index.to_string())
+                        .message_body(&message.body)
+                        .set_message_attributes(Some(attributes(&message.attributes)?))
+                        .build()
+                        .map_err(|error| PortError::rejected(COMPONENT, error))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let output = self
+                .client
+                .send_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(unavailable)?;
+            // Each entry succeeded or failed on its own; put the answers back in order.
+            let mut chunk_results: Vec<Result<String, PortError>> = (0..chunk.len())
+                .map(|_| {
+                    Err(PortError::unavailable(
+                        COMPONENT,
+                        "no answer for this entry",
+                    ))
+                })
+                .collect();
+            for entry in output.successful {
+                if let Some(slot) = entry
+                    .id
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| chunk_results.get_mut(i))
+                {
+                    *slot = Ok(entry.message_id);
+                }
+            }
+            for entry in output.failed {
+                if let Some(slot) = entry
+                    .id
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| chunk_results.get_mut(i))
+                {
+                    let detail = format!("{}: {}", entry.code, entry.message.unwrap_or_default());
+                    *slot = Err(if entry.sender_fault {
+                        PortError::rejected(COMPONENT, detail)
+                    } else {
+                        PortError::unavailable(COMPONENT, detail)
+                    });
+                }
+            }
+            results.extend(chunk_results);
+        }
+        Ok(results)
+    }
+
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>, PortError> {
+        let output = self
+            .client
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(max.clamp(1, BATCH_LIMIT) as i32)
+            .wait_time_seconds(wait.as_secs().min(MAX_WAIT_SECONDS) as i32)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(output
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(to_received)
+            .collect())
+    }
+
+    async fn ack(&self, receipts: &[String]) -> Result<(), PortError> {
+        for chunk in receipts.chunks(BATCH_LIMIT) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(index, receipt)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(index.to_string())
+                        .receipt_handle(receipt)
+                        .build()
+                        .map_err(|error| PortError::rejected(COMPONENT, error))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let output = self
+                .client
+                .delete_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(unavailable)?;
+            if let Some(failed) = output.failed.first() {
+                return Err(PortError::unavailable(
+                    COMPONENT,
+                    format!(
+                        "{} of {} deletes failed, e.g. {}",
+                        output.failed.len(),
+                        chunk.len(),
+                        failed.code
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn retry_later(
+        &self,
+        receipt: &str,
+        delay: Duration,
+        _error: &str,
+    ) -> Result<(), PortError> {
+        // SQS keeps no per-message error; the processor logs it.
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt)
+            .visibility_timeout(delay.as_secs().min(MAX_VISIBILITY_SECONDS) as i32)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn dead_letter(&self, message: &ReceivedMessage, reason: &str) -> Result<(), PortError> {
+        let reason: String = reason.chars().take(MAX_REASON_CHARS).collect();
+        self.client
+            .send_message()
+            .queue_url(&self.dead_letter_queue_url)
+            .message_body(&message.body)
+            .message_attributes(DEAD_LETTER_REASON_ATTRIBUTE, string_attribute(&reason)?)
+            .message_attributes("OriginalMessageId", string_attribute(&message.id)?)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        // If this delete fails the message comes back, is found poisonous again and is
+        // dead-lettered again: a duplicate in the DLQ, never a loss.
+        self.client
+            .delete_message()
+            .queue_url(&self.queue_url)
+            .receipt_handle(&message.receipt)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, PortError> {
+        let messages = self
+            .approximate_count(
+                &self.queue_url,
+                &[
+                    QueueAttributeName::ApproximateNumberOfMessages,
+                    QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+                ],
+            )
+            .await?;
+        let dead_letters = self
+            .approximate_count(
+                &self.dead_letter_queue_url,
+                &[QueueAttributeName::ApproximateNumberOfMessages],
+            )
+            .await?;
+        Ok(QueueDepth {
+            messages,
+            dead_letters,
+        })
+    }
+
+    async fn peek_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, PortError> {
+        let output = self
+            .client
+            .receive_message()
+            .queue_url(&self.dead_letter_queue_url)
+            .max_number_of_messages(max.clamp(1, BATCH_LIMIT) as i32)
+            .visibility_timeout(0)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(output
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|message| {
+                let reason = message
+                    .message_attributes
+                    .as_ref()
+                    .and_then(|attributes| attributes.get(DEAD_LETTER_REASON_ATTRIBUTE))
+                    .and_then(|value| value.string_value.clone())
+                    .unwrap_or_else(|| {
+                        "received more than maxReceiveCount times (redrive policy)".to_owned()
+                    });
+                DeadLetter {
+                    id: message.message_id.unwrap_or_default(),
+                    body: message.body.unwrap_or_default(),
+                    reason,
+                }
+            })
+            .collect())
+    }
+}

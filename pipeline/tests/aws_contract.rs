@@ -1,0 +1,78 @@
+//! The adapter contract against the AWS adapters, over HTTP to a moto server.
+
+mod contract;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pipeline::adapters::aws::AwsBackend;
+use pipeline::ports::{Queue, Store};
+use testkit::{ResourceOptions, Resources};
+
+const VISIBILITY_SECONDS: u32 = 1;
+
+async fn backend(max_receive_count: u32) -> (Resources, AwsBackend) {
+    let resources = testkit::resources(ResourceOptions {
+        visibility_timeout_seconds: VISIBILITY_SECONDS,
+        max_receive_count,
+    })
+    .await;
+    let backend = AwsBackend::from_config(&resources.config, resources.aws.clone());
+    (resources, backend)
+}
+
+#[tokio::test]
+async fn send_is_durable_on_return() {
+    let (resources, backend) = backend(5).await;
+    let reopen = || async move {
+        // A brand-new client: nothing is shared with the one that sent.
+        let fresh = AwsBackend::from_config(&testkit::moto().config().await, resources.aws.clone());
+        fresh.queue as Arc<dyn Queue>
+    };
+    contract::send_is_durable_on_return(reopen, backend.queue).await;
+}
+
+#[tokio::test]
+async fn lease_redelivery_and_ack() {
+    let (_resources, backend) = backend(5).await;
+    contract::lease_redelivery_and_ack(
+        backend.queue,
+        Duration::from_secs(VISIBILITY_SECONDS.into()),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn dead_letters_after_max_receives() {
+    let (_resources, backend) = backend(3).await;
+    contract::dead_letters_after_max_receives(
+        backend.queue,
+        3,
+        Duration::from_secs(VISIBILITY_SECONDS.into()),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn dead_letter_keeps_the_reason() {
+    let (_resources, backend) = backend(5).await;
+    contract::dead_letter_keeps_the_reason(backend.queue).await;
+}
+
+#[tokio::test]
+async fn put_if_absent_tells_duplicates_from_conflicts() {
+    let (_resources, backend) = backend(5).await;
+    contract::put_if_absent_tells_duplicates_from_conflicts(backend.store as Arc<dyn Store>).await;
+}
+
+#[tokio::test]
+async fn alert_state_moves_from_pending_to_sent() {
+    let (_resources, backend) = backend(5).await;
+    contract::alert_state_moves_from_pending_to_sent(backend.store as Arc<dyn Store>).await;
+}
+
+#[tokio::test]
+async fn reads_are_scoped_to_the_shop() {
+    let (_resources, backend) = backend(5).await;
+    contract::reads_are_scoped_to_the_shop(backend.store as Arc<dyn Store>).await;
+}

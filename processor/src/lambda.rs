@@ -1,0 +1,60 @@
+//! The SQS-triggered Lambda: one invocation is one batch, answered with a partial batch
+//! response that lists only the messages SQS should deliver again.
+
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
+use chrono::{DateTime, Utc};
+use pipeline::ports::ReceivedMessage;
+
+use crate::Processor;
+
+/// Processes the event's messages. Poison goes to the dead-letter queue and is *not* reported as
+/// failed (SQS then deletes it); transient failures are reported so SQS redelivers them.
+pub async fn handle_sqs_event(processor: &Processor, event: SqsEvent) -> SqsBatchResponse {
+    let messages = event.records.into_iter().map(to_received).collect();
+    let report = processor.process_batch(messages).await;
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = report
+        .failed()
+        .map(|(message, error)| {
+            tracing::warn!(message_id = %message.id, %error, "reporting a transient failure to SQS");
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = message.id.clone();
+            failure
+        })
+        .collect();
+    response
+}
+
+fn to_received(message: SqsMessage) -> ReceivedMessage {
+    let attribute = |name: &str| {
+        message
+            .attributes
+            .get(name)
+            .and_then(|value| value.parse::<i64>().ok())
+    };
+    ReceivedMessage {
+        receive_count: attribute("ApproximateReceiveCount")
+            .and_then(|count| u32::try_from(count).ok())
+            .unwrap_or(1),
+        sent_at: attribute("SentTimestamp")
+            .and_then(DateTime::from_timestamp_millis)
+            .unwrap_or_else(Utc::now),
+        id: message.message_id.unwrap_or_default(),
+        receipt: message.receipt_handle.unwrap_or_default(),
+        body: message.body.unwrap_or_default(),
+    }
+}
+
+/// The CloudWatch Embedded Metric Format recorder for a Lambda: the `metrics` facade's counters
+/// and histograms are flushed to stdout after each invocation, plus a `ColdStart` metric.
+pub fn cloudwatch_metrics(
+    namespace: &str,
+) -> Result<&'static metrics_cloudwatch_embedded::Collector, metrics_cloudwatch_embedded::Error> {
+    let collector = metrics_cloudwatch_embedded::Builder::new()
+        .cloudwatch_namespace(namespace.to_owned())
+        .lambda_cold_start_metric("ColdStart")
+        .with_lambda_request_id("RequestId")
+        .init()?;
+    pipeline::telemetry::describe();
+    Ok(collector)
+}

@@ -1,0 +1,256 @@
+//! Test support: a moto server (an AWS emulator from PyPI) on a free loopback port, and fresh
+//! pipeline resources on it for each test.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use pipeline::adapters::aws::{AwsResources, TIME_INDEX};
+
+/// One emulator per test binary, started on first use and gone when the binary exits.
+pub struct Moto {
+    pub endpoint: String,
+    _process: Child,
+}
+
+const HOW_TO_INSTALL: &str = "moto's server is needed for the AWS tests: \
+    `python3 -m pip install 'moto[server]'` (scripts/test.sh does this)";
+
+pub fn moto() -> &'static Moto {
+    static MOTO: OnceLock<Moto> = OnceLock::new();
+    MOTO.get_or_init(start_moto)
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("address").port()
+}
+
+fn start_moto() -> Moto {
+    let check = Command::new("python3")
+        .args(["-c", "import moto.server, flask"])
+        .status();
+    assert!(
+        matches!(check, Ok(status) if status.success()),
+        "{HOW_TO_INSTALL}"
+    );
+    let port = free_port();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/moto_server.py");
+    let process = Command::new("python3")
+        .args([script, &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot start moto ({error}); {HOW_TO_INSTALL}"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "moto did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Moto {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        _process: process,
+    }
+}
+
+impl Moto {
+    /// SDK configuration for the emulator, with dummy credentials.
+    pub async fn config(&self) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+                "testing", "testing", None, None, "testkit",
+            ))
+            .load()
+            .await
+    }
+
+    /// Environment for a child process that should use the emulator.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+            ("AWS_REGION", "us-east-1".to_owned()),
+            ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+        ]
+    }
+}
+
+/// A fresh set of pipeline resources on the emulator, with unique names.
+pub struct Resources {
+    pub config: SdkConfig,
+    pub aws: AwsResources,
+    /// A queue subscribed to the alerts topic with raw delivery, to see what subscribers get.
+    pub subscriber_queue_url: String,
+}
+
+pub struct ResourceOptions {
+    pub visibility_timeout_seconds: u32,
+    pub max_receive_count: u32,
+}
+
+impl Default for ResourceOptions {
+    fn default() -> Self {
+        Self {
+            visibility_timeout_seconds: 30,
+            max_receive_count: 5,
+        }
+    }
+}
+
+pub async fn resources(options: ResourceOptions) -> Resources {
+    let config = moto().config().await;
+    let name = format!("t{}", uuid::Uuid::new_v4().simple());
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let dead_letter_queue_url = create_queue(&sqs, &format!("{name}-dlq"), vec![]).await;
+    let dead_letter_arn = queue_arn(&sqs, &dead_letter_queue_url).await;
+    let redrive = format!(
+        r#"{{"deadLetterTargetArn":"{dead_letter_arn}","maxReceiveCount":"{}"}}"#,
+        options.max_receive_count
+    );
+    let queue_url = create_queue(
+        &sqs,
+        &name,
+        vec![
+            (QueueAttributeName::RedrivePolicy, redrive),
+            (
+                QueueAttributeName::VisibilityTimeout,
+                options.visibility_timeout_seconds.to_string(),
+            ),
+        ],
+    )
+    .await;
+    create_table(&aws_sdk_dynamodb::Client::new(&config), &name).await;
+    let sns = aws_sdk_sns::Client::new(&config);
+    let topic_arn = sns
+        .create_topic()
+        .name(&name)
+        .send()
+        .await
+        .expect("create topic")
+        .topic_arn
+        .expect("topic ARN");
+    let subscriber_queue_url = create_queue(&sqs, &format!("{name}-subscriber"), vec![]).await;
+    sns.subscribe()
+        .topic_arn(&topic_arn)
+        .protocol("sqs")
+        .endpoint(queue_arn(&sqs, &subscriber_queue_url).await)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .expect("subscribe");
+    Resources {
+        config,
+        aws: AwsResources {
+            queue_url,
+            dead_letter_queue_url,
+            table_name: name,
+            topic_arn,
+        },
+        subscriber_queue_url,
+    }
+}
+
+async fn create_queue(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    attributes: Vec<(QueueAttributeName, String)>,
+) -> String {
+    sqs.create_queue()
+        .queue_name(name)
+        .set_attributes(Some(attributes.into_iter().collect()))
+        .send()
+        .await
+        .expect("create queue")
+        .queue_url
+        .expect("queue URL")
+}
+
+async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
+    sqs.get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes")
+        .attributes
+        .and_then(|mut attributes| attributes.remove(&QueueAttributeName::QueueArn))
+        .expect("queue ARN")
+}
+
+/// The table as template.yaml declares it: key `pk`, index `by_shop_time`.
+async fn create_table(dynamodb: &aws_sdk_dynamodb::Client, name: &str) {
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .expect("attribute")
+    };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .expect("key")
+    };
+    let index = GlobalSecondaryIndex::builder()
+        .index_name(TIME_INDEX)
+        .key_schema(key("gsi1pk", KeyType::Hash))
+        .key_schema(key("gsi1sk", KeyType::Range))
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .expect("index");
+    dynamodb
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("pk"))
+        .attribute_definitions(attribute("gsi1pk"))
+        .attribute_definitions(attribute("gsi1sk"))
+        .key_schema(key("pk", KeyType::Hash))
+        .global_secondary_indexes(index)
+        .send()
+        .await
+        .expect("create table");
+}
+
+/// Receives what subscribers of the alerts topic got, until `want` arrived or `within` passed.
+pub async fn subscriber_messages(
+    resources: &Resources,
+    want: usize,
+    within: Duration,
+) -> Vec<aws_sdk_sqs::types::Message> {
+    let sqs = aws_sdk_sqs::Client::new(&resources.config);
+    let deadline = Instant::now() + within;
+    let mut all = Vec::new();
+    while all.len() < want && Instant::now() < deadline {
+        let output = sqs
+            .receive_message()
+            .queue_url(&resources.subscriber_queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .expect("receive");
+        all.extend(output.messages.unwrap_or_default());
+    }
+    all
+}
