@@ -21,7 +21,7 @@ async fn main() -> ExitCode {
             print!("{}", openapi::document());
             ExitCode::SUCCESS
         }
-        Some(Command::Serve(args)) => run(args).await,
+        Some(Command::Serve(args)) => run(*args).await,
         None => run(cli.serve).await,
     }
 }
