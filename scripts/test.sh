@@ -13,6 +13,15 @@ for component in rustfmt clippy; do
   fi
 done
 
+# The AWS tests run against moto's server (started by the tests on a free loopback port);
+# one test sends with boto3 as the original system did. The template is checked by cfn-lint.
+if ! python3 -c "import moto.server, flask, boto3, cfnlint" 2>/dev/null; then
+  python3 -m pip install --quiet 'moto[server]' boto3 cfn-lint
+fi
+
+step "cfn-lint template.yaml"
+python3 -m cfnlint template.yaml
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -1,9 +1,9 @@
 //! End to end: the real `api` binary on a free port with a fresh data directory, driven over
 //! HTTP as a shop would drive it. Waits poll with a deadline; nothing sleeps to synchronise.
 
-use std::future::Future;
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use pipeline::adapters::embedded::{QueueSettings, SqliteNotifier, SqliteQueue};
@@ -11,135 +11,8 @@ use pipeline::domain::ShopId;
 use pipeline::ports::{OutgoingMessage, Queue};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use tokio::time::Instant;
-
-const DEV_KEY: &str = api::auth::DEVELOPMENT_KEY;
-const ORIGINAL: &str =
-    r#"{"transaction_id": 12345, "amount": 100, "timestamp": "2024-08-09T12:34:56Z"}"#;
-const DEADLINE: Duration = Duration::from_secs(20);
-
-struct Server {
-    child: Child,
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Server {
-    async fn start(data_dir: &Path, env: &[(&str, &str)]) -> Self {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(data_dir.with_extension("log"))
-            .expect("log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_api"));
-        command
-            .args(["--addr", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir)
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true);
-        let mut child = command.spawn().expect("spawn the api binary");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(DEADLINE, lines.next_line())
-            .await
-            .expect("the server announced its address in time")
-            .expect("read stdout")
-            .expect("a line on stdout");
-        let base = line
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Server {
-            child,
-            base,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn post(&self, key: &str, body: &str) -> reqwest::Response {
-        self.http
-            .post(format!("{}/transactions", self.base))
-            .bearer_auth(key)
-            .header("content-type", "application/json")
-            .body(body.to_owned())
-            .send()
-            .await
-            .expect("POST")
-    }
-
-    async fn get(&self, key: &str, id: &str) -> reqwest::Response {
-        self.http
-            .get(format!("{}/transactions/{id}", self.base))
-            .bearer_auth(key)
-            .send()
-            .await
-            .expect("GET")
-    }
-
-    /// The stored transaction, once the processor has stored it.
-    async fn stored(&self, key: &str, id: &str) -> Value {
-        eventually(&format!("transaction {id} stored"), || async {
-            let response = self.get(key, id).await;
-            (response.status() == StatusCode::OK).then_some(response)
-        })
-        .await
-        .json()
-        .await
-        .expect("JSON")
-    }
-
-    async fn metric(&self, name: &str) -> f64 {
-        let text = self
-            .http
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .expect("GET /metrics")
-            .text()
-            .await
-            .expect("text");
-        text.lines()
-            .filter(|line| line.starts_with(name))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    }
-
-    fn pid(&self) -> String {
-        self.child.id().expect("running").to_string()
-    }
-
-    async fn signal(mut self, signal: &str) -> std::process::ExitStatus {
-        let status = std::process::Command::new("kill")
-            .args([signal, &self.pid()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        tokio::time::timeout(DEADLINE, self.child.wait())
-            .await
-            .expect("the server exited in time")
-            .expect("wait")
-    }
-}
-
-/// Polls `probe` until it yields a value, failing the test at the deadline.
-async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use support::{DEV_KEY, ORIGINAL, Server, eventually};
+use tokio::process::Command;
 
 fn data_dir(temp: &tempfile::TempDir) -> PathBuf {
     temp.path().join("data")
@@ -164,7 +37,7 @@ fn transaction(id: &str, amount: &str) -> String {
 #[tokio::test]
 async fn the_original_test_message_round_trips() {
     let temp = tempfile::tempdir().expect("temp");
-    let server = Server::start(&data_dir(&temp), &[]).await;
+    let server = Server::start(&data_dir(&temp), &[] as &[(&str, &str)]).await;
     let response = server.post(DEV_KEY, ORIGINAL).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     assert_eq!(response.headers()["location"], "/transactions/12345");
@@ -181,7 +54,7 @@ async fn the_original_test_message_round_trips() {
 #[tokio::test]
 async fn above_1000_alerts_and_exactly_1000_does_not() {
     let temp = tempfile::tempdir().expect("temp");
-    let server = Server::start(&data_dir(&temp), &[]).await;
+    let server = Server::start(&data_dir(&temp), &[] as &[(&str, &str)]).await;
     server.post(DEV_KEY, &transaction("over", "1000.01")).await;
     server.post(DEV_KEY, &transaction("equal", "1000.00")).await;
     // Stored with the alert pending, then sent: wait for the final state.
@@ -220,7 +93,7 @@ async fn thresholds_are_configurable_per_currency() {
 #[tokio::test]
 async fn the_same_post_twice_gives_one_record_and_one_alert() {
     let temp = tempfile::tempdir().expect("temp");
-    let server = Server::start(&data_dir(&temp), &[]).await;
+    let server = Server::start(&data_dir(&temp), &[] as &[(&str, &str)]).await;
     let body = transaction("twice", "5000");
     assert_eq!(
         server.post(DEV_KEY, &body).await.status(),
@@ -242,7 +115,7 @@ async fn the_same_post_twice_gives_one_record_and_one_alert() {
 #[tokio::test]
 async fn the_same_id_with_another_amount_keeps_the_original_and_counts_a_conflict() {
     let temp = tempfile::tempdir().expect("temp");
-    let server = Server::start(&data_dir(&temp), &[]).await;
+    let server = Server::start(&data_dir(&temp), &[] as &[(&str, &str)]).await;
     server.post(DEV_KEY, &transaction("tx", "10.00")).await;
     server.stored(DEV_KEY, "tx").await;
     assert_eq!(
@@ -298,7 +171,7 @@ async fn every_message_delivered_twice_gives_one_record_and_one_alert() {
     queue.ack(&receipts).await.expect("ack the originals");
     drop(queue);
 
-    let server = Server::start(&data, &[]).await;
+    let server = Server::start(&data, &[] as &[(&str, &str)]).await;
     for id in &ids {
         server.stored(DEV_KEY, id).await;
     }
@@ -356,7 +229,7 @@ async fn sigkill_after_a_burst_loses_no_accepted_transaction() {
 #[tokio::test]
 async fn sigterm_stops_cleanly() {
     let temp = tempfile::tempdir().expect("temp");
-    let server = Server::start(&data_dir(&temp), &[]).await;
+    let server = Server::start(&data_dir(&temp), &[] as &[(&str, &str)]).await;
     server.post(DEV_KEY, ORIGINAL).await;
     let status = server.signal("-TERM").await;
     assert!(status.success(), "exit status {status:?}");
@@ -365,7 +238,7 @@ async fn sigterm_stops_cleanly() {
 #[tokio::test]
 async fn malformed_bodies_each_get_a_4xx_problem_naming_the_field() {
     let temp = tempfile::tempdir().expect("temp");
-    let server = Server::start(&data_dir(&temp), &[]).await;
+    let server = Server::start(&data_dir(&temp), &[] as &[(&str, &str)]).await;
     let ok = r#""transaction_id": "m", "timestamp": "2024-08-09T12:34:56Z""#;
     let cases: Vec<(String, u16, Option<&str>)> = vec![
         ("".into(), 400, None),

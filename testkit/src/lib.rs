@@ -1,5 +1,7 @@
-//! Test support: a moto server (an AWS emulator from PyPI) on a free loopback port, and fresh
-//! pipeline resources on it for each test.
+//! Test support: a moto server (an AWS emulator from PyPI) on a free loopback port, fresh
+//! pipeline resources on it for each test, and a stub of the Lambda Runtime API.
+
+pub mod lambda_runtime_stub;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -253,4 +255,67 @@ pub async fn subscriber_messages(
         all.extend(output.messages.unwrap_or_default());
     }
     all
+}
+
+/// Receives from a queue until `want` messages arrived (with their system attributes, as
+/// Lambda's event source mapping receives them), or fails after `within`.
+pub async fn receive_all(
+    config: &SdkConfig,
+    queue_url: &str,
+    want: usize,
+    within: Duration,
+) -> Vec<aws_sdk_sqs::types::Message> {
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let deadline = Instant::now() + within;
+    let mut all = Vec::new();
+    while all.len() < want {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {want} messages arrived",
+            all.len()
+        );
+        let output = sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .send()
+            .await
+            .expect("receive");
+        all.extend(output.messages.unwrap_or_default());
+    }
+    all
+}
+
+/// The SQS event Lambda would deliver for these messages.
+pub fn sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> serde_json::Value {
+    let records: Vec<serde_json::Value> = messages
+        .iter()
+        .map(|message| {
+            let attributes: serde_json::Map<String, serde_json::Value> = message
+                .attributes
+                .iter()
+                .flatten()
+                .map(|(name, value)| {
+                    (
+                        name.as_str().to_owned(),
+                        serde_json::Value::String(value.clone()),
+                    )
+                })
+                .collect();
+            serde_json::json!({
+                "messageId": message.message_id,
+                "receiptHandle": message.receipt_handle,
+                "body": message.body,
+                "attributes": attributes,
+                "messageAttributes": {},
+                "md5OfBody": message.md5_of_body,
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:queue",
+                "awsRegion": "us-east-1",
+            })
+        })
+        .collect();
+    serde_json::json!({ "Records": records })
 }

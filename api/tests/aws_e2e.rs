@@ -1,0 +1,210 @@
+//! End to end on an AWS emulator (moto): the real `api` binary with the AWS backend accepts a
+//! POST onto SQS; the processor's Lambda handler, invoked with the SQS event built from what the
+//! queue holds, stores it in DynamoDB and publishes the alert on SNS; GET reads it back. The
+//! batch is delivered twice and the alert still arrives once.
+
+mod support;
+
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use pipeline::adapters::aws::AwsBackend;
+use processor::Processor;
+use processor::lambda::handle_sqs_event;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::{DEV_KEY, Server};
+use testkit::{ResourceOptions, Resources};
+
+fn aws_env(resources: &Resources) -> Vec<(&'static str, String)> {
+    let mut env = testkit::moto().env();
+    env.extend([
+        ("BACKEND", "aws".to_owned()),
+        ("QUEUE_URL", resources.aws.queue_url.clone()),
+        (
+            "DEAD_LETTER_QUEUE_URL",
+            resources.aws.dead_letter_queue_url.clone(),
+        ),
+        ("TABLE_NAME", resources.aws.table_name.clone()),
+        ("TOPIC_ARN", resources.aws.topic_arn.clone()),
+    ]);
+    env
+}
+
+fn processor(resources: &Resources) -> Processor {
+    let backend = AwsBackend::from_config(&resources.config, resources.aws.clone());
+    Processor::new(
+        backend.queue,
+        backend.store,
+        backend.notifier,
+        Default::default(),
+        10,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_travels_sqs_lambda_dynamodb_sns_once_even_when_delivered_twice() {
+    let resources = testkit::resources(ResourceOptions::default()).await;
+    let temp = tempfile::tempdir().expect("temp");
+    let server = Server::start(&temp.path().join("unused"), &aws_env(&resources)).await;
+
+    let big = json!({"transaction_id": "aws-big", "amount": "2500.00", "timestamp": "2024-08-09T12:34:56Z", "type": "purchase"});
+    let small = json!({"transaction_id": "aws-small", "amount": "25.00", "timestamp": "2024-08-09T12:34:56Z"});
+    for body in [&big, &small] {
+        assert_eq!(
+            server.post(DEV_KEY, &body.to_string()).await.status(),
+            StatusCode::ACCEPTED
+        );
+    }
+
+    // What Lambda's event source mapping would hand the processor, twice.
+    let messages = testkit::receive_all(
+        &resources.config,
+        &resources.aws.queue_url,
+        2,
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(messages.len(), 2);
+    let shop_attribute = messages[0]
+        .message_attributes
+        .as_ref()
+        .and_then(|a| a.get("shop_id"));
+    assert!(
+        shop_attribute.is_none()
+            || shop_attribute.and_then(|a| a.string_value.as_deref()) == Some("demo")
+    );
+    let event: SqsEvent = serde_json::from_value(testkit::sqs_event(&messages)).expect("SQS event");
+    let processor = processor(&resources);
+    for delivery in 1..=2 {
+        let response = handle_sqs_event(&processor, event.clone()).await;
+        assert!(
+            response.batch_item_failures.is_empty(),
+            "delivery {delivery}: {:?}",
+            response.batch_item_failures
+        );
+    }
+
+    let stored = server.stored(DEV_KEY, "aws-big").await;
+    assert_eq!(stored["amount"], "2500.00");
+    assert_eq!(stored["shop_id"], "demo");
+    assert_eq!(stored["alert"]["state"], "sent");
+    assert_eq!(
+        server.stored(DEV_KEY, "aws-small").await["alert"],
+        Value::Null
+    );
+
+    // Exactly one alert reached the topic's subscriber, with the attributes filters use.
+    let alerts = testkit::subscriber_messages(&resources, 2, Duration::from_secs(3)).await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let attributes = alerts[0]
+        .message_attributes
+        .clone()
+        .expect("message attributes");
+    let attribute = |name: &str| {
+        attributes.get(name).map(|value| {
+            (
+                value.data_type.clone(),
+                value.string_value.clone().unwrap_or_default(),
+            )
+        })
+    };
+    assert_eq!(
+        attribute("TransactionType"),
+        Some(("String".to_owned(), "Purchase".to_owned()))
+    );
+    assert_eq!(
+        attribute("AlertType"),
+        Some(("String".to_owned(), "amount_exceeds_threshold".to_owned()))
+    );
+    assert_eq!(
+        attribute("Amount"),
+        Some(("Number".to_owned(), "2500.00".to_owned()))
+    );
+    assert_eq!(
+        attribute("Currency"),
+        Some(("String".to_owned(), "USD".to_owned()))
+    );
+    assert_eq!(
+        attribute("ShopId"),
+        Some(("String".to_owned(), "demo".to_owned()))
+    );
+    let message: Value =
+        serde_json::from_str(alerts[0].body.as_deref().unwrap_or_default()).expect("JSON alert");
+    assert_eq!(message["transaction"]["transaction_id"], "aws-big");
+    assert_eq!(message["threshold"], "1000");
+
+    // Health asks SQS and DynamoDB.
+    let health = server
+        .http
+        .get(format!("{}/health", server.base))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(health.status(), StatusCode::OK);
+    server.signal("-TERM").await;
+}
+
+/// The `api` binary in Lambda mode under a stub of the Lambda Runtime API, answering API
+/// Gateway HTTP API (payload 2.0) events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_runs_in_lambda_mode_for_api_gateway_v2_events() {
+    let resources = testkit::resources(ResourceOptions::default()).await;
+    let temp = tempfile::tempdir().expect("temp");
+    let keys = temp.path().join("keys");
+    let line = format!("acme:{}\n", hex::encode(api::auth::hash_key("acme-key")));
+    std::fs::write(&keys, line).expect("keys");
+    let http_event = |method: &str, path: &str, body: Option<&str>| {
+        json!({
+            "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
+            "headers": {"authorization": "Bearer acme-key", "content-type": "application/json", "host": "api.example.com"},
+            "requestContext": {
+                "accountId": "123456789012", "apiId": "stub", "domainName": "api.example.com", "domainPrefix": "api",
+                "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "test"},
+                "requestId": "req", "routeKey": "$default", "stage": "$default",
+                "time": "26/Nov/2026:12:00:00 +0000", "timeEpoch": 1_795_000_000_000_i64
+            },
+            "body": body, "isBase64Encoded": false
+        })
+    };
+    let original =
+        r#"{"transaction_id": 12345, "amount": 100, "timestamp": "2024-08-09T12:34:56Z"}"#;
+    let stub = testkit::lambda_runtime_stub::RuntimeStub::start(vec![
+        http_event("POST", "/transactions", Some(original)),
+        http_event("GET", "/health", None),
+        http_event("POST", "/transactions", Some("{\"amount\": -1}")),
+    ])
+    .await;
+    let mut env = aws_env(&resources);
+    env.extend(stub.env("ApiFunction"));
+    env.push(("API_KEYS_FILE", keys.to_string_lossy().into_owned()));
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_api"))
+        .envs(env)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn api");
+    let answers = stub.answers(3, Duration::from_secs(30)).await;
+    let _ = child.kill().await;
+    assert!(answers.iter().all(|answer| !answer.failed), "{answers:?}");
+    assert_eq!(answers[0].body["statusCode"], 202, "{:?}", answers[0].body);
+    let accepted: Value =
+        serde_json::from_str(answers[0].body["body"].as_str().unwrap_or_default()).expect("JSON");
+    assert_eq!(accepted["transaction_id"], "12345");
+    assert_eq!(answers[1].body["statusCode"], 200);
+    assert_eq!(answers[2].body["statusCode"], 422);
+    assert_eq!(
+        answers[2].body["headers"]["content-type"],
+        "application/problem+json"
+    );
+    // The 202 meant the envelope was on SQS.
+    let queued = testkit::receive_all(
+        &resources.config,
+        &resources.aws.queue_url,
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    let envelope: Value =
+        serde_json::from_str(queued[0].body.as_deref().unwrap_or_default()).expect("envelope");
+    assert_eq!(envelope["shop_id"], "acme");
+}

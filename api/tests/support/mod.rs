@@ -1,0 +1,141 @@
+//! Starting the real `api` binary for a test, and waiting without sleeping blindly.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::ffi::OsStr;
+use std::future::Future;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+pub const DEV_KEY: &str = api::auth::DEVELOPMENT_KEY;
+pub const ORIGINAL: &str =
+    r#"{"transaction_id": 12345, "amount": 100, "timestamp": "2024-08-09T12:34:56Z"}"#;
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub struct Server {
+    pub base: String,
+    pub http: reqwest::Client,
+    child: Child,
+}
+
+impl Server {
+    pub async fn start<K: AsRef<OsStr>, V: AsRef<OsStr>>(data_dir: &Path, env: &[(K, V)]) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.with_extension("log"))
+            .expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_api"));
+        command
+            .args(["--addr", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true);
+        let mut child = command.spawn().expect("spawn the api binary");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(DEADLINE, lines.next_line())
+            .await
+            .expect("the server announced its address in time")
+            .expect("read stdout")
+            .expect("a line on stdout");
+        let base = line
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Server {
+            child,
+            base,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn post(&self, key: &str, body: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/transactions", self.base))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    pub async fn get(&self, key: &str, id: &str) -> reqwest::Response {
+        self.http
+            .get(format!("{}/transactions/{id}", self.base))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    /// The stored transaction, once the processor has stored it.
+    pub async fn stored(&self, key: &str, id: &str) -> Value {
+        eventually(&format!("transaction {id} stored"), || async {
+            let response = self.get(key, id).await;
+            (response.status() == StatusCode::OK).then_some(response)
+        })
+        .await
+        .json()
+        .await
+        .expect("JSON")
+    }
+
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .filter(|line| line.starts_with(name))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    pub fn pid(&self) -> String {
+        self.child.id().expect("running").to_string()
+    }
+
+    pub async fn signal(mut self, signal: &str) -> std::process::ExitStatus {
+        let status = std::process::Command::new("kill")
+            .args([signal, &self.pid()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        tokio::time::timeout(DEADLINE, self.child.wait())
+            .await
+            .expect("the server exited in time")
+            .expect("wait")
+    }
+}
+
+/// Polls `probe` until it yields a value, failing the test at the deadline.
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = probe().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
