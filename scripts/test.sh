@@ -20,7 +20,7 @@ if ! python3 -c "import moto.server, flask, boto3, cfnlint" 2>/dev/null; then
 fi
 
 step "cfn-lint template.yaml"
-python3 -m cfnlint template.yaml
+python3 -c "import sys; from cfnlint.runner import main; sys.exit(main())" template.yaml
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
