@@ -16,21 +16,6 @@ use serde_json::{Value, json};
 use support::{DEV_KEY, Server};
 use testkit::{ResourceOptions, Resources};
 
-fn aws_env(resources: &Resources) -> Vec<(&'static str, String)> {
-    let mut env = testkit::moto().env();
-    env.extend([
-        ("BACKEND", "aws".to_owned()),
-        ("QUEUE_URL", resources.aws.queue_url.clone()),
-        (
-            "DEAD_LETTER_QUEUE_URL",
-            resources.aws.dead_letter_queue_url.clone(),
-        ),
-        ("TABLE_NAME", resources.aws.table_name.clone()),
-        ("TOPIC_ARN", resources.aws.topic_arn.clone()),
-    ]);
-    env
-}
-
 fn processor(resources: &Resources) -> Processor {
     let backend = AwsBackend::from_config(&resources.config, resources.aws.clone());
     Processor::new(
@@ -46,7 +31,7 @@ fn processor(resources: &Resources) -> Processor {
 async fn a_transaction_travels_sqs_lambda_dynamodb_sns_once_even_when_delivered_twice() {
     let resources = testkit::resources(ResourceOptions::default()).await;
     let temp = tempfile::tempdir().expect("temp");
-    let server = Server::start(&temp.path().join("unused"), &aws_env(&resources)).await;
+    let server = Server::start(&temp.path().join("unused"), &resources.env()).await;
 
     let big = json!({"transaction_id": "aws-big", "amount": "2500.00", "timestamp": "2024-08-09T12:34:56Z", "type": "purchase"});
     let small = json!({"transaction_id": "aws-small", "amount": "25.00", "timestamp": "2024-08-09T12:34:56Z"});
@@ -135,13 +120,7 @@ async fn a_transaction_travels_sqs_lambda_dynamodb_sns_once_even_when_delivered_
     assert_eq!(message["threshold"], "1000");
 
     // Health asks SQS and DynamoDB.
-    let health = server
-        .http
-        .get(format!("{}/health", server.base))
-        .send()
-        .await
-        .expect("health");
-    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(server.health().await, StatusCode::OK);
     server.signal("-TERM").await;
 }
 
@@ -175,7 +154,7 @@ async fn the_api_runs_in_lambda_mode_for_api_gateway_v2_events() {
         http_event("POST", "/transactions", Some("{\"amount\": -1}")),
     ])
     .await;
-    let mut env = aws_env(&resources);
+    let mut env = resources.env();
     env.extend(stub.env("ApiFunction"));
     env.push(("API_KEYS_FILE", keys.to_string_lossy().into_owned()));
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_api"))

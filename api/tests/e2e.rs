@@ -364,13 +364,7 @@ async fn malformed_bodies_each_get_a_4xx_problem_naming_the_field() {
     }
     // Nothing broken was queued, and the server is still healthy.
     assert_eq!(server.metric("transactions_accepted_total").await, 0.0);
-    let health = server
-        .http
-        .get(format!("{}/health", server.base))
-        .send()
-        .await
-        .expect("health");
-    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(server.health().await, StatusCode::OK);
 }
 
 #[tokio::test]

@@ -119,6 +119,17 @@ pub enum PutOutcome {
     Conflict(TransactionRecord),
 }
 
+impl PutOutcome {
+    /// What an attempted `put` of `attempted` means, given the record already stored.
+    pub fn of_existing(existing: TransactionRecord, attempted: &TransactionRecord) -> Self {
+        if existing.payload_hash == attempted.payload_hash {
+            Self::Duplicate(existing)
+        } else {
+            Self::Conflict(existing)
+        }
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Stores the record unless one with its (shop, transaction id) exists.

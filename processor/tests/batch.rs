@@ -6,13 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use pipeline::adapters::embedded::{EmbeddedBackend, QueueSettings};
 use pipeline::domain::{AlertPolicy, AlertState, ShopId, TransactionRecord};
-use pipeline::ports::{
-    Alert, Notifier, OutgoingMessage, PortError, PutOutcome, Queue, ReceivedMessage, Store,
-};
+use pipeline::ports::{Alert, Notifier, OutgoingMessage, PortError, Queue, ReceivedMessage, Store};
 use processor::{Outcome, Processor};
+use testkit::doubles::StoreFailingFor;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -85,6 +84,16 @@ async fn deliver(queue: &dyn Queue, bodies: &[String]) -> Vec<ReceivedMessage> {
     received
 }
 
+async fn stored(fixture: &Fixture, shop_name: &str, id: &str) -> TransactionRecord {
+    fixture
+        .backend
+        .store
+        .get(&shop(shop_name), id)
+        .await
+        .expect("get")
+        .unwrap_or_else(|| panic!("{id} is stored"))
+}
+
 fn shop(name: &str) -> ShopId {
     ShopId::parse(name).expect("valid shop")
 }
@@ -139,13 +148,7 @@ async fn every_message_delivered_twice_is_stored_once_and_alerts_once() {
         alerted,
         HashSet::from(["tx-0", "tx-4", "tx-8", "tx-12", "tx-16"])
     );
-    let stored = fixture
-        .backend
-        .store
-        .get(&shop("shop-a"), "tx-4")
-        .await
-        .expect("get")
-        .expect("stored");
+    let stored = stored(&fixture, "shop-a", "tx-4").await;
     assert_eq!(
         stored.alert.map(|alert| alert.state),
         Some(AlertState::Sent)
@@ -196,13 +199,7 @@ async fn same_id_with_another_payload_keeps_the_original() {
         1,
         "a conflict is settled, not retried"
     );
-    let stored = fixture
-        .backend
-        .store
-        .get(&shop("shop-a"), "tx")
-        .await
-        .expect("get")
-        .expect("stored");
+    let stored = stored(&fixture, "shop-a", "tx").await;
     assert_eq!(stored.transaction.amount.to_string(), "10.00");
     assert!(
         fixture
@@ -223,13 +220,7 @@ async fn a_bare_transaction_from_a_trusted_producer_belongs_to_the_default_shop(
     let received = deliver(fixture.backend.queue.as_ref(), &[original.to_owned()]).await;
     let report = processor(&fixture).process_batch(received).await;
     assert_eq!(report.outcomes[0].1, Outcome::Stored);
-    let stored = fixture
-        .backend
-        .store
-        .get(&shop("default"), "12345")
-        .await
-        .expect("get")
-        .expect("stored");
+    let stored = stored(&fixture, "default", "12345").await;
     assert_eq!(stored.transaction.amount.to_string(), "100.00");
 }
 
@@ -271,44 +262,10 @@ async fn poison_goes_to_the_dead_letters_at_once_and_is_not_a_failure() {
     );
 }
 
-/// A store that fails for one transaction id, as a throttled or unreachable table would.
-struct FailingFor {
-    inner: Arc<dyn Store>,
-    transaction_id: &'static str,
-}
-
-#[async_trait]
-impl Store for FailingFor {
-    async fn put_if_absent(&self, record: &TransactionRecord) -> Result<PutOutcome, PortError> {
-        if record.transaction.transaction_id == self.transaction_id {
-            return Err(PortError::unavailable("store", "throttled"));
-        }
-        self.inner.put_if_absent(record).await
-    }
-    async fn get(
-        &self,
-        shop_id: &ShopId,
-        id: &str,
-    ) -> Result<Option<TransactionRecord>, PortError> {
-        self.inner.get(shop_id, id).await
-    }
-    async fn mark_alert_sent(
-        &self,
-        shop_id: &ShopId,
-        id: &str,
-        at: DateTime<Utc>,
-    ) -> Result<(), PortError> {
-        self.inner.mark_alert_sent(shop_id, id, at).await
-    }
-    async fn ping(&self) -> Result<(), PortError> {
-        self.inner.ping().await
-    }
-}
-
 #[tokio::test]
 async fn a_transient_failure_fails_that_message_alone_and_it_is_retried() {
     let fixture = fixture();
-    let flaky: Arc<dyn Store> = Arc::new(FailingFor {
+    let flaky: Arc<dyn Store> = Arc::new(StoreFailingFor {
         inner: fixture.backend.store.clone(),
         transaction_id: "unlucky",
     });
@@ -369,14 +326,8 @@ async fn a_redelivery_after_a_failed_publish_sends_the_pending_alert_once() {
         .process_batch(deliver(fixture.backend.queue.as_ref(), std::slice::from_ref(&body)).await)
         .await;
     assert!(matches!(first.outcomes[0].1, Outcome::Failed(_)));
-    let stored = fixture
-        .backend
-        .store
-        .get(&shop("shop-a"), "big")
-        .await
-        .expect("get")
-        .expect("stored before the publish");
-    assert!(stored.alert_is_pending());
+    let pending = stored(&fixture, "shop-a", "big").await;
+    assert!(pending.alert_is_pending());
     let second = processor
         .process_batch(deliver(fixture.backend.queue.as_ref(), std::slice::from_ref(&body)).await)
         .await;
@@ -395,15 +346,6 @@ async fn a_redelivery_after_a_failed_publish_sends_the_pending_alert_once() {
             .len(),
         1
     );
-    let stored = fixture
-        .backend
-        .store
-        .get(&shop("shop-a"), "big")
-        .await
-        .expect("get")
-        .expect("stored");
-    assert_eq!(
-        stored.alert.map(|alert| alert.state),
-        Some(AlertState::Sent)
-    );
+    let sent = stored(&fixture, "shop-a", "big").await;
+    assert_eq!(sent.alert.map(|alert| alert.state), Some(AlertState::Sent));
 }

@@ -1,6 +1,7 @@
 //! Test support: a moto server (an AWS emulator from PyPI) on a free loopback port, fresh
 //! pipeline resources on it for each test, and a stub of the Lambda Runtime API.
 
+pub mod doubles;
 pub mod lambda_runtime_stub;
 
 use std::net::TcpListener;
@@ -96,6 +97,24 @@ pub struct Resources {
     pub aws: AwsResources,
     /// A queue subscribed to the alerts topic with raw delivery, to see what subscribers get.
     pub subscriber_queue_url: String,
+}
+
+impl Resources {
+    /// Environment for a binary that should use these resources on the emulator.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let mut env = moto().env();
+        env.extend([
+            ("BACKEND", "aws".to_owned()),
+            ("QUEUE_URL", self.aws.queue_url.clone()),
+            (
+                "DEAD_LETTER_QUEUE_URL",
+                self.aws.dead_letter_queue_url.clone(),
+            ),
+            ("TABLE_NAME", self.aws.table_name.clone()),
+            ("TOPIC_ARN", self.aws.topic_arn.clone()),
+        ]);
+        env
+    }
 }
 
 pub struct ResourceOptions {

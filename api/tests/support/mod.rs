@@ -107,6 +107,15 @@ impl Server {
             .sum()
     }
 
+    pub async fn health(&self) -> StatusCode {
+        self.http
+            .get(format!("{}/health", self.base))
+            .send()
+            .await
+            .expect("GET /health")
+            .status()
+    }
+
     pub fn pid(&self) -> String {
         self.child.id().expect("running").to_string()
     }

@@ -157,11 +157,7 @@ impl Store for DynamoStore {
                     .ok_or_else(|| {
                         PortError::unavailable(COMPONENT, "the existing item vanished")
                     })?;
-                Ok(if existing.payload_hash == record.payload_hash {
-                    PutOutcome::Duplicate(existing)
-                } else {
-                    PutOutcome::Conflict(existing)
-                })
+                Ok(PutOutcome::of_existing(existing, record))
             }
             Err(error) => Err(unavailable(error)),
         }

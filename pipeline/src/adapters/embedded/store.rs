@@ -99,11 +99,7 @@ impl Store for SqliteStore {
                     &record.transaction.transaction_id,
                 )?
                 .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
-                Ok(if existing.payload_hash == record.payload_hash {
-                    PutOutcome::Duplicate(existing)
-                } else {
-                    PutOutcome::Conflict(existing)
-                })
+                Ok(PutOutcome::of_existing(existing, &record))
             })
             .await
     }

@@ -1,0 +1,252 @@
+//! The `processor` binary (built by this package, source in processor/src/main.rs) on an AWS
+//! emulator (moto): the original system's own test path through `processor poll`, and the
+//! binary in Lambda mode under a stub of the Lambda Runtime API.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use pipeline::adapters::aws::AwsBackend;
+use pipeline::domain::ShopId;
+use pipeline::ports::{Queue, Store};
+use serde_json::json;
+use testkit::{ResourceOptions, Resources};
+
+fn envelope(id: &str, amount: &str) -> String {
+    json!({
+        "version": 1, "shop_id": "shop-a", "accepted_at": Utc::now(), "request_id": format!("req-{id}"),
+        "transaction": {"transaction_id": id, "amount": amount, "timestamp": "2024-08-09T12:34:56Z"}
+    })
+    .to_string()
+}
+
+async fn send_raw(resources: &Resources, bodies: &[String]) {
+    let sqs = aws_sdk_sqs::Client::new(&resources.config);
+    for body in bodies {
+        sqs.send_message()
+            .queue_url(&resources.aws.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .expect("send");
+    }
+}
+
+/// The original system's test: its message put straight on the queue with boto3, picked up by
+/// `processor poll`, stored for shop `default`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_original_systems_message_sent_with_boto3_is_stored_by_processor_poll() {
+    let resources = testkit::resources(ResourceOptions::default()).await;
+    let send = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import boto3, sys; boto3.client('sqs', endpoint_url=sys.argv[1], region_name='us-east-1', \
+             aws_access_key_id='testing', aws_secret_access_key='testing').send_message(QueueUrl=sys.argv[2], \
+             MessageBody='{\"transaction_id\": 12345, \"amount\": 100, \"timestamp\": \"2024-08-09T12:34:56Z\"}')",
+            &testkit::moto().endpoint,
+            &resources.aws.queue_url,
+        ])
+        .status()
+        .expect("python3 with boto3");
+    assert!(send.success(), "boto3 could not send the message");
+
+    let mut poller = tokio::process::Command::new(env!("CARGO_BIN_EXE_processor"))
+        .arg("poll")
+        .envs(resources.env())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn processor poll");
+    let backend = AwsBackend::from_config(&resources.config, resources.aws.clone());
+    let shop = ShopId::default_shop();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stored = loop {
+        if let Some(record) = backend.store.get(&shop, "12345").await.expect("get") {
+            break record;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not stored by processor poll in time"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(stored.transaction.amount.to_string(), "100.00");
+    assert_eq!(stored.transaction.currency, "USD");
+    let pid = poller.id().expect("running").to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    let status = tokio::time::timeout(Duration::from_secs(30), poller.wait())
+        .await
+        .expect("poll stopped after SIGTERM")
+        .expect("wait");
+    assert!(status.success(), "{status:?}");
+}
+
+/// The `processor` binary in Lambda mode under a stub of the Lambda Runtime API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_processor_runs_in_lambda_mode_for_sqs_events() {
+    let resources = testkit::resources(ResourceOptions::default()).await;
+    send_raw(
+        &resources,
+        &[envelope("lambda-1", "1500.00"), "poison".to_owned()],
+    )
+    .await;
+    let messages = testkit::receive_all(
+        &resources.config,
+        &resources.aws.queue_url,
+        2,
+        Duration::from_secs(20),
+    )
+    .await;
+    let stub =
+        testkit::lambda_runtime_stub::RuntimeStub::start(vec![testkit::sqs_event(&messages)]).await;
+    let mut env = resources.env();
+    env.extend(stub.env("ProcessorFunction"));
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_processor"))
+        .envs(env)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn processor");
+    let answers = stub.answers(1, Duration::from_secs(30)).await;
+    assert!(!answers[0].failed, "{:?}", answers[0]);
+    assert_eq!(answers[0].body, json!({"batchItemFailures": []}));
+    let backend = AwsBackend::from_config(&resources.config, resources.aws.clone());
+    let stored = backend
+        .store
+        .get(&ShopId::parse("shop-a").expect("shop"), "lambda-1")
+        .await
+        .expect("get");
+    assert_eq!(
+        stored.and_then(|r| r.alert).map(|a| a.state.as_str()),
+        Some("sent")
+    );
+    assert_eq!(
+        backend
+            .queue
+            .peek_dead_letters(10)
+            .await
+            .expect("peek")
+            .len(),
+        1
+    );
+    // Metrics leave as CloudWatch Embedded Metric Format on stdout, written once the invocation
+    // is answered: read until the invocation's document arrives.
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let mut seen = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains("transactions_processed_total") {
+                return;
+            }
+        }
+    })
+    .await;
+    let _ = child.kill().await;
+    assert!(
+        read.is_ok(),
+        "no EMF document with the processing metrics on stdout: {seen}"
+    );
+    assert!(seen.contains("\"CloudWatchMetrics\""), "{seen}");
+    assert!(seen.contains("\"ColdStart\":1"), "{seen}");
+    assert!(seen.contains("alerts_sent_total"), "{seen}");
+}
+
+/// CPU seconds (user + system) the process has used so far, from /proc (Linux).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0 // USER_HZ, 100 on Linux
+}
+
+/// Not a test: `scripts/bench/lambda.sh` runs it in release mode to measure the processor
+/// Lambda's cold-start init time and its CPU time per 1000 messages against the emulator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run by scripts/bench/lambda.sh"]
+async fn measure_cold_start_and_cpu_per_1000_messages() {
+    const MESSAGES: usize = 1000;
+    let resources = testkit::resources(ResourceOptions {
+        visibility_timeout_seconds: 600,
+        max_receive_count: 5,
+    })
+    .await;
+    let backend = AwsBackend::from_config(&resources.config, resources.aws.clone());
+    let bodies: Vec<pipeline::ports::OutgoingMessage> = (0..MESSAGES)
+        .map(|i| pipeline::ports::OutgoingMessage {
+            body: envelope(
+                &format!("m-{i}"),
+                if i % 10 == 0 { "1500.00" } else { "15.00" },
+            ),
+            attributes: Default::default(),
+        })
+        .collect();
+    let sent = backend.queue.send_batch(bodies).await.expect("send");
+    assert!(sent.iter().all(Result::is_ok));
+    let messages = testkit::receive_all(
+        &resources.config,
+        &resources.aws.queue_url,
+        MESSAGES,
+        Duration::from_secs(120),
+    )
+    .await;
+    let events: Vec<_> = messages.chunks(10).map(testkit::sqs_event).collect();
+    let stub = testkit::lambda_runtime_stub::RuntimeStub::start(events.clone()).await;
+    let mut env = resources.env();
+    env.extend(stub.env("ProcessorFunction"));
+    env.push(("RUST_LOG", "warn".to_owned()));
+    // The binary Lambda runs (target/lambda/processor/bootstrap) when the script names it.
+    let binary = std::env::var("PROCESSOR_BINARY")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_processor").to_owned());
+    let spawned = Instant::now();
+    let mut child = tokio::process::Command::new(binary)
+        .envs(env)
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn processor");
+    let pid = child.id().expect("pid");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let init_done = loop {
+        if let Some(at) = stub.first_poll() {
+            break at;
+        }
+        assert!(Instant::now() < deadline, "no poll");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    };
+    let cpu_at_init = cpu_seconds(pid);
+    let answers = stub.answers(events.len(), Duration::from_secs(600)).await;
+    let cpu_total = cpu_seconds(pid);
+    let wall = answers
+        .last()
+        .map(|a| a.answered_at - init_done)
+        .unwrap_or_default();
+    let _ = child.kill().await;
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.body == json!({"batchItemFailures": []})),
+        "some messages failed"
+    );
+    println!(
+        "RESULT cold_start_init_ms={:.1} init_cpu_ms={:.0} invocations={} messages={MESSAGES} cpu_seconds={:.2} cpu_ms_per_1000={:.0} wall_seconds={:.2}",
+        (init_done - spawned).as_secs_f64() * 1000.0,
+        cpu_at_init * 1000.0,
+        answers.len(),
+        cpu_total - cpu_at_init,
+        (cpu_total - cpu_at_init) * 1000.0 * 1000.0 / MESSAGES as f64,
+        wall.as_secs_f64(),
+    );
+}
