@@ -38,7 +38,7 @@ def main():
                 "Projection": {"ProjectionType": "ALL"}}])
     topic_arn = boto3.client("sns", **SETTINGS).create_topic(Name=TOPIC)["TopicArn"]
     exports = {
-        "AWS_ENDPOINT_URL": ENDPOINT, "AWS_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": ENDPOINT, "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
         "BACKEND": "aws", "QUEUE_URL": queue_url, "DEAD_LETTER_QUEUE_URL": dlq_url,
         "TABLE_NAME": TABLE, "TOPIC_ARN": topic_arn,

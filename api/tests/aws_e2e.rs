@@ -27,6 +27,15 @@ fn processor(resources: &Resources) -> Processor {
     )
 }
 
+fn queue(resources: &Resources) -> pipeline::adapters::aws::SqsQueue {
+    let sqs = aws_sdk_sqs::Client::new(&resources.config);
+    pipeline::adapters::aws::SqsQueue::new(
+        sqs,
+        resources.aws.queue_url.clone(),
+        resources.aws.dead_letter_queue_url.clone(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_travels_sqs_lambda_dynamodb_sns_once_even_when_delivered_twice() {
     let resources = testkit::resources(ResourceOptions::default()).await;
@@ -51,18 +60,27 @@ async fn a_transaction_travels_sqs_lambda_dynamodb_sns_once_even_when_delivered_
     )
     .await;
     assert_eq!(messages.len(), 2);
-    let shop_attribute = messages[0]
-        .message_attributes
-        .as_ref()
-        .and_then(|a| a.get("shop_id"));
-    assert!(
-        shop_attribute.is_none()
-            || shop_attribute.and_then(|a| a.string_value.as_deref()) == Some("demo")
-    );
+    // Routing facts ride as message attributes as well as in the body.
+    for message in &messages {
+        let attributes = message.message_attributes.clone().unwrap_or_default();
+        let attribute = |name: &str| {
+            attributes
+                .get(name)
+                .and_then(|value| value.string_value.clone())
+        };
+        assert_eq!(attribute("shop_id").as_deref(), Some("demo"));
+        assert_eq!(attribute("transaction_type").as_deref(), Some("purchase"));
+        let body: Value =
+            serde_json::from_str(message.body.as_deref().unwrap_or_default()).expect("envelope");
+        assert_eq!(
+            attribute("request_id"),
+            body["request_id"].as_str().map(str::to_owned)
+        );
+    }
     let event: SqsEvent = serde_json::from_value(testkit::sqs_event(&messages)).expect("SQS event");
     let processor = processor(&resources);
     for delivery in 1..=2 {
-        let response = handle_sqs_event(&processor, event.clone()).await;
+        let response = handle_sqs_event(&processor, &queue(&resources), event.clone()).await;
         assert!(
             response.batch_item_failures.is_empty(),
             "delivery {delivery}: {:?}",
@@ -186,4 +204,46 @@ async fn the_api_runs_in_lambda_mode_for_api_gateway_v2_events() {
     let envelope: Value =
         serde_json::from_str(queued[0].body.as_deref().unwrap_or_default()).expect("envelope");
     assert_eq!(envelope["shop_id"], "acme");
+}
+
+/// Keys live in SSM: an operator adds or revokes one and the running API follows within the
+/// cache time, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_from_ssm_change_without_a_restart() {
+    let resources = testkit::resources(ResourceOptions::default()).await;
+    let parameter = format!("/{}/api-keys", resources.aws.table_name);
+    let line =
+        |shop: &str, key: &str| format!("{shop}:{}\n", hex::encode(api::auth::hash_key(key)));
+    testkit::put_api_keys(&resources.config, &parameter, &line("acme", "first-key")).await;
+    let mut env = resources.env();
+    env.push(("API_KEYS_SSM_PARAMETER", parameter.clone()));
+    env.push(("API_KEYS_CACHE_SECONDS", "0.2".to_owned()));
+    let temp = tempfile::tempdir().expect("temp");
+    let server = Server::start(&temp.path().join("unused"), &env).await;
+    let body = r#"{"transaction_id": "k-1", "amount": 5, "timestamp": "2024-08-09T12:34:56Z"}"#;
+    assert_eq!(
+        server.post("first-key", body).await.status(),
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        server.post("second-key", body).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        server.post(DEV_KEY, body).await.status(),
+        StatusCode::UNAUTHORIZED,
+        "no development key with SSM keys"
+    );
+
+    // Rotate: the first key is revoked, the second admitted.
+    testkit::put_api_keys(&resources.config, &parameter, &line("acme", "second-key")).await;
+    support::eventually("the rotated key accepted", || async {
+        (server.post("second-key", body).await.status() == StatusCode::ACCEPTED).then_some(())
+    })
+    .await;
+    assert_eq!(
+        server.post("first-key", body).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    server.signal("-TERM").await;
 }

@@ -76,3 +76,9 @@ async fn reads_are_scoped_to_the_shop() {
     let (_resources, backend) = backend(5).await;
     contract::reads_are_scoped_to_the_shop(backend.store as Arc<dyn Store>).await;
 }
+
+#[tokio::test]
+async fn send_batch_of_any_size() {
+    let (_resources, backend) = backend(5).await;
+    contract::send_batch_of_any_size(backend.queue).await;
+}

@@ -101,3 +101,9 @@ async fn concurrent_sends_all_land() {
     }
     assert_eq!(queue.depth().await.expect("depth").messages, 500);
 }
+
+#[tokio::test]
+async fn send_batch_of_any_size() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    contract::send_batch_of_any_size(queue_at(&dir.path().join("q.db"), 5)).await;
+}

@@ -3,20 +3,26 @@
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, Utc};
-use pipeline::ports::ReceivedMessage;
+use pipeline::ports::{Queue, ReceivedMessage};
 
 use crate::Processor;
+use crate::worker::schedule_retries;
 
 /// Processes the event's messages. Poison goes to the dead-letter queue and is *not* reported as
-/// failed (SQS then deletes it); transient failures are reported so SQS redelivers them.
-pub async fn handle_sqs_event(processor: &Processor, event: SqsEvent) -> SqsBatchResponse {
+/// failed (SQS then deletes it); transient failures are reported so SQS redelivers them, after
+/// a back-off delay set on each one (rather than the queue's whole visibility timeout).
+pub async fn handle_sqs_event(
+    processor: &Processor,
+    queue: &dyn Queue,
+    event: SqsEvent,
+) -> SqsBatchResponse {
     let messages = event.records.into_iter().map(to_received).collect();
     let report = processor.process_batch(messages).await;
+    schedule_retries(queue, &report).await;
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = report
         .failed()
-        .map(|(message, error)| {
-            tracing::warn!(message_id = %message.id, %error, "reporting a transient failure to SQS");
+        .map(|(message, _)| {
             let mut failure = BatchItemFailure::default();
             failure.item_identifier = message.id.clone();
             failure

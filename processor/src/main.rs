@@ -104,13 +104,16 @@ async fn run_lambda(settings: ProcessorArgs) -> Result<(), String> {
     init_logging(LogFormat::Json);
     let metrics =
         cloudwatch_metrics(&settings.metrics_namespace).map_err(|error| error.to_string())?;
-    let (processor, _queue) = processor(&settings).await?;
-    let handler = move |event: lambda_runtime::LambdaEvent<
-        aws_lambda_events::event::sqs::SqsEvent,
-    >| {
-        let processor = processor.clone();
-        async move { Ok::<_, lambda_runtime::Error>(handle_sqs_event(&processor, event.payload).await) }
-    };
+    let (processor, queue) = processor(&settings).await?;
+    let handler =
+        move |event: lambda_runtime::LambdaEvent<aws_lambda_events::event::sqs::SqsEvent>| {
+            let processor = processor.clone();
+            let queue = queue.clone();
+            async move {
+                let response = handle_sqs_event(&processor, queue.as_ref(), event.payload).await;
+                Ok::<_, lambda_runtime::Error>(response)
+            }
+        };
     metrics_cloudwatch_embedded::lambda::handler::run(metrics, handler)
         .await
         .map_err(|error| error.to_string())

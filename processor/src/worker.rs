@@ -77,6 +77,12 @@ pub async fn settle(queue: &dyn Queue, report: &BatchReport) {
         // Harmless for correctness: the messages come back and are found to be duplicates.
         tracing::warn!(%error, count = receipts.len(), "acking failed; the messages will be redelivered");
     }
+    schedule_retries(queue, report).await;
+}
+
+/// Hands each failed message back with a delay that grows with its receive count, instead of
+/// leaving it invisible for the whole visibility timeout.
+pub async fn schedule_retries(queue: &dyn Queue, report: &BatchReport) {
     for (message, error) in report.failed() {
         metrics::counter!(telemetry::RETRIED).increment(1);
         tracing::warn!(message_id = %message.id, receive_count = message.receive_count, %error, "transient failure; will retry");

@@ -66,7 +66,7 @@ async fn a_batch_of_ten_with_poison_and_a_transient_failure() {
         Default::default(),
         10,
     );
-    let response = handle_sqs_event(&processor, event).await;
+    let response = handle_sqs_event(&processor, backend.queue.as_ref(), event).await;
 
     let throttled_id = messages
         .iter()

@@ -299,12 +299,26 @@ pub async fn receive_all(
             .max_number_of_messages(10)
             .wait_time_seconds(1)
             .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+            .message_attribute_names("All")
             .send()
             .await
             .expect("receive");
         all.extend(output.messages.unwrap_or_default());
     }
     all
+}
+
+/// Writes the API keys parameter (a SecureString, as an operator would) on the emulator.
+pub async fn put_api_keys(config: &SdkConfig, name: &str, lines: &str) {
+    aws_sdk_ssm::Client::new(config)
+        .put_parameter()
+        .name(name)
+        .value(lines)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .expect("put parameter");
 }
 
 /// The SQS event Lambda would deliver for these messages.

@@ -229,3 +229,18 @@ pub async fn reads_are_scoped_to_the_shop(store: Arc<dyn Store>) {
         "ids are per shop"
     );
 }
+
+/// A batch larger than the service's own batch limit is split, and every entry lands once.
+pub async fn send_batch_of_any_size(queue: Arc<dyn Queue>) {
+    let bodies: Vec<String> = (0..25).map(|i| format!("batch-{i:02}")).collect();
+    let results = queue
+        .send_batch(bodies.iter().map(|body| message(body)).collect())
+        .await
+        .expect("send batch");
+    assert_eq!(results.len(), 25);
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    let received = receive_at_least(queue.as_ref(), 25, Duration::from_secs(20)).await;
+    let mut got: Vec<String> = received.into_iter().map(|m| m.body).collect();
+    got.sort();
+    assert_eq!(got, bodies);
+}
