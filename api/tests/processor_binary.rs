@@ -5,32 +5,11 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use pipeline::adapters::aws::AwsBackend;
 use pipeline::domain::ShopId;
 use pipeline::ports::{Queue, Store};
 use serde_json::json;
-use testkit::{ResourceOptions, Resources};
-
-fn envelope(id: &str, amount: &str) -> String {
-    json!({
-        "version": 1, "shop_id": "shop-a", "accepted_at": Utc::now(), "request_id": format!("req-{id}"),
-        "transaction": {"transaction_id": id, "amount": amount, "timestamp": "2024-08-09T12:34:56Z"}
-    })
-    .to_string()
-}
-
-async fn send_raw(resources: &Resources, bodies: &[String]) {
-    let sqs = aws_sdk_sqs::Client::new(&resources.config);
-    for body in bodies {
-        sqs.send_message()
-            .queue_url(&resources.aws.queue_url)
-            .message_body(body)
-            .send()
-            .await
-            .expect("send");
-    }
-}
+use testkit::ResourceOptions;
 
 /// The original system's test: its message put straight on the queue with boto3, picked up by
 /// `processor poll`, stored for shop `default`.
@@ -88,9 +67,12 @@ async fn the_original_systems_message_sent_with_boto3_is_stored_by_processor_pol
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_processor_runs_in_lambda_mode_for_sqs_events() {
     let resources = testkit::resources(ResourceOptions::default()).await;
-    send_raw(
+    testkit::send_raw(
         &resources,
-        &[envelope("lambda-1", "1500.00"), "poison".to_owned()],
+        &[
+            testkit::envelope("shop-a", "lambda-1", "1500.00"),
+            "poison".to_owned(),
+        ],
     )
     .await;
     let messages = testkit::receive_all(
@@ -186,7 +168,8 @@ async fn measure_cold_start_and_cpu_per_1000_messages() {
     let backend = AwsBackend::from_config(&resources.config, resources.aws.clone());
     let bodies: Vec<pipeline::ports::OutgoingMessage> = (0..MESSAGES)
         .map(|i| pipeline::ports::OutgoingMessage {
-            body: envelope(
+            body: testkit::envelope(
+                "shop-a",
                 &format!("m-{i}"),
                 if i % 10 == 0 { "1500.00" } else { "15.00" },
             ),

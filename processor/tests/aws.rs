@@ -5,45 +5,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use chrono::Utc;
 use pipeline::adapters::aws::AwsBackend;
 use pipeline::domain::ShopId;
 use pipeline::ports::{Queue, Store};
 use processor::Processor;
 use processor::lambda::handle_sqs_event;
-use serde_json::json;
+use testkit::ResourceOptions;
 use testkit::doubles::StoreFailingFor;
-use testkit::{ResourceOptions, Resources};
-
-fn envelope(id: &str, amount: &str) -> String {
-    json!({
-        "version": 1, "shop_id": "shop-a", "accepted_at": Utc::now(), "request_id": format!("req-{id}"),
-        "transaction": {"transaction_id": id, "amount": amount, "timestamp": "2024-08-09T12:34:56Z"}
-    })
-    .to_string()
-}
-
-async fn send_raw(resources: &Resources, bodies: &[String]) {
-    let sqs = aws_sdk_sqs::Client::new(&resources.config);
-    for body in bodies {
-        sqs.send_message()
-            .queue_url(&resources.aws.queue_url)
-            .message_body(body)
-            .send()
-            .await
-            .expect("send");
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_of_ten_with_poison_and_a_transient_failure() {
     let resources = testkit::resources(ResourceOptions::default()).await;
     let mut bodies: Vec<String> = (0..8)
-        .map(|i| envelope(&format!("ok-{i}"), "10.00"))
+        .map(|i| testkit::envelope("shop-a", &format!("ok-{i}"), "10.00"))
         .collect();
     bodies.push("{\"this is\": \"poison\"".to_owned());
-    bodies.push(envelope("throttled", "10.00"));
-    send_raw(&resources, &bodies).await;
+    bodies.push(testkit::envelope("shop-a", "throttled", "10.00"));
+    testkit::send_raw(&resources, &bodies).await;
     let messages = testkit::receive_all(
         &resources.config,
         &resources.aws.queue_url,

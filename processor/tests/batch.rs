@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
 use pipeline::adapters::embedded::{EmbeddedBackend, QueueSettings};
 use pipeline::domain::{AlertPolicy, AlertState, ShopId, TransactionRecord};
 use pipeline::ports::{Alert, Notifier, OutgoingMessage, PortError, Queue, ReceivedMessage, Store};
@@ -48,14 +47,6 @@ fn processor(fixture: &Fixture) -> Processor {
         fixture.backend.store.clone(),
         fixture.backend.notifier.clone(),
     )
-}
-
-fn envelope(shop: &str, id: &str, amount: &str) -> String {
-    serde_json::json!({
-        "version": 1, "shop_id": shop, "accepted_at": Utc::now(), "request_id": format!("req-{id}"),
-        "transaction": {"transaction_id": id, "amount": amount, "timestamp": "2024-08-09T12:34:56Z"}
-    })
-    .to_string()
 }
 
 /// Sends the bodies and receives them all back, as the worker would.
@@ -104,7 +95,7 @@ async fn every_message_delivered_twice_is_stored_once_and_alerts_once() {
     let processor = processor(&fixture);
     let bodies: Vec<String> = (0..20)
         .map(|i| {
-            envelope(
+            testkit::envelope(
                 "shop-a",
                 &format!("tx-{i}"),
                 if i % 4 == 0 { "1000.01" } else { "1000.00" },
@@ -160,7 +151,7 @@ async fn the_alert_carries_the_original_systems_subject_and_attributes() {
     let fixture = fixture();
     let received = deliver(
         fixture.backend.queue.as_ref(),
-        &[envelope("shop-a", "big", "2500.50")],
+        &[testkit::envelope("shop-a", "big", "2500.50")],
     )
     .await;
     processor(&fixture).process_batch(received).await;
@@ -183,13 +174,13 @@ async fn same_id_with_another_payload_keeps_the_original() {
     let processor = processor(&fixture);
     let original = deliver(
         fixture.backend.queue.as_ref(),
-        &[envelope("shop-a", "tx", "10.00")],
+        &[testkit::envelope("shop-a", "tx", "10.00")],
     )
     .await;
     processor.process_batch(original).await;
     let changed = deliver(
         fixture.backend.queue.as_ref(),
-        &[envelope("shop-a", "tx", "5000.00")],
+        &[testkit::envelope("shop-a", "tx", "5000.00")],
     )
     .await;
     let report = processor.process_batch(changed).await;
@@ -229,8 +220,8 @@ async fn poison_goes_to_the_dead_letters_at_once_and_is_not_a_failure() {
     let fixture = fixture();
     let bodies = [
         "not json".to_owned(),
-        envelope("shop-a", "negative", "-5"),
-        envelope("shop-a", "fine", "5"),
+        testkit::envelope("shop-a", "negative", "-5"),
+        testkit::envelope("shop-a", "fine", "5"),
     ];
     let received = deliver(fixture.backend.queue.as_ref(), &bodies).await;
     let report = processor(&fixture).process_batch(received).await;
@@ -271,7 +262,7 @@ async fn a_transient_failure_fails_that_message_alone_and_it_is_retried() {
     });
     let bodies: Vec<String> = ["a", "unlucky", "b"]
         .iter()
-        .map(|id| envelope("shop-a", id, "5"))
+        .map(|id| testkit::envelope("shop-a", id, "5"))
         .collect();
     let received = deliver(fixture.backend.queue.as_ref(), &bodies).await;
     let report = processor_with(&fixture, flaky, fixture.backend.notifier.clone())
@@ -321,7 +312,7 @@ async fn a_redelivery_after_a_failed_publish_sends_the_pending_alert_once() {
         failed: Mutex::new(false),
     });
     let processor = processor_with(&fixture, fixture.backend.store.clone(), notifier);
-    let body = envelope("shop-a", "big", "5000");
+    let body = testkit::envelope("shop-a", "big", "5000");
     let first = processor
         .process_batch(deliver(fixture.backend.queue.as_ref(), std::slice::from_ref(&body)).await)
         .await;

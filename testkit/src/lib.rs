@@ -258,27 +258,34 @@ pub async fn subscriber_messages(
     want: usize,
     within: Duration,
 ) -> Vec<aws_sdk_sqs::types::Message> {
-    let sqs = aws_sdk_sqs::Client::new(&resources.config);
-    let deadline = Instant::now() + within;
-    let mut all = Vec::new();
-    while all.len() < want && Instant::now() < deadline {
-        let output = sqs
-            .receive_message()
-            .queue_url(&resources.subscriber_queue_url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .expect("receive");
-        all.extend(output.messages.unwrap_or_default());
-    }
+    receive_until(
+        &resources.config,
+        &resources.subscriber_queue_url,
+        want,
+        within,
+    )
+    .await
+}
+
+/// Receives from a queue until `want` messages arrived (with their system and message
+/// attributes, as Lambda's event source mapping receives them), or fails after `within`.
+pub async fn receive_all(
+    config: &SdkConfig,
+    queue_url: &str,
+    want: usize,
+    within: Duration,
+) -> Vec<aws_sdk_sqs::types::Message> {
+    let all = receive_until(config, queue_url, want, within).await;
+    assert!(
+        all.len() >= want,
+        "only {} of {want} messages arrived",
+        all.len()
+    );
     all
 }
 
-/// Receives from a queue until `want` messages arrived (with their system attributes, as
-/// Lambda's event source mapping receives them), or fails after `within`.
-pub async fn receive_all(
+/// Receives until `want` messages arrived or `within` passed, whichever is first.
+async fn receive_until(
     config: &SdkConfig,
     queue_url: &str,
     want: usize,
@@ -287,12 +294,7 @@ pub async fn receive_all(
     let sqs = aws_sdk_sqs::Client::new(config);
     let deadline = Instant::now() + within;
     let mut all = Vec::new();
-    while all.len() < want {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {want} messages arrived",
-            all.len()
-        );
+    while all.len() < want && Instant::now() < deadline {
         let output = sqs
             .receive_message()
             .queue_url(queue_url)
@@ -306,6 +308,28 @@ pub async fn receive_all(
         all.extend(output.messages.unwrap_or_default());
     }
     all
+}
+
+/// A queue message as the API writes it, for shop `shop`.
+pub fn envelope(shop: &str, id: &str, amount: &str) -> String {
+    serde_json::json!({
+        "version": 1, "shop_id": shop, "accepted_at": chrono::Utc::now(), "request_id": format!("req-{id}"),
+        "transaction": {"transaction_id": id, "amount": amount, "timestamp": "2024-08-09T12:34:56Z"}
+    })
+    .to_string()
+}
+
+/// Puts bodies straight on the transactions queue, as a producer other than the API would.
+pub async fn send_raw(resources: &Resources, bodies: &[String]) {
+    let sqs = aws_sdk_sqs::Client::new(&resources.config);
+    for body in bodies {
+        sqs.send_message()
+            .queue_url(&resources.aws.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .expect("send");
+    }
 }
 
 /// Writes the API keys parameter (a SecureString, as an operator would) on the emulator.
