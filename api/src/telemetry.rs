@@ -31,7 +31,25 @@ pub fn prometheus() -> PrometheusHandle {
             // Fails only if another recorder was installed first; then this one just stays empty.
             let _ = metrics::set_global_recorder(recorder);
             names::describe();
+            spawn_upkeep(handle.clone());
             handle
         })
         .clone()
+}
+
+/// Histogram samples wait in buffers until upkeep folds them in; without it they would grow
+/// for as long as nobody scrapes `/metrics`.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".to_owned())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(EVERY);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "no metrics upkeep thread; histograms are folded in on scrape only");
+    }
 }

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use std::thread;
 
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::ports::PortError;
 
@@ -18,6 +18,8 @@ use crate::ports::PortError;
 const MAX_GROUP: usize = 512;
 const WRITE_BACKLOG: usize = 8192;
 const BUSY_TIMEOUT_MS: u64 = 5_000;
+/// Reads at once; more wait for a connection rather than open one each.
+const MAX_READERS: usize = 8;
 
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 /// Runs one write; says whether it succeeded and what to tell the caller after the commit.
@@ -28,6 +30,7 @@ pub struct SqliteDb {
     path: PathBuf,
     writer: mpsc::Sender<Job>,
     readers: Mutex<Vec<Connection>>,
+    reader_slots: Semaphore,
 }
 
 impl SqliteDb {
@@ -52,6 +55,7 @@ impl SqliteDb {
             path: path.to_owned(),
             writer,
             readers: Mutex::new(Vec::new()),
+            reader_slots: Semaphore::new(MAX_READERS),
         })
     }
 
@@ -94,6 +98,11 @@ impl SqliteDb {
         F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
     {
         let component = self.component;
+        let _slot = self
+            .reader_slots
+            .acquire()
+            .await
+            .map_err(|_| PortError::unavailable(component, "closed"))?;
         let connection = self.take_reader()?;
         let (connection, result) = tokio::task::spawn_blocking(move || {
             let result = op(&connection);
