@@ -68,7 +68,7 @@ pub struct ServeArgs {
     pub api_keys_cache_seconds: Duration,
 
     /// Per-currency alert thresholds, e.g. `USD=1000,JPY=150000`; others use 1000.
-    #[arg(long, env = "ALERT_THRESHOLDS", default_value = "", value_parser = parse_policy)]
+    #[arg(long, env = "ALERT_THRESHOLDS", default_value = "", value_parser = str::parse::<AlertPolicy>)]
     pub alert_thresholds: AlertPolicy,
 
     /// Log format.
@@ -94,8 +94,4 @@ pub struct ServeArgs {
     /// CloudWatch namespace of the metrics (Lambda only).
     #[arg(long, env = "METRICS_NAMESPACE", default_value = "ECommercePipeline")]
     pub metrics_namespace: String,
-}
-
-fn parse_policy(text: &str) -> Result<AlertPolicy, String> {
-    text.parse()
 }

@@ -39,7 +39,7 @@ struct ProcessorArgs {
     backend: BackendArgs,
 
     /// Per-currency alert thresholds, e.g. `USD=1000,JPY=150000`; others use 1000.
-    #[arg(long, env = "ALERT_THRESHOLDS", default_value = "", value_parser = parse_policy)]
+    #[arg(long, env = "ALERT_THRESHOLDS", default_value = "", value_parser = str::parse::<AlertPolicy>)]
     alert_thresholds: AlertPolicy,
 
     /// Messages received per batch (SQS returns at most 10 per receive).
@@ -59,10 +59,6 @@ struct ProcessorArgs {
     metrics_namespace: String,
 }
 
-fn parse_policy(text: &str) -> Result<AlertPolicy, String> {
-    text.parse()
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -76,7 +72,6 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!("{error}");
-            eprintln!("error: {error}");
             ExitCode::FAILURE
         }
     }
