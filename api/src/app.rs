@@ -1,57 +1,54 @@
-//! The router and the state its handlers share.
+//! The router: every route, the fallbacks, and the layers around them.
 
 use std::any::Any;
-use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::Request;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use metrics_exporter_prometheus::PrometheusHandle;
-use pipeline::ports::{Queue, Store};
+use pipeline::telemetry;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::auth::KeyRing;
-use crate::error::ApiError;
+use crate::error::{ApiError, ProblemSlug};
 use crate::openapi::ApiDoc;
-use crate::routes;
-
-/// Request bodies above this are refused with 413 before they are read in full.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// Everything a handler may use. Holds no state a second instance would need: all of it is
-/// either configuration or a client of a shared service.
-#[derive(Clone)]
-pub struct AppState {
-    pub queue: Arc<dyn Queue>,
-    pub store: Arc<dyn Store>,
-    pub keys: Arc<KeyRing>,
-    /// Prometheus text for `/metrics`; `None` where metrics leave another way (CloudWatch).
-    pub prometheus: Option<PrometheusHandle>,
-    /// A send that takes longer than this is answered with 503.
-    pub enqueue_timeout: Duration,
-}
+use crate::routes::{ops, transactions};
+use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
+    let ingest = Router::new()
+        .route("/transactions", post(transactions::create))
+        .route_layer(middleware::from_fn(count_ingest_outcomes));
     Router::new()
-        .route("/transactions", post(routes::transactions::create))
-        .route(
-            "/transactions/{transaction_id}",
-            get(routes::transactions::read),
-        )
-        .route("/health", get(routes::ops::health))
-        .route("/metrics", get(routes::ops::metrics))
+        .merge(ingest)
+        .route("/transactions/{transaction_id}", get(transactions::read))
+        .route("/health", get(ops::health))
+        .route("/metrics", get(ops::metrics))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(TraceLayer::new_for_http())
         .layer(CatchPanicLayer::custom(panic_to_problem))
         .with_state(state)
+}
+
+/// Counts each POST as accepted or, by the problem's slug, rejected: every way a request can
+/// fail (key, media type, size, JSON, rules, queue) is counted in one place.
+async fn count_ingest_outcomes(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    match response.extensions().get::<ProblemSlug>() {
+        Some(ProblemSlug(reason)) => {
+            metrics::counter!(telemetry::REJECTED, "reason" => *reason).increment(1)
+        }
+        None if response.status().is_success() => {
+            metrics::counter!(telemetry::ACCEPTED).increment(1)
+        }
+        None => {}
+    }
+    response
 }
 
 async fn not_found() -> ApiError {

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use pipeline::domain::ShopId;
@@ -16,7 +16,6 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::RwLock;
 
-use crate::app::AppState;
 use crate::error::ApiError;
 
 /// Works only when no keys file is given and the server listens on a loopback address.
@@ -94,7 +93,7 @@ impl ApiKeys {
     }
 
     pub fn development() -> Self {
-        let shop = ShopId::parse(DEVELOPMENT_SHOP).unwrap_or_else(|_| ShopId::default_shop());
+        let shop = ShopId::parse(DEVELOPMENT_SHOP).expect("the development shop id is valid");
         Self {
             entries: vec![(shop, hash_key(DEVELOPMENT_KEY))],
         }
@@ -207,14 +206,19 @@ impl KeyRing {
     }
 }
 
-/// The shop of an authenticated request.
+/// The shop of an authenticated request: extracting it answers 401 when the key is missing or
+/// unknown.
 #[derive(Debug, Clone)]
 pub struct Shop(pub ShopId);
 
-impl FromRequestParts<AppState> for Shop {
+impl<S> FromRequestParts<S> for Shop
+where
+    S: Send + Sync,
+    Arc<KeyRing>: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let header = parts
             .headers
             .get(AUTHORIZATION)
@@ -231,11 +235,9 @@ impl FromRequestParts<AppState> for Shop {
             .ok_or(ApiError::Unauthorized(
                 "the Authorization header must be `Bearer <key>`",
             ))?;
-        state
-            .keys
+        Arc::<KeyRing>::from_ref(state)
             .authenticate(key)
-            .await
-            .map_err(ApiError::Unavailable)?
+            .await?
             .map(Shop)
             .ok_or(ApiError::Unauthorized("unknown API key"))
     }

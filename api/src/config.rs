@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use pipeline::adapters::config::{BackendArgs, parse_seconds};
-use pipeline::domain::AlertPolicy;
-use pipeline::telemetry::LogFormat;
+use pipeline::adapters::select::{PortArgs, parse_seconds};
+use pipeline::telemetry::TelemetryArgs;
+use processor::settings::ProcessorArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -50,9 +50,6 @@ pub struct ServeArgs {
     #[arg(long, env = "API_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
 
-    #[command(flatten)]
-    pub backend: BackendArgs,
-
     /// File of `shop_id:<sha256 hex of key>` lines. Without it (and without an SSM parameter),
     /// the development key works on loopback.
     #[arg(long, env = "API_KEYS_FILE")]
@@ -67,23 +64,8 @@ pub struct ServeArgs {
     #[arg(long, env = "API_KEYS_CACHE_SECONDS", default_value = "60", value_parser = parse_seconds)]
     pub api_keys_cache_seconds: Duration,
 
-    /// Per-currency alert thresholds, e.g. `USD=1000,JPY=150000`; others use 1000.
-    #[arg(long, env = "ALERT_THRESHOLDS", default_value = "", value_parser = str::parse::<AlertPolicy>)]
-    pub alert_thresholds: AlertPolicy,
-
-    /// Log format.
-    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "pretty")]
-    pub log_format: LogFormat,
-
-    /// Messages the in-process processor takes per batch.
-    #[arg(long, env = "PROCESSOR_BATCH_SIZE", default_value_t = 128)]
-    pub processor_batch_size: usize,
-
-    /// Messages of a batch processed at once.
-    #[arg(long, env = "PROCESSOR_CONCURRENCY", default_value_t = 128)]
-    pub processor_concurrency: usize,
-
-    /// Run the processor inside this process (embedded backend only; `false` serves the API only).
+    /// Run the processor inside this process when the queue is embedded (`false` serves the
+    /// API only and leaves the queue to another process).
     #[arg(long, env = "EMBEDDED_PROCESSOR", default_value_t = true, action = clap::ArgAction::Set)]
     pub embedded_processor: bool,
 
@@ -91,7 +73,12 @@ pub struct ServeArgs {
     #[arg(long, env = "ENQUEUE_TIMEOUT", default_value = "5", value_parser = parse_seconds)]
     pub enqueue_timeout: Duration,
 
-    /// CloudWatch namespace of the metrics (Lambda only).
-    #[arg(long, env = "METRICS_NAMESPACE", default_value = "ECommercePipeline")]
-    pub metrics_namespace: String,
+    #[command(flatten)]
+    pub ports: PortArgs,
+
+    #[command(flatten)]
+    pub processor: ProcessorArgs,
+
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
 }

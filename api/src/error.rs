@@ -4,12 +4,15 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use pipeline::domain::FieldError;
+use pipeline::domain::{FieldError, TransactionError};
 use pipeline::ports::PortError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// How long a client should wait before retrying after a 503.
+pub const RETRY_AFTER_SECONDS: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -27,14 +30,21 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("the transaction breaks {} rule(s)", .0.len())]
     Invalid(Vec<FieldError>),
-    #[error("{0}")]
-    Unavailable(PortError),
+    /// A port failed; transient failures are 503s, permanent refusals 500s.
+    #[error(transparent)]
+    Port(#[from] PortError),
     #[error("{0}")]
     Internal(String),
 }
 
-/// How long a client should wait before retrying after a 503.
-pub const RETRY_AFTER_SECONDS: u32 = 1;
+impl From<TransactionError> for ApiError {
+    fn from(error: TransactionError) -> Self {
+        match error {
+            TransactionError::Malformed(detail) => Self::MalformedJson(detail),
+            TransactionError::Invalid(errors) => Self::Invalid(errors),
+        }
+    }
+}
 
 /// An RFC 9457 problem document.
 #[derive(Debug, Serialize, ToSchema)]
@@ -54,6 +64,10 @@ pub struct Problem {
     pub errors: Option<Vec<FieldError>>,
 }
 
+/// The problem's slug, left on the response so that middleware can count refusals by reason.
+#[derive(Debug, Clone, Copy)]
+pub struct ProblemSlug(pub &'static str);
+
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
@@ -64,8 +78,10 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Port(PortError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Port(PortError::Rejected { .. }) | Self::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -79,7 +95,8 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload-too-large",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::Invalid(_) => "validation",
-            Self::Unavailable(_) => "unavailable",
+            Self::Port(PortError::Unavailable { .. }) => "unavailable",
+            Self::Port(PortError::Rejected { .. }) => "refused-by-backend",
             Self::Internal(_) => "internal",
         }
     }
@@ -93,25 +110,36 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "Payload too large",
             Self::UnsupportedMediaType(_) => "Unsupported media type",
             Self::Invalid(_) => "Invalid transaction",
-            Self::Unavailable(_) => "Service unavailable",
+            Self::Port(PortError::Unavailable { .. }) => "Service unavailable",
+            Self::Port(PortError::Rejected { .. }) => "Refused by a backend service",
             Self::Internal(_) => "Internal server error",
         }
     }
 
-    pub fn to_problem(&self) -> Problem {
-        let detail = match self {
-            // Whatever broke inside stays in the logs; the client learns only that it should retry.
-            Self::Unavailable(_) => {
-                "the queue could not accept the transaction durably; retry later".to_owned()
-            }
+    /// What the client reads. Whatever broke inside stays in the logs: the client learns which
+    /// part failed and whether to retry, never an SDK's error text.
+    fn detail(&self) -> String {
+        match self {
+            Self::Port(PortError::Unavailable { component, .. }) => match *component {
+                "queue" => {
+                    "the queue could not accept the transaction durably; retry later".to_owned()
+                }
+                component => format!("the {component} is unavailable; retry later"),
+            },
+            Self::Port(PortError::Rejected { component, .. }) => format!(
+                "the {component} refused the request; retrying will not help. This is a bug and has been logged"
+            ),
             Self::Internal(_) => "an unexpected error occurred; it has been logged".to_owned(),
             other => other.to_string(),
-        };
+        }
+    }
+
+    pub fn to_problem(&self) -> Problem {
         Problem {
             kind: format!("urn:ecommerce-pipeline:problem:{}", self.slug()),
             title: self.title().to_owned(),
             status: self.status().as_u16(),
-            detail,
+            detail: self.detail(),
             errors: match self {
                 Self::Invalid(errors) => Some(errors.clone()),
                 _ => None,
@@ -123,18 +151,22 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match &self {
-            Self::Unavailable(error) => tracing::warn!(%error, "answering 503"),
+            Self::Port(error @ PortError::Unavailable { .. }) => {
+                tracing::warn!(%error, "answering 503")
+            }
+            Self::Port(error) => tracing::error!(%error, "answering 500: a backend refused"),
             Self::Internal(error) => tracing::error!(%error, "answering 500"),
             _ => {}
         }
         let mut response = (self.status(), Json(self.to_problem())).into_response();
+        response.extensions_mut().insert(ProblemSlug(self.slug()));
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         match self {
             Self::Unauthorized(_) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            Self::Unavailable(_) => {
+            Self::Port(PortError::Unavailable { .. }) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
             }
             _ => {}

@@ -1,12 +1,17 @@
 //! The HTTP API: one axum router ([`app::router`]) served by `axum::serve` locally and, on AWS,
 //! by `lambda_http`. Handlers validate, enqueue and read; they never talk to a database directly
-//! but through the ports in `AppState`.
+//! but through the ports in [`state::AppState`].
+//!
+//! Modules depend in one direction: `server` → `app` → `routes` → `extract`, `auth`, `state`,
+//! `docs` → `error`. A test (tests/architecture.rs) keeps it so.
 
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod docs;
 pub mod error;
+pub mod extract;
 pub mod openapi;
 pub mod routes;
 pub mod server;
-pub mod telemetry;
+pub mod state;

@@ -1,31 +1,33 @@
-//! Wiring: build the backend and the keys from the settings, then either serve HTTP with
-//! `axum::serve` (with the in-process processor for the embedded backend) or, when started by the
-//! Lambda runtime, hand the same router to `lambda_http`.
+//! Wiring: connect the ports and the keys from the settings, then either serve HTTP with
+//! `axum::serve` (with the in-process processor when the queue is embedded) or, when started by
+//! the Lambda runtime, hand the same router to `lambda_http`.
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
-use aws_config::BehaviorVersion;
-use metrics_exporter_prometheus::PrometheusHandle;
-use pipeline::adapters::config::{Backend, BackendKind};
-use processor::Processor;
-use processor::worker::{self, WorkerSettings, shutdown_signal};
+use pipeline::adapters::select::{Backend, Connector, QueueRole};
+use pipeline::ports::Queue;
+use pipeline::{shutdown, telemetry};
+use processor::worker;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::{AppState, router};
+use crate::app::router;
 use crate::auth::{ApiKeys, DEVELOPMENT_KEY, DEVELOPMENT_SHOP, KeyRing, SsmKeys};
 use crate::config::ServeArgs;
-use crate::telemetry;
+use crate::state::{AppState, EnqueueTimeout};
 
 /// Where the keys come from: SSM, a file, or (loopback only) the development key.
-async fn key_ring(args: &ServeArgs, listen_ip: Option<IpAddr>) -> anyhow::Result<KeyRing> {
+async fn key_ring(
+    args: &ServeArgs,
+    ports: &Connector<'_>,
+    listen_ip: Option<IpAddr>,
+) -> anyhow::Result<KeyRing> {
     if let Some(parameter) = &args.api_keys_ssm_parameter {
-        let config = aws_config::defaults(BehaviorVersion::latest()).load().await;
         let keys = SsmKeys::new(
-            aws_sdk_ssm::Client::new(&config),
+            aws_sdk_ssm::Client::new(ports.aws_config().await),
             parameter.clone(),
             args.api_keys_cache_seconds,
         );
@@ -53,51 +55,59 @@ async fn key_ring(args: &ServeArgs, listen_ip: Option<IpAddr>) -> anyhow::Result
     Ok(KeyRing::Fixed(keys))
 }
 
-fn app_state(
+/// The state the router needs: the queue it sends to and the store it reads from.
+async fn app_state(
     args: &ServeArgs,
-    backend: &Backend,
+    ports: &Connector<'_>,
     keys: KeyRing,
-    prometheus: Option<PrometheusHandle>,
-) -> AppState {
-    AppState {
-        queue: backend.queue.clone(),
-        store: backend.store.clone(),
+    prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
+) -> anyhow::Result<AppState> {
+    Ok(AppState {
+        queue: ports.queue(QueueRole::Producer).await?,
+        store: ports.store().await?,
         keys: Arc::new(keys),
         prometheus,
-        enqueue_timeout: args.enqueue_timeout,
-    }
+        enqueue: EnqueueTimeout(args.enqueue_timeout),
+    })
+}
+
+/// The processor inside this process, draining the same embedded queue the API sends to.
+async fn start_embedded_processor(
+    args: &ServeArgs,
+    ports: &Connector<'_>,
+    queue: Arc<dyn Queue>,
+    stop: CancellationToken,
+) -> anyhow::Result<JoinHandle<()>> {
+    let tuning = args.processor.tuning(Backend::Embedded);
+    let processor = args.processor.processor(
+        queue.clone(),
+        ports.store().await?,
+        ports.notifier().await?,
+        tuning,
+    );
+    Ok(tokio::spawn(worker::run(
+        Arc::new(processor),
+        queue,
+        tuning,
+        stop,
+    )))
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let keys = key_ring(&args, Some(args.addr.ip())).await?;
-    let backend = args
-        .backend
-        .connect()
-        .await
-        .with_context(|| format!("opening the {:?} backend", args.backend.backend))?;
-    let state = app_state(&args, &backend, keys, Some(telemetry::prometheus()));
-
-    let shutdown = CancellationToken::new();
-    let run_processor = args.embedded_processor && args.backend.backend == BackendKind::Embedded;
-    let worker = run_processor.then(|| {
-        let processor = Processor::new(
-            backend.queue.clone(),
-            backend.store.clone(),
-            backend.notifier.clone(),
-            args.alert_thresholds.clone(),
-            args.processor_concurrency,
-        );
-        let settings = WorkerSettings {
-            batch_size: args.processor_batch_size,
-            receive_wait: Duration::from_secs(1),
-        };
-        tokio::spawn(worker::run(
-            Arc::new(processor),
-            backend.queue.clone(),
-            settings,
-            shutdown.child_token(),
-        ))
-    });
+    let ports = args.ports.connector();
+    let keys = key_ring(&args, &ports, Some(args.addr.ip())).await?;
+    let state = app_state(&args, &ports, keys, Some(telemetry::prometheus())).await?;
+    let stop =
+        shutdown::on_signal("no new requests; finishing those in flight and the current batch");
+    let run_processor = args.embedded_processor && args.ports.queue_backend() == Backend::Embedded;
+    let worker = if run_processor {
+        Some(
+            start_embedded_processor(&args, &ports, state.queue.clone(), stop.child_token())
+                .await?,
+        )
+    } else {
+        None
+    };
 
     let listener = TcpListener::bind(args.addr)
         .await
@@ -105,39 +115,28 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     // One plain line on stdout, so that scripts and tests can find a port chosen with `:0`.
     println!("listening on http://{local}");
-    tracing::info!(%local, backend = ?args.backend.backend, processor = run_processor, docs = %format!("http://{local}/docs"), "serving");
+    tracing::info!(%local, queue = ?args.ports.queue_backend(), store = ?args.ports.store_backend(), processor = run_processor, docs = %format!("http://{local}/docs"), "serving");
 
-    tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            shutdown_signal().await;
-            tracing::info!(
-                "shutting down: no new requests; finishing those in flight and the current batch"
-            );
-            shutdown.cancel();
-        }
-    });
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .with_graceful_shutdown(stop.cancelled_owned())
         .await
         .context("serving HTTP")?;
     if let Some(worker) = worker {
         // The worker saw the same cancellation and is finishing its batch.
-        let _ = worker.await;
+        worker.await.context("the in-process processor")?;
     }
     tracing::info!("stopped");
     Ok(())
 }
 
-/// The same router behind API Gateway (HTTP API, payload 2.0, `$default` stage). Metrics leave
-/// as CloudWatch Embedded Metric Format on stdout, flushed after each invocation.
+/// The same router behind API Gateway (HTTP API, payload 2.0). Metrics leave as CloudWatch
+/// Embedded Metric Format on stdout, flushed after each invocation.
 pub async fn run_lambda(args: ServeArgs) -> anyhow::Result<()> {
-    let metrics = processor::lambda::cloudwatch_metrics(&args.metrics_namespace)
-        .map_err(|error| anyhow::anyhow!("metrics: {error}"))?;
-    let keys = key_ring(&args, None).await?;
-    let backend = args.backend.connect().await.context("connecting to AWS")?;
-    let state = app_state(&args, &backend, keys, None);
+    let metrics = telemetry::cloudwatch_metrics(&args.telemetry.metrics_namespace)?;
+    let ports = args.ports.connector();
+    let keys = key_ring(&args, &ports, None).await?;
+    let state = app_state(&args, &ports, keys, None).await?;
     metrics_cloudwatch_embedded::lambda::service::run_http(metrics, router(state))
         .await
-        .map_err(|error| anyhow::anyhow!("{error}"))
+        .map_err(|error| anyhow::anyhow!("the Lambda runtime stopped: {error}"))
 }

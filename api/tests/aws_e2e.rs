@@ -8,7 +8,6 @@ mod support;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use pipeline::adapters::aws::AwsBackend;
 use processor::Processor;
 use processor::lambda::handle_sqs_event;
 use reqwest::StatusCode;
@@ -17,22 +16,13 @@ use support::{DEV_KEY, Server};
 use testkit::{ResourceOptions, Resources};
 
 fn processor(resources: &Resources) -> Processor {
-    let backend = AwsBackend::from_config(&resources.config, resources.aws.clone());
+    let backend = resources.ports();
     Processor::new(
         backend.queue,
         backend.store,
         backend.notifier,
         Default::default(),
         10,
-    )
-}
-
-fn queue(resources: &Resources) -> pipeline::adapters::aws::SqsQueue {
-    let sqs = aws_sdk_sqs::Client::new(&resources.config);
-    pipeline::adapters::aws::SqsQueue::new(
-        sqs,
-        resources.aws.queue_url.clone(),
-        resources.aws.dead_letter_queue_url.clone(),
     )
 }
 
@@ -80,7 +70,8 @@ async fn a_transaction_travels_sqs_lambda_dynamodb_sns_once_even_when_delivered_
     let event: SqsEvent = serde_json::from_value(testkit::sqs_event(&messages)).expect("SQS event");
     let processor = processor(&resources);
     for delivery in 1..=2 {
-        let response = handle_sqs_event(&processor, &queue(&resources), event.clone()).await;
+        let response =
+            handle_sqs_event(&processor, resources.ports().queue.as_ref(), event.clone()).await;
         assert!(
             response.batch_item_failures.is_empty(),
             "delivery {delivery}: {:?}",

@@ -4,20 +4,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use api::app::{AppState, router};
+use api::app::router;
 use api::auth::{ApiKeys, DEVELOPMENT_KEY, KeyRing};
+use api::state::{AppState, EnqueueTimeout};
 use async_trait::async_trait;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use chrono::{DateTime, Utc};
 use http_body_util::BodyExt;
-use pipeline::adapters::embedded::{EmbeddedBackend, QueueSettings};
+use pipeline::adapters::embedded::QueueSettings;
 use pipeline::domain::{ShopId, TransactionRecord};
 use pipeline::ports::{
     DeadLetter, OutgoingMessage, PortError, PutOutcome, Queue, QueueDepth, ReceivedMessage, Store,
 };
 use serde_json::{Value, json};
+use testkit::EmbeddedPorts;
 use tower::ServiceExt;
 
 const ORIGINAL: &str =
@@ -25,7 +27,7 @@ const ORIGINAL: &str =
 
 struct Harness {
     _dir: tempfile::TempDir,
-    backend: EmbeddedBackend,
+    backend: EmbeddedPorts,
     router: Router,
 }
 
@@ -38,14 +40,14 @@ fn state(queue: Arc<dyn Queue>, store: Arc<dyn Store>) -> AppState {
         keys: Arc::new(KeyRing::Fixed(
             ApiKeys::parse(&format!("{demo_line}\n{other_shop_line}\n")).expect("keys"),
         )),
-        prometheus: Some(api::telemetry::prometheus()),
-        enqueue_timeout: Duration::from_millis(300),
+        prometheus: Some(pipeline::telemetry::prometheus()),
+        enqueue: EnqueueTimeout(Duration::from_millis(300)),
     }
 }
 
 fn harness() -> Harness {
     let dir = tempfile::tempdir().expect("temp dir");
-    let backend = EmbeddedBackend::open(dir.path(), QueueSettings::default()).expect("backend");
+    let backend = testkit::embedded(dir.path(), QueueSettings::default());
     let router = router(state(backend.queue.clone(), backend.store.clone()));
     Harness {
         _dir: dir,
@@ -117,7 +119,7 @@ fn assert_problem(answer: &Answer, status: StatusCode) {
     }
 }
 
-async fn queued_bodies(backend: &EmbeddedBackend) -> Vec<Value> {
+async fn queued_bodies(backend: &EmbeddedPorts) -> Vec<Value> {
     let received = backend
         .queue
         .receive(100, Duration::ZERO)

@@ -10,8 +10,13 @@ use chrono::{DateTime, Utc};
 pub use crate::domain::Alert;
 use crate::domain::{ShopId, TransactionRecord};
 
-/// The single error type of the ports. `Unavailable` is transient (retry later, answer 503);
-/// `Rejected` means this request will never succeed as it is.
+/// The single error type of the ports.
+///
+/// - `Unavailable` is transient: the service did not answer or refused for now. The API
+///   answers 503 with `Retry-After`; the processor hands the message back to be retried.
+/// - `Rejected` is permanent: the service refused this request and will refuse it again as it
+///   is. The processor dead-letters the message at once; the API answers 500, because it only
+///   sends what it validated, so a refusal is a bug to fix, not a reason for the client to retry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PortError {
     #[error("{component} is unavailable: {detail}")]

@@ -5,19 +5,18 @@ mod contract;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pipeline::adapters::aws::AwsBackend;
 use pipeline::ports::{Queue, Store};
 use testkit::{ResourceOptions, Resources};
 
 const VISIBILITY_SECONDS: u32 = 1;
 
-async fn backend(max_receive_count: u32) -> (Resources, AwsBackend) {
+async fn backend(max_receive_count: u32) -> (Resources, testkit::AwsPorts) {
     let resources = testkit::resources(ResourceOptions {
         visibility_timeout_seconds: VISIBILITY_SECONDS,
         max_receive_count,
     })
     .await;
-    let backend = AwsBackend::from_config(&resources.config, resources.aws.clone());
+    let backend = resources.ports();
     (resources, backend)
 }
 
@@ -26,7 +25,7 @@ async fn send_is_durable_on_return() {
     let (resources, backend) = backend(5).await;
     let reopen = || async move {
         // A brand-new client: nothing is shared with the one that sent.
-        let fresh = AwsBackend::from_config(&testkit::moto().config().await, resources.aws.clone());
+        let fresh = resources.ports_with(&testkit::moto().config().await);
         fresh.queue as Arc<dyn Queue>
     };
     contract::send_is_durable_on_return(reopen, backend.queue).await;

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use futures_util::{StreamExt, stream};
-use pipeline::domain::{Alert, AlertPolicy, IncomingMessage, TransactionRecord};
+use pipeline::domain::{Alert, AlertPolicy, Envelope, TransactionRecord};
 use pipeline::ports::{Notifier, PortError, PutOutcome, Queue, ReceivedMessage, Store};
 use pipeline::telemetry;
 
@@ -91,22 +91,20 @@ impl Processor {
     pub async fn process_batch(&self, messages: Vec<ReceivedMessage>) -> BatchReport {
         metrics::histogram!(telemetry::BATCH_SIZE).record(messages.len() as f64);
         let now = Utc::now();
-        let mut by_transaction: BTreeMap<
-            (String, String),
-            Vec<(ReceivedMessage, IncomingMessage)>,
-        > = BTreeMap::new();
+        let mut by_transaction: BTreeMap<(String, String), Vec<(ReceivedMessage, Envelope)>> =
+            BTreeMap::new();
         let mut broken = Vec::new();
         for message in messages {
-            match IncomingMessage::decode(&message.body, message.sent_at, &message.id, now) {
-                Ok(incoming) => {
+            match Envelope::decode(&message.body, message.sent_at, &message.id, now) {
+                Ok(envelope) => {
                     let key = (
-                        incoming.envelope.shop_id.to_string(),
-                        incoming.envelope.transaction.transaction_id.clone(),
+                        envelope.shop_id.to_string(),
+                        envelope.transaction.transaction_id.clone(),
                     );
                     by_transaction
                         .entry(key)
                         .or_default()
-                        .push((message, incoming));
+                        .push((message, envelope));
                 }
                 Err(error) => broken.push((message, error.to_string())),
             }
@@ -120,8 +118,15 @@ impl Processor {
         let processing = stream::iter(by_transaction.into_values())
             .map(|group| async move {
                 let mut outcomes = Vec::with_capacity(group.len());
-                for (message, incoming) in group {
-                    let outcome = self.handle(incoming).await;
+                for (message, envelope) in group {
+                    let outcome = match self.handle(envelope).await {
+                        // The store or notifier will refuse this message every time: retrying
+                        // would only delay the dead-lettering.
+                        Outcome::Failed(error @ PortError::Rejected { .. }) => {
+                            self.dead_letter(&message, error.to_string()).await
+                        }
+                        outcome => outcome,
+                    };
                     outcomes.push((message, outcome));
                 }
                 outcomes
@@ -146,9 +151,9 @@ impl Processor {
         }
     }
 
-    async fn handle(&self, incoming: IncomingMessage) -> Outcome {
-        let decision = self.alerts.evaluate(&incoming.envelope.transaction);
-        let record = TransactionRecord::new(incoming.envelope, decision, Utc::now());
+    async fn handle(&self, envelope: Envelope) -> Outcome {
+        let decision = self.alerts.evaluate(&envelope.transaction);
+        let record = TransactionRecord::new(envelope, decision, Utc::now());
         let (stored, outcome) = match self.store.put_if_absent(&record).await {
             Ok(PutOutcome::Inserted) => {
                 metrics::counter!(telemetry::PROCESSED).increment(1);

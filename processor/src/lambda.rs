@@ -50,17 +50,3 @@ fn to_received(message: SqsMessage) -> ReceivedMessage {
         body: message.body.unwrap_or_default(),
     }
 }
-
-/// The CloudWatch Embedded Metric Format recorder for a Lambda: the `metrics` facade's counters
-/// and histograms are flushed to stdout after each invocation, plus a `ColdStart` metric.
-pub fn cloudwatch_metrics(
-    namespace: &str,
-) -> Result<&'static metrics_cloudwatch_embedded::Collector, metrics_cloudwatch_embedded::Error> {
-    let collector = metrics_cloudwatch_embedded::Builder::new()
-        .cloudwatch_namespace(namespace.to_owned())
-        .lambda_cold_start_metric("ColdStart")
-        .with_lambda_request_id("RequestId")
-        .init()?;
-    pipeline::telemetry::describe();
-    Ok(collector)
-}

@@ -9,24 +9,8 @@ use pipeline::telemetry;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::settings::Tuning;
 use crate::{BatchReport, Processor};
-
-#[derive(Debug, Clone, Copy)]
-pub struct WorkerSettings {
-    pub batch_size: usize,
-    /// How long one receive waits for a message. The queue wakes it as soon as one arrives; the
-    /// bound only decides how soon expired leases are noticed and shutdown is seen.
-    pub receive_wait: Duration,
-}
-
-impl Default for WorkerSettings {
-    fn default() -> Self {
-        Self {
-            batch_size: 32,
-            receive_wait: Duration::from_secs(1),
-        }
-    }
-}
 
 const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
@@ -36,7 +20,7 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
 pub async fn run(
     processor: Arc<Processor>,
     queue: Arc<dyn Queue>,
-    settings: WorkerSettings,
+    tuning: Tuning,
     shutdown: CancellationToken,
 ) {
     let mut gauges_due = Instant::now();
@@ -44,7 +28,7 @@ pub async fn run(
         let received = tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
-            received = queue.receive(settings.batch_size, settings.receive_wait) => received,
+            received = queue.receive(tuning.batch_size, tuning.receive_wait) => received,
         };
         match received {
             Ok(messages) if messages.is_empty() => {}
@@ -111,28 +95,5 @@ async fn record_depth(queue: &dyn Queue) {
         Err(PortError::Unavailable { detail, .. } | PortError::Rejected { detail, .. }) => {
             tracing::debug!(%detail, "could not read the queue depth");
         }
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM, whichever comes first.
-pub async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = interrupt => {}
-        () = terminate => {}
     }
 }

@@ -1,11 +1,10 @@
 //! The processor's Lambda handler on an AWS emulator (moto): a mixed batch of ten. The
-//! `processor` binary itself is tested in api/tests/processor_binary.rs (the api package builds it).
+//! `processor` binary itself is tested in tests/binary.rs.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use pipeline::adapters::aws::AwsBackend;
 use pipeline::domain::ShopId;
 use pipeline::ports::{Queue, Store};
 use processor::Processor;
@@ -32,7 +31,7 @@ async fn a_batch_of_ten_with_poison_and_a_transient_failure() {
     assert_eq!(messages.len(), 10);
     let event: SqsEvent = serde_json::from_value(testkit::sqs_event(&messages)).expect("event");
 
-    let backend = AwsBackend::from_config(&resources.config, resources.aws.clone());
+    let backend = resources.ports();
     let store: Arc<dyn Store> = Arc::new(StoreFailingFor {
         inner: backend.store.clone(),
         transaction_id: "throttled",

@@ -6,15 +6,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pipeline::adapters::embedded::{EmbeddedBackend, QueueSettings};
+use pipeline::adapters::embedded::QueueSettings;
 use pipeline::domain::{AlertPolicy, AlertState, ShopId, TransactionRecord};
 use pipeline::ports::{Alert, Notifier, OutgoingMessage, PortError, Queue, ReceivedMessage, Store};
 use processor::{Outcome, Processor};
+use testkit::EmbeddedPorts;
 use testkit::doubles::StoreFailingFor;
 
 struct Fixture {
     _dir: tempfile::TempDir,
-    backend: EmbeddedBackend,
+    backend: EmbeddedPorts,
 }
 
 fn fixture() -> Fixture {
@@ -23,7 +24,7 @@ fn fixture() -> Fixture {
         visibility_timeout: Duration::from_millis(200),
         max_receives: 5,
     };
-    let backend = EmbeddedBackend::open(dir.path(), settings).expect("open backend");
+    let backend = testkit::embedded(dir.path(), settings);
     Fixture { _dir: dir, backend }
 }
 

@@ -1,12 +1,14 @@
 //! Test support: a moto server (an AWS emulator from PyPI) on a free loopback port, fresh
-//! pipeline resources on it for each test, and a stub of the Lambda Runtime API.
+//! pipeline resources on it for each test, the adapters over them, and a stub of the Lambda
+//! Runtime API.
 
 pub mod doubles;
 pub mod lambda_runtime_stub;
 
 use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -15,7 +17,41 @@ use aws_sdk_dynamodb::types::{
     ProjectionType, ScalarAttributeType,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
-use pipeline::adapters::aws::{AwsResources, TIME_INDEX};
+use pipeline::adapters::aws::{
+    DEFAULT_INDEX_SHARDS, DynamoStore, SnsNotifier, SqsQueue, TIME_INDEX,
+};
+use pipeline::adapters::embedded::{QueueSettings, SqliteNotifier, SqliteQueue, SqliteStore};
+
+/// The three embedded adapters on one data directory, as the binaries open them.
+pub struct EmbeddedPorts {
+    pub queue: Arc<SqliteQueue>,
+    pub store: Arc<SqliteStore>,
+    pub notifier: Arc<SqliteNotifier>,
+}
+
+pub fn embedded(data_dir: &Path, settings: QueueSettings) -> EmbeddedPorts {
+    EmbeddedPorts {
+        queue: Arc::new(SqliteQueue::open(&data_dir.join("queue.db"), settings).expect("queue")),
+        store: Arc::new(SqliteStore::open(&data_dir.join("store.db")).expect("store")),
+        notifier: Arc::new(SqliteNotifier::open(&data_dir.join("alerts.db")).expect("notifier")),
+    }
+}
+
+/// Where the AWS resources of a test are.
+#[derive(Debug, Clone)]
+pub struct AwsResources {
+    pub queue_url: String,
+    pub dead_letter_queue_url: String,
+    pub table_name: String,
+    pub topic_arn: String,
+}
+
+/// The three AWS adapters over one set of resources.
+pub struct AwsPorts {
+    pub queue: Arc<SqsQueue>,
+    pub store: Arc<DynamoStore>,
+    pub notifier: Arc<SnsNotifier>,
+}
 
 /// One emulator per test binary, started on first use and gone when the binary exits.
 pub struct Moto {
@@ -100,6 +136,31 @@ pub struct Resources {
 }
 
 impl Resources {
+    /// The adapters over these resources, with the test's SDK configuration.
+    pub fn ports(&self) -> AwsPorts {
+        self.ports_with(&self.config)
+    }
+
+    /// The adapters over these resources, with clients built from `config`.
+    pub fn ports_with(&self, config: &SdkConfig) -> AwsPorts {
+        AwsPorts {
+            queue: Arc::new(SqsQueue::new(
+                aws_sdk_sqs::Client::new(config),
+                self.aws.queue_url.clone(),
+                Some(self.aws.dead_letter_queue_url.clone()),
+            )),
+            store: Arc::new(DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(config),
+                self.aws.table_name.clone(),
+                DEFAULT_INDEX_SHARDS,
+            )),
+            notifier: Arc::new(SnsNotifier::new(
+                aws_sdk_sns::Client::new(config),
+                self.aws.topic_arn.clone(),
+            )),
+        }
+    }
+
     /// Environment for a binary that should use these resources on the emulator.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         let mut env = moto().env();

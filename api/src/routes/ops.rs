@@ -7,7 +7,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::app::AppState;
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use pipeline::ports::{Queue, Store};
+
 use crate::error::ApiError;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -67,8 +71,11 @@ impl ComponentHealth {
         (status = 503, description = "The queue or the store does not answer", body = Health),
     )
 )]
-pub async fn health(State(state): State<AppState>) -> Response {
-    let (queue_result, store_result) = tokio::join!(state.queue.depth(), state.store.ping());
+pub async fn health(
+    State(queue): State<Arc<dyn Queue>>,
+    State(store): State<Arc<dyn Store>>,
+) -> Response {
+    let (queue_result, store_result) = tokio::join!(queue.depth(), store.ping());
     let (mut queue, depth) = ComponentHealth::from_result(queue_result);
     if let Some(depth) = depth {
         queue.depth = Some(depth.messages);
@@ -95,9 +102,10 @@ pub async fn health(State(state): State<AppState>) -> Response {
     tag = "operations",
     responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String))
 )]
-pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let handle = state
-        .prometheus
+pub async fn metrics(
+    State(prometheus): State<Option<PrometheusHandle>>,
+) -> Result<Response, ApiError> {
+    let handle = prometheus
         .ok_or_else(|| ApiError::NotFound("metrics are published to CloudWatch here".to_owned()))?;
     handle.run_upkeep();
     Ok((

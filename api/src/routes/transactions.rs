@@ -3,25 +3,21 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use pipeline::domain::{
-    AlertStatus, Envelope, Transaction, TransactionError, is_identifier, parse_transaction,
-};
-use pipeline::ports::OutgoingMessage;
-use pipeline::telemetry;
+use pipeline::domain::{AlertStatus, Envelope, Named, Transaction, is_identifier};
+use pipeline::ports::{OutgoingMessage, Store};
 use serde::Serialize;
-use utoipa::openapi::RefOr;
-use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
-use utoipa::{PartialSchema, ToSchema};
+use std::sync::Arc;
+use utoipa::ToSchema;
 
-use crate::app::{AppState, MAX_BODY_BYTES};
 use crate::auth::Shop;
+use crate::docs::NewTransaction;
 use crate::error::{ApiError, Problem};
+use crate::extract::ValidatedTransaction;
+use crate::state::AppState;
 
 /// The answer to an accepted POST: the transaction is durably on the queue.
 #[derive(Debug, Serialize, ToSchema)]
@@ -47,83 +43,6 @@ pub struct StoredTransaction {
     pub processed_at: DateTime<Utc>,
     /// `null` when the transaction broke no alert rule.
     pub alert: Option<AlertStatus>,
-}
-
-/// A transaction as a shop sends it (documentation only: the parser in `pipeline::domain`
-/// is the authority). Unknown fields are rejected; extras belong in `metadata`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct NewTransaction {
-    /// 1-64 characters from `A-Z a-z 0-9 . _ : -`, or a non-negative integer (kept as a string).
-    transaction_id: IdInput,
-    /// Greater than 0, at most 1000000000, with no more decimal places than the currency has.
-    /// Send it as a string to keep it exact in every JSON library.
-    amount: AmountInput,
-    /// ISO 4217 alphabetic code.
-    #[schema(default = "USD", example = "USD")]
-    currency: Option<String>,
-    /// RFC 3339 with an offset, at most 5 minutes in the future.
-    #[schema(example = "2024-08-09T12:34:56Z")]
-    timestamp: DateTime<Utc>,
-    #[schema(default = "purchase")]
-    r#type: Option<pipeline::domain::TransactionType>,
-    /// 1-64 characters.
-    customer_id: Option<String>,
-    payment_method: Option<pipeline::domain::PaymentMethod>,
-    /// 1-100 items whose quantity times unit price add up to `amount` exactly.
-    items: Option<Vec<pipeline::domain::Item>>,
-    /// At most 20 pairs; keys 1-40, values up to 256 characters.
-    metadata: Option<BTreeMap<String, String>>,
-}
-
-/// Documentation of `transaction_id`: a string or a non-negative integer.
-pub struct IdInput;
-
-impl PartialSchema for IdInput {
-    fn schema() -> RefOr<Schema> {
-        one_of(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .min_length(Some(1))
-                .max_length(Some(64))
-                .pattern(Some("^[A-Za-z0-9._:-]+$")),
-            ObjectBuilder::new()
-                .schema_type(Type::Integer)
-                .minimum(Some(0)),
-            serde_json::json!("order-1001"),
-        )
-    }
-}
-
-impl ToSchema for IdInput {}
-
-/// Documentation of `amount`: a JSON number or a decimal string, both read exactly.
-pub struct AmountInput;
-
-impl PartialSchema for AmountInput {
-    fn schema() -> RefOr<Schema> {
-        one_of(
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .pattern(Some("^-?[0-9]+(\\.[0-9]+)?$")),
-            ObjectBuilder::new().schema_type(Type::Number),
-            serde_json::json!("100.00"),
-        )
-    }
-}
-
-impl ToSchema for AmountInput {}
-
-fn one_of(
-    first: ObjectBuilder,
-    second: ObjectBuilder,
-    example: serde_json::Value,
-) -> RefOr<Schema> {
-    OneOfBuilder::new()
-        .item(first)
-        .item(second)
-        .examples([example])
-        .into()
 }
 
 #[utoipa::path(
@@ -154,37 +73,12 @@ fn one_of(
 )]
 pub async fn create(
     State(state): State<AppState>,
-    shop: Result<Shop, ApiError>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    Shop(shop_id): Shop,
+    ValidatedTransaction {
+        transaction,
+        accepted_at,
+    }: ValidatedTransaction,
 ) -> Result<Response, ApiError> {
-    let outcome = accept(&state, shop, &headers, body).await;
-    match &outcome {
-        Ok(_) => metrics::counter!(telemetry::ACCEPTED).increment(1),
-        Err(error) => metrics::counter!(telemetry::REJECTED, "reason" => error.slug()).increment(1),
-    }
-    outcome
-}
-
-async fn accept(
-    state: &AppState,
-    shop: Result<Shop, ApiError>,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let Shop(shop_id) = shop?;
-    require_json(headers)?;
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
-            limit: MAX_BODY_BYTES,
-        },
-        _ => ApiError::MalformedJson(rejection.body_text()),
-    })?;
-    let accepted_at = Utc::now();
-    let transaction = parse_transaction(&body, accepted_at).map_err(|error| match error {
-        TransactionError::Malformed(detail) => ApiError::MalformedJson(detail),
-        TransactionError::Invalid(errors) => ApiError::Invalid(errors),
-    })?;
     let request_id = uuid::Uuid::new_v4().to_string();
     let transaction_id = transaction.transaction_id.clone();
     let attributes = BTreeMap::from([
@@ -192,28 +86,18 @@ async fn accept(
         ("request_id".to_owned(), request_id.clone()),
         (
             "transaction_type".to_owned(),
-            transaction.kind.as_str().to_owned(),
+            transaction.kind.name().to_owned(),
         ),
     ]);
     let envelope = Envelope::new(shop_id, transaction, accepted_at, request_id.clone());
-    let message = OutgoingMessage {
-        body: envelope.to_json(),
-        attributes,
-    };
     // 202 only after the queue said the message is durable; a slow queue is a 503, and the
     // client's retry is harmless because the processor stores each id once.
-    match tokio::time::timeout(state.enqueue_timeout, state.queue.send(message)).await {
-        Ok(Ok(_message_id)) => {}
-        Ok(Err(error)) => return Err(ApiError::Unavailable(error)),
-        Err(_elapsed) => {
-            return Err(ApiError::Unavailable(
-                pipeline::ports::PortError::unavailable(
-                    "queue",
-                    format!("no answer within {:?}", state.enqueue_timeout),
-                ),
-            ));
-        }
-    }
+    state
+        .enqueue(OutgoingMessage {
+            body: envelope.to_json(),
+            attributes,
+        })
+        .await?;
     let location = format!("/transactions/{transaction_id}");
     let mut response = (
         StatusCode::ACCEPTED,
@@ -225,43 +109,15 @@ async fn accept(
         }),
     )
         .into_response();
-    let response_headers = response.headers_mut();
-    // Ids are restricted to URL-safe characters, so these always convert.
+    let headers = response.headers_mut();
+    // Ids are restricted to URL-safe characters and request ids are UUIDs: both convert.
     if let Ok(value) = HeaderValue::from_str(&location) {
-        response_headers.insert(header::LOCATION, value);
+        headers.insert(header::LOCATION, value);
     }
     if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response_headers.insert("x-request-id", value);
+        headers.insert("x-request-id", value);
     }
     Ok(response)
-}
-
-/// `application/json` or any `application/*+json`, with or without parameters.
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("");
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let is_json = essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"));
-    if is_json {
-        Ok(())
-    } else {
-        let shown = if content_type.is_empty() {
-            "no Content-Type"
-        } else {
-            content_type
-        };
-        Err(ApiError::UnsupportedMediaType(format!(
-            "send the transaction as application/json (got {shown})"
-        )))
-    }
 }
 
 #[utoipa::path(
@@ -278,7 +134,7 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     )
 )]
 pub async fn read(
-    State(state): State<AppState>,
+    State(store): State<Arc<dyn Store>>,
     Shop(shop_id): Shop,
     Path(transaction_id): Path<String>,
 ) -> Result<Json<StoredTransaction>, ApiError> {
@@ -287,11 +143,9 @@ pub async fn read(
     if !is_identifier(&transaction_id) {
         return Err(not_found());
     }
-    let record = state
-        .store
+    let record = store
         .get(&shop_id, &transaction_id)
-        .await
-        .map_err(ApiError::Unavailable)?
+        .await?
         .ok_or_else(not_found)?;
     Ok(Json(StoredTransaction {
         shop_id: record.shop_id.to_string(),

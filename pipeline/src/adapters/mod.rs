@@ -1,6 +1,6 @@
 //! Adapters behind the ports: `embedded` (SQLite files in a data directory) and `aws` (SQS,
-//! DynamoDB, SNS). [`config::BackendArgs`] picks one at start-up; nothing else needs to know which.
+//! DynamoDB, SNS). [`select`] picks one per port at start-up; nothing else knows which.
 
 pub mod aws;
-pub mod config;
 pub mod embedded;
+pub mod select;

@@ -36,8 +36,8 @@ impl Envelope {
     }
 
     pub fn to_json(&self) -> String {
-        // Serialising plain data with string keys cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+        serde_json::to_string(self)
+            .expect("an envelope is plain data with string keys, which always serialises")
     }
 }
 
@@ -65,17 +65,11 @@ pub enum EnvelopeError {
     Transaction(#[from] TransactionError),
 }
 
-/// A queue message decoded and re-validated by the processor.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IncomingMessage {
-    pub envelope: Envelope,
-    /// False for a bare transaction put on the queue by a trusted producer.
-    pub was_enveloped: bool,
-}
-
-impl IncomingMessage {
-    /// Decodes a message body. `sent_at` (when the queue got the message) stands in for
-    /// `accepted_at` and `fallback_request_id` for the request id of a bare transaction.
+impl Envelope {
+    /// Decodes and re-validates a queue message body, as the processor first sees it. A bare
+    /// transaction (no envelope) from a trusted producer belongs to the shop `default`; then
+    /// `sent_at` (when the queue got the message) stands in for `accepted_at` and
+    /// `fallback_request_id` for the request id.
     pub fn decode(
         body: &str,
         sent_at: DateTime<Utc>,
@@ -86,16 +80,12 @@ impl IncomingMessage {
             .map_err(|error| EnvelopeError::NotJson(error.to_string()))?;
         if !value.contains_key("version") {
             let transaction = parse_transaction(body.as_bytes(), now)?;
-            let envelope = Envelope::new(
+            return Ok(Self::new(
                 ShopId::default_shop(),
                 transaction,
                 sent_at,
                 fallback_request_id.to_owned(),
-            );
-            return Ok(Self {
-                envelope,
-                was_enveloped: false,
-            });
+            ));
         }
         let raw: RawEnvelope = serde_json::from_str(body)
             .map_err(|error| EnvelopeError::Malformed(error.to_string()))?;
@@ -106,10 +96,12 @@ impl IncomingMessage {
         // Re-validated against the time it was accepted, so that a message that waited in the
         // queue is judged as the API judged it.
         let transaction = parse_transaction(raw.transaction.get().as_bytes(), raw.accepted_at)?;
-        Ok(Self {
-            envelope: Envelope::new(shop_id, transaction, raw.accepted_at, raw.request_id),
-            was_enveloped: true,
-        })
+        Ok(Self::new(
+            shop_id,
+            transaction,
+            raw.accepted_at,
+            raw.request_id,
+        ))
     }
 }
 
@@ -123,13 +115,12 @@ mod tests {
     #[test]
     fn a_bare_transaction_belongs_to_the_default_shop() {
         let now = Utc::now();
-        let message = IncomingMessage::decode(ORIGINAL_TEST_MESSAGE, now, "msg-1", now)
+        let envelope = Envelope::decode(ORIGINAL_TEST_MESSAGE, now, "msg-1", now)
             .expect("the original test message is valid");
-        assert!(!message.was_enveloped);
-        assert_eq!(message.envelope.shop_id.as_str(), "default");
-        assert_eq!(message.envelope.transaction.transaction_id, "12345");
-        assert_eq!(message.envelope.request_id, "msg-1");
-        assert_eq!(message.envelope.accepted_at, now);
+        assert_eq!(envelope.shop_id.as_str(), "default");
+        assert_eq!(envelope.transaction.transaction_id, "12345");
+        assert_eq!(envelope.request_id, "msg-1");
+        assert_eq!(envelope.accepted_at, now);
     }
 
     #[test]
@@ -138,16 +129,15 @@ mod tests {
         let transaction = parse_transaction(ORIGINAL_TEST_MESSAGE.as_bytes(), now).expect("valid");
         let shop = ShopId::parse("shop-a").expect("valid shop");
         let envelope = Envelope::new(shop, transaction, now, "req-1".to_owned());
-        let decoded = IncomingMessage::decode(&envelope.to_json(), now, "unused", now)
+        let decoded = Envelope::decode(&envelope.to_json(), now, "unused", now)
             .expect("an envelope the API wrote decodes");
-        assert!(decoded.was_enveloped);
-        assert_eq!(decoded.envelope, envelope);
+        assert_eq!(decoded, envelope);
     }
 
     #[test]
     fn broken_messages_are_permanent_errors() {
         let now = Utc::now();
-        let decode = |body: &str| IncomingMessage::decode(body, now, "m", now);
+        let decode = |body: &str| Envelope::decode(body, now, "m", now);
         assert!(matches!(decode("not json"), Err(EnvelopeError::NotJson(_))));
         assert!(matches!(decode("[1,2]"), Err(EnvelopeError::NotJson(_))));
         assert!(matches!(

@@ -3,12 +3,16 @@
 pub mod alert;
 pub mod envelope;
 pub mod money;
+pub mod names;
 pub mod parse;
 pub mod record;
 pub mod transaction;
 
 pub use alert::{Alert, AlertDecision, AlertPolicy};
-pub use envelope::{Envelope, EnvelopeError, IncomingMessage};
+pub use envelope::{Envelope, EnvelopeError};
+pub use names::Named;
 pub use parse::{FieldError, TransactionError, parse_transaction};
 pub use record::{AlertState, AlertStatus, TransactionRecord};
-pub use transaction::{Item, PaymentMethod, ShopId, Transaction, TransactionType, is_identifier};
+pub use transaction::{
+    Item, MAX_ID_CHARS, PaymentMethod, ShopId, Transaction, TransactionType, is_identifier,
+};

@@ -15,11 +15,19 @@ use serde_json::value::RawValue;
 use validator::{Validate, ValidationError, ValidationErrors, ValidationErrorsKind};
 
 use super::money::{self, DecimalTextError, MAX_AMOUNT};
-use super::transaction::{Item, PaymentMethod, Transaction, TransactionType, is_identifier};
+use super::names::Named;
+use super::transaction::{
+    Item, MAX_ID_CHARS, PaymentMethod, Transaction, TransactionType, identifier_rule, is_identifier,
+};
 
 /// How far in the future a timestamp may be, to allow for clock skew between shop and us.
 pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
 pub const DEFAULT_CURRENCY: &str = "USD";
+pub const MAX_ITEMS: u64 = 100;
+pub const MAX_SKU_CHARS: u64 = 64;
+pub const MAX_METADATA_PAIRS: usize = 20;
+pub const MAX_METADATA_KEY_CHARS: usize = 40;
+pub const MAX_METADATA_VALUE_CHARS: usize = 256;
 
 const KNOWN_FIELDS: [&str; 9] = [
     "transaction_id",
@@ -33,9 +41,6 @@ const KNOWN_FIELDS: [&str; 9] = [
     "metadata",
 ];
 const ITEM_FIELDS: [&str; 3] = ["sku", "quantity", "unit_price"];
-const MAX_METADATA_PAIRS: usize = 20;
-const MAX_METADATA_KEY_CHARS: usize = 40;
-const MAX_METADATA_VALUE_CHARS: usize = 256;
 
 /// One broken rule: which field (a JSON path such as `items[2].quantity`), which rule (a stable
 /// machine-readable code), and a sentence for people.
@@ -122,18 +127,10 @@ struct Draft {
     currency: Option<String>,
     timestamp: Option<DateTime<Utc>>,
     kind: Option<TransactionType>,
-    #[validate(length(
-        min = 1,
-        max = 64,
-        code = "length",
-        message = "must be 1-64 characters"
-    ))]
+    #[validate(length(min = 1, max = MAX_ID_CHARS, code = "length"))]
     customer_id: Option<String>,
     payment_method: Option<PaymentMethod>,
-    #[validate(
-        length(min = 1, max = 100, code = "length", message = "must hold 1-100 items"),
-        nested
-    )]
+    #[validate(length(min = 1, max = MAX_ITEMS, code = "length"), nested)]
     items: Option<Vec<ItemDraft>>,
     #[validate(custom(function = "metadata_within_limits"))]
     metadata: Option<BTreeMap<String, String>>,
@@ -141,14 +138,9 @@ struct Draft {
 
 #[derive(Debug, Default, Serialize, Validate)]
 struct ItemDraft {
-    #[validate(length(
-        min = 1,
-        max = 64,
-        code = "length",
-        message = "must be 1-64 characters"
-    ))]
+    #[validate(length(min = 1, max = MAX_SKU_CHARS, code = "length"))]
     sku: Option<String>,
-    #[validate(range(min = 1, code = "range", message = "must be at least 1"))]
+    #[validate(range(min = 1, code = "range"))]
     quantity: Option<u32>,
     #[validate(custom(function = "not_negative"))]
     unit_price: Option<Decimal>,
@@ -202,13 +194,10 @@ impl Draft {
         };
         let kind = match field("type") {
             None => Some(TransactionType::default()),
-            Some(raw) => read_choice("type", raw, &TransactionType::NAMES, errors)
-                .and_then(|name| TransactionType::from_name(&name)),
+            Some(raw) => read_choice::<TransactionType>("type", raw, errors),
         };
-        let payment_method = field("payment_method").and_then(|raw| {
-            read_choice("payment_method", raw, &PaymentMethod::NAMES, errors)
-                .and_then(|name| PaymentMethod::from_name(&name))
-        });
+        let payment_method = field("payment_method")
+            .and_then(|raw| read_choice::<PaymentMethod>("payment_method", raw, errors));
         Draft {
             transaction_id,
             amount,
@@ -304,7 +293,6 @@ impl Draft {
 }
 
 fn read_transaction_id(raw: &str, errors: &mut Errors) -> Option<String> {
-    const RULE: &str = "must be 1-64 characters from A-Z a-z 0-9 . _ : - or a non-negative integer";
     if raw.starts_with('"') {
         let id: String = serde_json::from_str(raw).ok()?;
         if is_identifier(&id) {
@@ -316,7 +304,11 @@ fn read_transaction_id(raw: &str, errors: &mut Errors) -> Option<String> {
             return Some(number.to_string());
         }
     }
-    errors.push("transaction_id", "format", RULE);
+    errors.push(
+        "transaction_id",
+        "format",
+        format!("{} or a non-negative integer", identifier_rule()),
+    );
     None
 }
 
@@ -350,18 +342,18 @@ fn read_string(field: &str, raw: &str, errors: &mut Errors) -> Option<String> {
     value
 }
 
-fn read_choice(field: &str, raw: &str, choices: &[&str], errors: &mut Errors) -> Option<String> {
+/// One of an enum's names, as serde spells them.
+fn read_choice<T: Named>(field: &str, raw: &str, errors: &mut Errors) -> Option<T> {
     let value = read_string(field, raw, errors)?;
-    if choices.contains(&value.as_str()) {
-        Some(value)
-    } else {
+    let choice = T::from_name(&value);
+    if choice.is_none() {
         errors.push(
             field,
             "one_of",
-            format!("must be one of {}", choices.join(", ")),
+            format!("must be one of {}", T::names().join(", ")),
         );
-        None
     }
+    choice
 }
 
 fn read_currency(raw: &str, errors: &mut Errors) -> Option<String> {
@@ -393,7 +385,10 @@ fn read_timestamp(raw: &str, now: DateTime<Utc>, errors: &mut Errors) -> Option<
         errors.push(
             "timestamp",
             "not_future",
-            "must not be more than 5 minutes in the future",
+            format!(
+                "must not be more than {} minutes in the future",
+                MAX_CLOCK_SKEW.num_minutes()
+            ),
         );
         return None;
     }
@@ -481,30 +476,36 @@ fn read_metadata(raw: &str, errors: &mut Errors) -> Option<BTreeMap<String, Stri
 
 fn positive_and_at_most_max(amount: &Decimal) -> Result<(), ValidationError> {
     if amount.is_sign_negative() || amount.is_zero() {
-        return Err(rule("range", "must be greater than 0"));
+        return Err(rule("range", "must be greater than 0".to_owned()));
     }
     if *amount > MAX_AMOUNT {
-        return Err(rule("range", "must be at most 1000000000"));
+        return Err(rule("range", format!("must be at most {MAX_AMOUNT}")));
     }
     Ok(())
 }
 
 fn not_negative(price: &Decimal) -> Result<(), ValidationError> {
     if price.is_sign_negative() && !price.is_zero() {
-        return Err(rule("range", "must be 0 or more"));
+        return Err(rule("range", "must be 0 or more".to_owned()));
     }
     Ok(())
 }
 
 fn metadata_within_limits(metadata: &BTreeMap<String, String>) -> Result<(), ValidationError> {
     if metadata.len() > MAX_METADATA_PAIRS {
-        return Err(rule("length", "must hold at most 20 pairs"));
+        return Err(rule(
+            "length",
+            format!("must hold at most {MAX_METADATA_PAIRS} pairs"),
+        ));
     }
     if metadata
         .keys()
         .any(|key| key.is_empty() || key.chars().count() > MAX_METADATA_KEY_CHARS)
     {
-        return Err(rule("key_length", "keys must be 1-40 characters"));
+        return Err(rule(
+            "key_length",
+            format!("keys must be 1-{MAX_METADATA_KEY_CHARS} characters"),
+        ));
     }
     if metadata
         .values()
@@ -512,14 +513,35 @@ fn metadata_within_limits(metadata: &BTreeMap<String, String>) -> Result<(), Val
     {
         return Err(rule(
             "value_length",
-            "values must be at most 256 characters",
+            format!("values must be at most {MAX_METADATA_VALUE_CHARS} characters"),
         ));
     }
     Ok(())
 }
 
-fn rule(code: &'static str, message: &'static str) -> ValidationError {
-    ValidationError::new(code).with_message(Cow::Borrowed(message))
+fn rule(code: &'static str, message: String) -> ValidationError {
+    ValidationError::new(code).with_message(Cow::Owned(message))
+}
+
+/// The sentence for a rule `validator` checked, built from the limits it reports (which are
+/// the constants the rule was declared with).
+fn describe_rule(path: &str, error: &ValidationError) -> String {
+    if let Some(message) = &error.message {
+        return message.to_string();
+    }
+    let param = |name: &str| {
+        error
+            .params
+            .get(name)
+            .map(|value| value.to_string())
+            .unwrap_or_default()
+    };
+    match error.code.as_ref() {
+        "length" if path == "items" => format!("must hold {}-{} items", param("min"), param("max")),
+        "length" => format!("must be {}-{} characters", param("min"), param("max")),
+        "range" => format!("must be at least {}", param("min")),
+        code => format!("breaks the rule {code}"),
+    }
 }
 
 /// `validator` reports nested structs and lists as a tree; the API reports flat JSON paths.
@@ -533,11 +555,7 @@ fn flatten_validator_errors(prefix: &str, tree: &ValidationErrors, out: &mut Err
         match kind {
             ValidationErrorsKind::Field(list) => {
                 for error in list {
-                    let message = error
-                        .message
-                        .as_deref()
-                        .map_or_else(|| format!("breaks the rule {}", error.code), str::to_owned);
-                    out.push(path.as_str(), &error.code, message);
+                    out.push(path.as_str(), &error.code, describe_rule(&path, error));
                 }
             }
             ValidationErrorsKind::Struct(inner) => flatten_validator_errors(&path, inner, out),

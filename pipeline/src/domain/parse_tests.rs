@@ -231,7 +231,7 @@ fn customer_id_is_1_to_64_characters() {
 
 #[test]
 fn payment_method_is_one_of_the_known_methods() {
-    for method in PaymentMethod::NAMES {
+    for method in PaymentMethod::names() {
         accepted(with("payment_method", json!(method)));
     }
     rejected(

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::alert::AlertDecision;
 use super::envelope::Envelope;
+use super::names::Named;
 use super::transaction::{ShopId, Transaction};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,21 +45,8 @@ pub enum AlertState {
     Sent,
 }
 
-impl AlertState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Sent => "sent",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "pending" => Some(Self::Pending),
-            "sent" => Some(Self::Sent),
-            _ => None,
-        }
-    }
+impl Named for AlertState {
+    const ALL: &'static [Self] = &[Self::Pending, Self::Sent];
 }
 
 impl TransactionRecord {
@@ -107,7 +95,8 @@ impl TransactionRecord {
 /// Hash of the canonical JSON: field order is fixed by the struct, metadata is a sorted map and
 /// amounts are scaled to the currency, so equal transactions hash equal however they were sent.
 pub fn payload_hash(transaction: &Transaction) -> String {
-    let canonical = serde_json::to_vec(transaction).unwrap_or_default();
+    let canonical = serde_json::to_vec(transaction)
+        .expect("a transaction is plain data with string keys, which always serialises");
     hex::encode(Sha256::digest(canonical))
 }
 
@@ -118,6 +107,11 @@ mod tests {
 
     fn parse(body: &str) -> Transaction {
         parse_transaction(body.as_bytes(), Utc::now()).expect("valid")
+    }
+
+    #[test]
+    fn alert_state_names_round_trip() {
+        crate::domain::names::assert_names_round_trip::<AlertState>();
     }
 
     #[test]

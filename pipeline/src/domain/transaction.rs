@@ -8,6 +8,11 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use super::names::Named;
+
+/// Longest transaction, shop or customer id, in characters.
+pub const MAX_ID_CHARS: u64 = 64;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Transaction {
@@ -52,29 +57,18 @@ pub enum TransactionType {
     Chargeback,
 }
 
+impl Named for TransactionType {
+    const ALL: &'static [Self] = &[Self::Purchase, Self::Refund, Self::Chargeback];
+}
+
 impl TransactionType {
-    pub const NAMES: [&'static str; 3] = ["purchase", "refund", "chargeback"];
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "purchase" => Some(Self::Purchase),
-            "refund" => Some(Self::Refund),
-            "chargeback" => Some(Self::Chargeback),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        Self::NAMES[self as usize]
-    }
-
-    /// The spelling the original system used in its SNS attribute (`Purchase`).
-    pub fn display_name(self) -> &'static str {
-        match self {
-            Self::Purchase => "Purchase",
-            Self::Refund => "Refund",
-            Self::Chargeback => "Chargeback",
-        }
+    /// The spelling the original system used in its SNS attribute: `Purchase` for `purchase`.
+    pub fn display_name(self) -> String {
+        let name = self.name();
+        let mut chars = name.chars();
+        chars.next().map_or_else(String::new, |first| {
+            first.to_uppercase().chain(chars).collect::<String>()
+        })
     }
 }
 
@@ -89,28 +83,14 @@ pub enum PaymentMethod {
     Other,
 }
 
-impl PaymentMethod {
-    pub const NAMES: [&'static str; 5] = [
-        "card",
-        "wallet",
-        "bank_transfer",
-        "cash_on_delivery",
-        "other",
+impl Named for PaymentMethod {
+    const ALL: &'static [Self] = &[
+        Self::Card,
+        Self::Wallet,
+        Self::BankTransfer,
+        Self::CashOnDelivery,
+        Self::Other,
     ];
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        const ALL: [PaymentMethod; 5] = [
-            PaymentMethod::Card,
-            PaymentMethod::Wallet,
-            PaymentMethod::BankTransfer,
-            PaymentMethod::CashOnDelivery,
-            PaymentMethod::Other,
-        ];
-        Self::NAMES
-            .iter()
-            .position(|candidate| *candidate == name)
-            .map(|index| ALL[index])
-    }
 }
 
 /// The tenant a transaction belongs to. Comes from the API key (or `default` for trusted
@@ -127,9 +107,7 @@ impl ShopId {
         if is_identifier(value) {
             Ok(Self(value.to_owned()))
         } else {
-            Err(format!(
-                "shop id {value:?} must be 1-64 characters from A-Z a-z 0-9 . _ : -"
-            ))
+            Err(format!("shop id {value:?} {}", identifier_rule()))
         }
     }
 
@@ -161,11 +139,34 @@ impl fmt::Display for ShopId {
     }
 }
 
+/// The rule of [`is_identifier`], as error messages state it.
+pub fn identifier_rule() -> String {
+    format!("must be 1-{MAX_ID_CHARS} characters from A-Z a-z 0-9 . _ : -")
+}
+
 /// 1-64 characters from `A-Z a-z 0-9 . _ : -`: the rule for transaction and shop ids. Kept
 /// narrow so that ids are safe in URLs, log lines and storage keys without escaping.
 pub fn is_identifier(value: &str) -> bool {
-    (1..=64).contains(&value.len())
+    (1..=MAX_ID_CHARS).contains(&(value.len() as u64))
         && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::names::assert_names_round_trip;
+
+    #[test]
+    fn every_enum_name_round_trips_through_serde() {
+        assert_names_round_trip::<TransactionType>();
+        assert_names_round_trip::<PaymentMethod>();
+    }
+
+    #[test]
+    fn display_names_capitalise_the_serde_name() {
+        assert_eq!(TransactionType::Purchase.display_name(), "Purchase");
+        assert_eq!(TransactionType::Chargeback.display_name(), "Chargeback");
+    }
 }

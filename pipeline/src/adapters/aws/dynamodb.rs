@@ -20,7 +20,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use sha2::{Digest, Sha256};
 
 use super::describe;
-use crate::domain::{ShopId, TransactionRecord};
+use crate::domain::{Named, ShopId, TransactionRecord};
 use crate::ports::{PortError, PutOutcome, Store};
 
 const COMPONENT: &str = "store";
@@ -73,12 +73,9 @@ impl DynamoStore {
         Sha256::digest(transaction_id.as_bytes())[0] % self.index_shards
     }
 
-    fn item(
-        &self,
-        record: &TransactionRecord,
-    ) -> Result<HashMap<String, AttributeValue>, PortError> {
-        let json =
-            serde_json::to_string(record).map_err(|error| PortError::rejected(COMPONENT, error))?;
+    fn item(&self, record: &TransactionRecord) -> HashMap<String, AttributeValue> {
+        let json = serde_json::to_string(record)
+            .expect("a record is plain data with string keys, which always serialises");
         let shop = record.shop_id.as_str();
         let id = &record.transaction.transaction_id;
         let occurred = timestamp(record.transaction.timestamp);
@@ -101,9 +98,9 @@ impl DynamoStore {
             ("gsi1sk".to_owned(), text(format!("{occurred}#{id}"))),
         ]);
         if let Some(alert) = &record.alert {
-            item.insert("alert_state".to_owned(), text(alert.state.as_str()));
+            item.insert("alert_state".to_owned(), text(alert.state.name()));
         }
-        Ok(item)
+        item
     }
 
     async fn read(
@@ -144,7 +141,7 @@ impl Store for DynamoStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .set_item(Some(self.item(record)?))
+            .set_item(Some(self.item(record)))
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;

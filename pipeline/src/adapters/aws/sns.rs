@@ -25,7 +25,7 @@ impl SnsNotifier {
     }
 }
 
-fn attributes(alert: &Alert) -> Result<HashMap<String, MessageAttributeValue>, PortError> {
+fn attributes(alert: &Alert) -> HashMap<String, MessageAttributeValue> {
     alert
         .attributes()
         .into_iter()
@@ -36,8 +36,8 @@ fn attributes(alert: &Alert) -> Result<HashMap<String, MessageAttributeValue>, P
                 .data_type(data_type)
                 .string_value(value)
                 .build()
-                .map_err(|error| PortError::rejected(COMPONENT, error))?;
-            Ok((name.to_owned(), attribute))
+                .expect("an attribute with a data type always builds");
+            (name.to_owned(), attribute)
         })
         .collect()
 }
@@ -50,7 +50,7 @@ impl Notifier for SnsNotifier {
             .topic_arn(&self.topic_arn)
             .subject(ALERT_SUBJECT)
             .message(alert.message().to_string())
-            .set_message_attributes(Some(attributes(alert)?))
+            .set_message_attributes(Some(attributes(alert)))
             .send()
             .await
             .map_err(|error| PortError::unavailable(COMPONENT, describe(&error)))?;

@@ -30,38 +30,48 @@ const MAX_REASON_CHARS: usize = 1024;
 pub struct SqsQueue {
     client: Client,
     queue_url: String,
-    dead_letter_queue_url: String,
+    /// Only a consumer dead-letters; a producer (the API) may leave it out.
+    dead_letter_queue_url: Option<String>,
 }
 
 fn unavailable<E: std::error::Error>(error: E) -> PortError {
     PortError::unavailable(COMPONENT, describe(&error))
 }
 
-fn string_attribute(value: &str) -> Result<MessageAttributeValue, PortError> {
+fn string_attribute(value: &str) -> MessageAttributeValue {
     MessageAttributeValue::builder()
         .data_type("String")
         .string_value(value)
         .build()
-        .map_err(|error| PortError::rejected(COMPONENT, error))
+        .expect("an attribute with a data type always builds")
 }
 
 fn attributes(
     pairs: &std::collections::BTreeMap<String, String>,
-) -> Result<HashMap<String, MessageAttributeValue>, PortError> {
+) -> HashMap<String, MessageAttributeValue> {
     pairs
         .iter()
         .filter(|(_, value)| !value.is_empty())
-        .map(|(name, value)| Ok((name.clone(), string_attribute(value)?)))
+        .map(|(name, value)| (name.clone(), string_attribute(value)))
         .collect()
 }
 
 impl SqsQueue {
-    pub fn new(client: Client, queue_url: String, dead_letter_queue_url: String) -> Self {
+    pub fn new(client: Client, queue_url: String, dead_letter_queue_url: Option<String>) -> Self {
         Self {
             client,
             queue_url,
             dead_letter_queue_url,
         }
+    }
+
+    fn dead_letter_queue_url(&self) -> Result<&str, PortError> {
+        self.dead_letter_queue_url.as_deref().ok_or_else(|| {
+            PortError::rejected(
+                COMPONENT,
+                "no dead-letter queue is configured (DEAD_LETTER_QUEUE_URL)",
+            )
+        })
     }
 
     async fn approximate_count(
@@ -113,7 +123,7 @@ impl Queue for SqsQueue {
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(message.body)
-            .set_message_attributes(Some(attributes(&message.attributes)?))
+            .set_message_attributes(Some(attributes(&message.attributes)))
             .send()
             .await
             .map_err(unavailable)?;
@@ -133,11 +143,11 @@ impl Queue for SqsQueue {
                     SendMessageBatchRequestEntry::builder()
                         .id(index.to_string())
                         .message_body(&message.body)
-                        .set_message_attributes(Some(attributes(&message.attributes)?))
+                        .set_message_attributes(Some(attributes(&message.attributes)))
                         .build()
-                        .map_err(|error| PortError::rejected(COMPONENT, error))
+                        .expect("an entry with an id and a body always builds")
                 })
-                .collect::<Result<Vec<_>, _>>()?;
+                .collect::<Vec<_>>();
             let output = self
                 .client
                 .send_message_batch()
@@ -215,9 +225,9 @@ impl Queue for SqsQueue {
                         .id(index.to_string())
                         .receipt_handle(receipt)
                         .build()
-                        .map_err(|error| PortError::rejected(COMPONENT, error))
+                        .expect("an entry with an id and a receipt always builds")
                 })
-                .collect::<Result<Vec<_>, _>>()?;
+                .collect::<Vec<_>>();
             let output = self
                 .client
                 .delete_message_batch()
@@ -263,10 +273,10 @@ impl Queue for SqsQueue {
         let reason: String = reason.chars().take(MAX_REASON_CHARS).collect();
         self.client
             .send_message()
-            .queue_url(&self.dead_letter_queue_url)
+            .queue_url(self.dead_letter_queue_url()?)
             .message_body(&message.body)
-            .message_attributes(DEAD_LETTER_REASON_ATTRIBUTE, string_attribute(&reason)?)
-            .message_attributes("OriginalMessageId", string_attribute(&message.id)?)
+            .message_attributes(DEAD_LETTER_REASON_ATTRIBUTE, string_attribute(&reason))
+            .message_attributes("OriginalMessageId", string_attribute(&message.id))
             .send()
             .await
             .map_err(unavailable)?;
@@ -292,12 +302,13 @@ impl Queue for SqsQueue {
                 ],
             )
             .await?;
-        let dead_letters = self
-            .approximate_count(
-                &self.dead_letter_queue_url,
-                &[QueueAttributeName::ApproximateNumberOfMessages],
-            )
-            .await?;
+        let dead_letters = match self.dead_letter_queue_url.as_deref() {
+            Some(url) => {
+                self.approximate_count(url, &[QueueAttributeName::ApproximateNumberOfMessages])
+                    .await?
+            }
+            None => 0,
+        };
         Ok(QueueDepth {
             messages,
             dead_letters,
@@ -308,7 +319,7 @@ impl Queue for SqsQueue {
         let output = self
             .client
             .receive_message()
-            .queue_url(&self.dead_letter_queue_url)
+            .queue_url(self.dead_letter_queue_url()?)
             .max_number_of_messages(max.clamp(1, BATCH_LIMIT) as i32)
             .visibility_timeout(0)
             .message_attribute_names("All")

@@ -81,8 +81,8 @@ impl SqliteNotifier {
 impl Notifier for SqliteNotifier {
     async fn publish(&self, alert: &Alert) -> Result<(), PortError> {
         let message = alert.message().to_string();
-        let attributes = serde_json::to_string(&alert.attributes())
-            .map_err(|error| PortError::rejected(COMPONENT, error))?;
+        let attributes =
+            serde_json::to_string(&alert.attributes()).expect("string pairs always serialise");
         let shop_id = alert.shop_id.to_string();
         let transaction_id = alert.transaction.transaction_id.clone();
         let rule = alert.rule.clone();

@@ -9,7 +9,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::sqlite::{SqliteDb, json_error};
-use crate::domain::{ShopId, TransactionRecord};
+use crate::domain::{Named, ShopId, TransactionRecord};
 use crate::ports::{PortError, PutOutcome, Store};
 
 const COMPONENT: &str = "store";
@@ -70,8 +70,8 @@ fn select_record(
 #[async_trait]
 impl Store for SqliteStore {
     async fn put_if_absent(&self, record: &TransactionRecord) -> Result<PutOutcome, PortError> {
-        let json =
-            serde_json::to_string(record).map_err(|error| PortError::rejected(COMPONENT, error))?;
+        let json = serde_json::to_string(record)
+            .expect("a record is plain data with string keys, which always serialises");
         let record = record.clone();
         self.db
             .write(move |connection| {
@@ -88,7 +88,7 @@ impl Store for SqliteStore {
                         record.payload_hash,
                         record.transaction.timestamp.timestamp_millis(),
                         json,
-                        record.alert.as_ref().map(|alert| alert.state.as_str()),
+                        record.alert.as_ref().map(|alert| alert.state.name()),
                     ])?;
                 if inserted == 1 {
                     return Ok(PutOutcome::Inserted);

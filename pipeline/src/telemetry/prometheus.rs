@@ -1,9 +1,9 @@
-//! The Prometheus recorder for the embedded mode.
+//! Metrics served as Prometheus text at `/metrics` (everywhere but Lambda).
 
 use std::sync::OnceLock;
 
+use super as names;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use pipeline::telemetry as names;
 
 /// The process-wide Prometheus recorder, installed on first use (tests build many routers in one
 /// process; there can be only one global recorder).

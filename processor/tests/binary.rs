@@ -1,12 +1,10 @@
-//! The `processor` binary (built by this package, source in processor/src/main.rs) on an AWS
-//! emulator (moto): the original system's own test path through `processor poll`, and the
-//! binary in Lambda mode under a stub of the Lambda Runtime API.
+//! The `processor` binary on an AWS emulator (moto): the original system's own test path through
+//! `processor poll`, and the binary in Lambda mode under a stub of the Lambda Runtime API.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use pipeline::adapters::aws::AwsBackend;
-use pipeline::domain::ShopId;
+use pipeline::domain::{Named, ShopId};
 use pipeline::ports::{Queue, Store};
 use serde_json::json;
 use testkit::ResourceOptions;
@@ -36,7 +34,7 @@ async fn the_original_systems_message_sent_with_boto3_is_stored_by_processor_pol
         .kill_on_drop(true)
         .spawn()
         .expect("spawn processor poll");
-    let backend = AwsBackend::from_config(&resources.config, resources.aws.clone());
+    let backend = resources.ports();
     let shop = ShopId::default_shop();
     let deadline = Instant::now() + Duration::from_secs(30);
     let stored = loop {
@@ -95,14 +93,14 @@ async fn the_processor_runs_in_lambda_mode_for_sqs_events() {
     let answers = stub.answers(1, Duration::from_secs(30)).await;
     assert!(!answers[0].failed, "{:?}", answers[0]);
     assert_eq!(answers[0].body, json!({"batchItemFailures": []}));
-    let backend = AwsBackend::from_config(&resources.config, resources.aws.clone());
+    let backend = resources.ports();
     let stored = backend
         .store
         .get(&ShopId::parse("shop-a").expect("shop"), "lambda-1")
         .await
         .expect("get");
     assert_eq!(
-        stored.and_then(|r| r.alert).map(|a| a.state.as_str()),
+        stored.and_then(|r| r.alert).map(|a| a.state.name()),
         Some("sent")
     );
     assert_eq!(
@@ -165,7 +163,7 @@ async fn measure_cold_start_and_cpu_per_1000_messages() {
         max_receive_count: 5,
     })
     .await;
-    let backend = AwsBackend::from_config(&resources.config, resources.aws.clone());
+    let backend = resources.ports();
     let bodies: Vec<pipeline::ports::OutgoingMessage> = (0..MESSAGES)
         .map(|i| pipeline::ports::OutgoingMessage {
             body: testkit::envelope(

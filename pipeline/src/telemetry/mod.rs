@@ -1,5 +1,14 @@
-//! Metric names, shared so that Prometheus (local) and CloudWatch (AWS) show the same ones, and
-//! the logging set-up both binaries use.
+//! Everything the binaries report, defined once: metric names (so that Prometheus locally and
+//! CloudWatch on AWS show the same ones), the two recorders behind the `metrics` facade, and
+//! logging.
+
+mod cloudwatch;
+mod logging;
+mod prometheus;
+
+pub use cloudwatch::cloudwatch_metrics;
+pub use logging::{LogFormat, TelemetryArgs, exit_code, in_lambda, init_logging};
+pub use prometheus::prometheus;
 
 pub const ACCEPTED: &str = "transactions_accepted_total";
 pub const REJECTED: &str = "transactions_rejected_total";
@@ -43,23 +52,4 @@ pub fn describe() {
         Unit::Count,
         "Messages in the dead-letter queue"
     );
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    Pretty,
-    Json,
-}
-
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_logging(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Pretty => builder.try_init(),
-    };
 }

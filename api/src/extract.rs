@@ -1,0 +1,102 @@
+//! Extractors for request bodies: each checks what it can and answers with an `ApiError`, so
+//! that handlers receive only well-formed input.
+
+use axum::body::{Bytes, to_bytes};
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderMap, header};
+use chrono::{DateTime, Utc};
+use pipeline::domain::{Transaction, parse_transaction};
+
+use crate::error::ApiError;
+
+/// Request bodies above this are refused with 413 before they are read in full.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A JSON request body, read whole: the media type is checked (415) and its size bounded (413).
+pub struct JsonBody<const LIMIT: usize>(pub Bytes);
+
+impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for JsonBody<LIMIT> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
+        require_json(request.headers())?;
+        let too_large = ApiError::PayloadTooLarge { limit: LIMIT };
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|length| length > LIMIT as u64) {
+            return Err(too_large);
+        }
+        let bytes = to_bytes(request.into_body(), LIMIT)
+            .await
+            .map_err(|error| {
+                if is_over_limit(&error) {
+                    too_large
+                } else {
+                    ApiError::MalformedJson(format!("the body could not be read: {error}"))
+                }
+            })?;
+        Ok(Self(bytes))
+    }
+}
+
+/// Whether reading the body stopped at its limit rather than for another reason.
+fn is_over_limit(error: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = source {
+        if cause.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// `application/json` or any `application/*+json`, with or without parameters.
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let is_json = essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    if is_json {
+        return Ok(());
+    }
+    let shown = if content_type.is_empty() {
+        "no Content-Type"
+    } else {
+        content_type
+    };
+    Err(ApiError::UnsupportedMediaType(format!(
+        "send the transaction as application/json (got {shown})"
+    )))
+}
+
+/// A transaction from the request body, parsed and validated as of `accepted_at`: 400 for
+/// malformed JSON, 422 listing every broken rule.
+pub struct ValidatedTransaction {
+    pub transaction: Transaction,
+    pub accepted_at: DateTime<Utc>,
+}
+
+impl<S: Send + Sync> FromRequest<S> for ValidatedTransaction {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let JsonBody(body) = JsonBody::<MAX_BODY_BYTES>::from_request(request, state).await?;
+        let accepted_at = Utc::now();
+        let transaction = parse_transaction(&body, accepted_at)?;
+        Ok(Self {
+            transaction,
+            accepted_at,
+        })
+    }
+}

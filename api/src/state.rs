@@ -1,0 +1,46 @@
+//! What handlers share. A leaf module: extractors name the parts they need (`FromRef`), so no
+//! module has to know the whole state.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::FromRef;
+use metrics_exporter_prometheus::PrometheusHandle;
+use pipeline::ports::{PortError, Queue, Store};
+
+use crate::auth::KeyRing;
+
+/// Holds no state a second instance would need: all of it is configuration or a client of a
+/// shared service, so the API scales out (Lambda, several servers) as it is.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    pub queue: Arc<dyn Queue>,
+    pub store: Arc<dyn Store>,
+    pub keys: Arc<KeyRing>,
+    /// Prometheus text for `/metrics`; `None` where metrics leave another way (CloudWatch).
+    pub prometheus: Option<PrometheusHandle>,
+    pub enqueue: EnqueueTimeout,
+}
+
+/// A send that takes longer than this is answered with 503.
+#[derive(Debug, Clone, Copy)]
+pub struct EnqueueTimeout(pub Duration);
+
+impl AppState {
+    /// Sends a message and returns once the queue holds it durably, or fails: an error or no
+    /// answer within the enqueue timeout.
+    pub async fn enqueue(
+        &self,
+        message: pipeline::ports::OutgoingMessage,
+    ) -> Result<String, PortError> {
+        let EnqueueTimeout(timeout) = self.enqueue;
+        tokio::time::timeout(timeout, self.queue.send(message))
+            .await
+            .unwrap_or_else(|_elapsed| {
+                Err(PortError::unavailable(
+                    "queue",
+                    format!("no answer within {timeout:?}"),
+                ))
+            })
+    }
+}

@@ -1,0 +1,94 @@
+//! The processor's settings, declared once and flattened into both binaries (`processor` and the
+//! `api`, which runs the processor in-process on the embedded backend).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use pipeline::adapters::select::Backend;
+use pipeline::domain::AlertPolicy;
+use pipeline::ports::{Notifier, Queue, Store};
+
+use crate::Processor;
+
+#[derive(Debug, Clone, Args)]
+pub struct ProcessorArgs {
+    /// Per-currency alert thresholds, e.g. `USD=1000,JPY=150000`; others use 1000.
+    #[arg(long, env = "ALERT_THRESHOLDS", default_value = "", value_parser = str::parse::<AlertPolicy>)]
+    pub alert_thresholds: AlertPolicy,
+
+    /// Messages leased per batch [default: 128 on the embedded queue; 10, SQS's maximum, on SQS].
+    #[arg(long, env = "PROCESSOR_BATCH_SIZE")]
+    pub processor_batch_size: Option<usize>,
+
+    /// Messages of a batch processed at once [default: the batch size].
+    #[arg(long, env = "PROCESSOR_CONCURRENCY")]
+    pub processor_concurrency: Option<usize>,
+}
+
+/// How the worker loop drives the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    pub batch_size: usize,
+    pub concurrency: usize,
+    /// How long one receive waits for a message. The embedded queue wakes the receiver as soon
+    /// as one arrives, so there the bound only decides how soon expired leases and shutdown
+    /// are noticed; SQS long-polls for at most 20 s.
+    pub receive_wait: Duration,
+}
+
+impl ProcessorArgs {
+    /// The defaults differ by queue, and only here: leasing from SQLite is cheap in big
+    /// batches, while SQS returns at most 10 messages per receive.
+    pub fn tuning(&self, queue: Backend) -> Tuning {
+        let (default_batch, receive_wait) = match queue {
+            Backend::Embedded => (128, Duration::from_secs(1)),
+            Backend::Aws => (10, Duration::from_secs(20)),
+        };
+        let batch_size = self.processor_batch_size.unwrap_or(default_batch).max(1);
+        Tuning {
+            batch_size,
+            concurrency: self.processor_concurrency.unwrap_or(batch_size).max(1),
+            receive_wait,
+        }
+    }
+
+    pub fn processor(
+        &self,
+        queue: Arc<dyn Queue>,
+        store: Arc<dyn Store>,
+        notifier: Arc<dyn Notifier>,
+        tuning: Tuning,
+    ) -> Processor {
+        Processor::new(
+            queue,
+            store,
+            notifier,
+            self.alert_thresholds.clone(),
+            tuning.concurrency,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        processor: ProcessorArgs,
+    }
+
+    #[test]
+    fn defaults_follow_the_queue_and_flags_override_them() {
+        let defaults = Cli::parse_from(["test"]).processor;
+        assert_eq!(defaults.tuning(Backend::Embedded).batch_size, 128);
+        assert_eq!(defaults.tuning(Backend::Aws).batch_size, 10);
+        assert_eq!(defaults.tuning(Backend::Aws).concurrency, 10);
+        let set = Cli::parse_from(["test", "--processor-batch-size", "7"]).processor;
+        assert_eq!(set.tuning(Backend::Embedded).batch_size, 7);
+        assert_eq!(set.tuning(Backend::Embedded).concurrency, 7);
+    }
+}
