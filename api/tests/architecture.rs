@@ -149,3 +149,37 @@ fn the_domain_does_no_io_and_knows_no_transport() {
         }
     }
 }
+
+/// Every setting (`env = "NAME"` in a clap declaration) is declared once in the workspace and
+/// documented in the README's settings tables.
+#[test]
+fn every_setting_is_declared_once_and_documented() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    let mut declared: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for package in ["api", "processor", "pipeline", "client"] {
+        let src = root.join(package).join("src");
+        if !src.exists() {
+            continue;
+        }
+        for file in rust_files(&src) {
+            let text = std::fs::read_to_string(&file).expect("read source");
+            for (at, _) in text.match_indices("env = \"") {
+                let rest = &text[at + "env = \"".len()..];
+                let name: String = rest.chars().take_while(|c| *c != '"').collect();
+                declared
+                    .entry(name)
+                    .or_default()
+                    .push(file.display().to_string());
+            }
+        }
+    }
+    assert!(declared.len() >= 20, "{declared:?}");
+    for (name, places) in &declared {
+        assert_eq!(places.len(), 1, "{name} is declared in {places:?}");
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "{name} is not documented in README.md"
+        );
+    }
+}

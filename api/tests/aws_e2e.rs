@@ -30,7 +30,7 @@ fn processor(resources: &Resources) -> Processor {
 async fn a_transaction_travels_sqs_lambda_dynamodb_sns_once_even_when_delivered_twice() {
     let resources = testkit::resources(ResourceOptions::default()).await;
     let temp = tempfile::tempdir().expect("temp");
-    let server = Server::start(&temp.path().join("unused"), &resources.env()).await;
+    let server = Server::start(&temp.path().join("unused"), &resources.api_env()).await;
 
     let big = json!({"transaction_id": "aws-big", "amount": "2500.00", "timestamp": "2024-08-09T12:34:56Z", "type": "purchase"});
     let small = json!({"transaction_id": "aws-small", "amount": "25.00", "timestamp": "2024-08-09T12:34:56Z"});
@@ -163,7 +163,7 @@ async fn the_api_runs_in_lambda_mode_for_api_gateway_v2_events() {
         http_event("POST", "/transactions", Some("{\"amount\": -1}")),
     ])
     .await;
-    let mut env = resources.env();
+    let mut env = resources.api_env();
     env.extend(stub.env("ApiFunction"));
     env.push(("API_KEYS_FILE", keys.to_string_lossy().into_owned()));
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_api"))
@@ -206,7 +206,7 @@ async fn api_keys_from_ssm_change_without_a_restart() {
     let line =
         |shop: &str, key: &str| format!("{shop}:{}\n", hex::encode(api::auth::hash_key(key)));
     testkit::put_api_keys(&resources.config, &parameter, &line("acme", "first-key")).await;
-    let mut env = resources.env();
+    let mut env = resources.api_env();
     env.push(("API_KEYS_SSM_PARAMETER", parameter.clone()));
     env.push(("API_KEYS_CACHE_SECONDS", "0.2".to_owned()));
     let temp = tempfile::tempdir().expect("temp");

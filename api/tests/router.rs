@@ -7,19 +7,17 @@ use std::time::Duration;
 use api::app::router;
 use api::auth::{ApiKeys, DEVELOPMENT_KEY, KeyRing};
 use api::state::{AppState, EnqueueTimeout};
-use async_trait::async_trait;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use http_body_util::BodyExt;
 use pipeline::adapters::embedded::QueueSettings;
 use pipeline::domain::{ShopId, TransactionRecord};
-use pipeline::ports::{
-    DeadLetter, OutgoingMessage, PortError, PutOutcome, Queue, QueueDepth, ReceivedMessage, Store,
-};
+use pipeline::ports::{PortError, Queue, Store};
 use serde_json::{Value, json};
 use testkit::EmbeddedPorts;
+use testkit::doubles::{FaultyQueue, FaultyStore, StoreFault};
 use tower::ServiceExt;
 
 const ORIGINAL: &str =
@@ -288,80 +286,17 @@ async fn broken_rules_are_422_listing_every_field() {
     );
 }
 
-/// A queue that refuses everything, as a full disk or an unreachable SQS would.
-struct BrokenQueue;
-
-#[async_trait]
-impl Queue for BrokenQueue {
-    async fn send(&self, _: OutgoingMessage) -> Result<String, PortError> {
-        Err(PortError::unavailable("queue", "disk I/O error"))
-    }
-    async fn send_batch(
-        &self,
-        _: Vec<OutgoingMessage>,
-    ) -> Result<Vec<Result<String, PortError>>, PortError> {
-        Err(PortError::unavailable("queue", "disk I/O error"))
-    }
-    async fn receive(&self, _: usize, _: Duration) -> Result<Vec<ReceivedMessage>, PortError> {
-        Err(PortError::unavailable("queue", "disk I/O error"))
-    }
-    async fn ack(&self, _: &[String]) -> Result<(), PortError> {
-        Ok(())
-    }
-    async fn retry_later(&self, _: &str, _: Duration, _: &str) -> Result<(), PortError> {
-        Ok(())
-    }
-    async fn dead_letter(&self, _: &ReceivedMessage, _: &str) -> Result<(), PortError> {
-        Ok(())
-    }
-    async fn depth(&self) -> Result<QueueDepth, PortError> {
-        Err(PortError::unavailable("queue", "disk I/O error"))
-    }
-    async fn peek_dead_letters(&self, _: usize) -> Result<Vec<DeadLetter>, PortError> {
-        Ok(Vec::new())
-    }
-}
-
-/// A queue that never answers.
-struct StuckQueue;
-
-#[async_trait]
-impl Queue for StuckQueue {
-    async fn send(&self, _: OutgoingMessage) -> Result<String, PortError> {
-        std::future::pending().await
-    }
-    async fn send_batch(
-        &self,
-        _: Vec<OutgoingMessage>,
-    ) -> Result<Vec<Result<String, PortError>>, PortError> {
-        std::future::pending().await
-    }
-    async fn receive(&self, _: usize, _: Duration) -> Result<Vec<ReceivedMessage>, PortError> {
-        std::future::pending().await
-    }
-    async fn ack(&self, _: &[String]) -> Result<(), PortError> {
-        Ok(())
-    }
-    async fn retry_later(&self, _: &str, _: Duration, _: &str) -> Result<(), PortError> {
-        Ok(())
-    }
-    async fn dead_letter(&self, _: &ReceivedMessage, _: &str) -> Result<(), PortError> {
-        Ok(())
-    }
-    async fn depth(&self) -> Result<QueueDepth, PortError> {
-        Ok(QueueDepth::default())
-    }
-    async fn peek_dead_letters(&self, _: usize) -> Result<Vec<DeadLetter>, PortError> {
-        Ok(Vec::new())
-    }
+fn broken_disk() -> PortError {
+    PortError::unavailable("queue", "disk I/O error")
 }
 
 #[tokio::test]
 async fn a_queue_that_fails_or_hangs_is_503_with_retry_after() {
     let h = harness();
+    let real = || h.backend.queue.clone() as Arc<dyn Queue>;
     for queue in [
-        Arc::new(BrokenQueue) as Arc<dyn Queue>,
-        Arc::new(StuckQueue),
+        Arc::new(FaultyQueue::failing(real(), broken_disk())) as Arc<dyn Queue>,
+        Arc::new(FaultyQueue::hanging(real())),
     ] {
         let router = router(state(queue, h.backend.store.clone()));
         let answer = call(&router, post(ORIGINAL)).await;
@@ -373,40 +308,61 @@ async fn a_queue_that_fails_or_hangs_is_503_with_retry_after() {
             answer.text
         );
     }
-    let router = router(state(Arc::new(BrokenQueue), h.backend.store.clone()));
+    let router = router(state(
+        Arc::new(FaultyQueue::failing(real(), broken_disk())),
+        h.backend.store.clone(),
+    ));
     let health = call(&router, get("/health", "")).await;
     assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(health.body["queue"]["status"], "unavailable");
 }
 
-/// A store whose reads panic, standing in for any bug in a handler.
-struct PanickingStore;
+#[tokio::test]
+async fn a_queue_that_refuses_for_good_is_a_500_without_retry_after() {
+    let h = harness();
+    let refused = PortError::rejected("queue", "MessageTooLong: arn:aws:sqs:eu-west-1:123:q");
+    let queue = FaultyQueue::failing(h.backend.queue.clone(), refused);
+    let router = router(state(Arc::new(queue), h.backend.store.clone()));
+    let answer = call(&router, post(ORIGINAL)).await;
+    assert_problem(&answer, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(answer.headers.get(header::RETRY_AFTER).is_none());
+    assert_eq!(
+        answer.body["type"],
+        "urn:ecommerce-pipeline:problem:refused-by-backend"
+    );
+    assert!(
+        answer.body["detail"]
+            .as_str()
+            .is_some_and(|detail| detail.contains("retrying will not help")),
+        "{}",
+        answer.text
+    );
+    assert!(!answer.text.contains("arn:aws"), "{}", answer.text);
+}
 
-#[async_trait]
-impl Store for PanickingStore {
-    async fn put_if_absent(&self, _: &TransactionRecord) -> Result<PutOutcome, PortError> {
-        Ok(PutOutcome::Inserted)
-    }
-    async fn get(&self, _: &ShopId, _: &str) -> Result<Option<TransactionRecord>, PortError> {
-        panic!("a bug in a handler")
-    }
-    async fn mark_alert_sent(
-        &self,
-        _: &ShopId,
-        _: &str,
-        _: DateTime<Utc>,
-    ) -> Result<(), PortError> {
-        Ok(())
-    }
-    async fn ping(&self) -> Result<(), PortError> {
-        Ok(())
-    }
+#[tokio::test]
+async fn a_store_that_cannot_be_read_is_a_503_naming_the_store() {
+    let h = harness();
+    let store = FaultyStore::unreachable(h.backend.store.clone());
+    let router = router(state(h.backend.queue.clone(), Arc::new(store)));
+    let answer = call(&router, get("/transactions/12345", DEVELOPMENT_KEY)).await;
+    assert_problem(&answer, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.headers[header::RETRY_AFTER], "1");
+    let detail = answer.body["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("store") && !detail.contains("queue"),
+        "{detail}"
+    );
 }
 
 #[tokio::test]
 async fn a_panic_in_a_handler_is_a_500_problem_not_a_dropped_connection() {
     let h = harness();
-    let router = router(state(h.backend.queue.clone(), Arc::new(PanickingStore)));
+    let store = FaultyStore {
+        inner: h.backend.store.clone(),
+        fault: StoreFault::PanicOnRead,
+    };
+    let router = router(state(h.backend.queue.clone(), Arc::new(store)));
     let answer = call(&router, get("/transactions/1", DEVELOPMENT_KEY)).await;
     assert_problem(&answer, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(

@@ -10,7 +10,7 @@ use pipeline::ports::{Queue, Store};
 use processor::Processor;
 use processor::lambda::handle_sqs_event;
 use testkit::ResourceOptions;
-use testkit::doubles::StoreFailingFor;
+use testkit::doubles::FaultyStore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_of_ten_with_poison_and_a_transient_failure() {
@@ -32,10 +32,8 @@ async fn a_batch_of_ten_with_poison_and_a_transient_failure() {
     let event: SqsEvent = serde_json::from_value(testkit::sqs_event(&messages)).expect("event");
 
     let backend = resources.ports();
-    let store: Arc<dyn Store> = Arc::new(StoreFailingFor {
-        inner: backend.store.clone(),
-        transaction_id: "throttled",
-    });
+    let store: Arc<dyn Store> =
+        Arc::new(FaultyStore::throttled(backend.store.clone(), "throttled"));
     let processor = Processor::new(
         backend.queue.clone(),
         store,

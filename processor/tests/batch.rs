@@ -11,7 +11,7 @@ use pipeline::domain::{AlertPolicy, AlertState, ShopId, TransactionRecord};
 use pipeline::ports::{Alert, Notifier, OutgoingMessage, PortError, Queue, ReceivedMessage, Store};
 use processor::{Outcome, Processor};
 use testkit::EmbeddedPorts;
-use testkit::doubles::StoreFailingFor;
+use testkit::doubles::FaultyStore;
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -254,21 +254,28 @@ async fn poison_goes_to_the_dead_letters_at_once_and_is_not_a_failure() {
     );
 }
 
-#[tokio::test]
-async fn a_transient_failure_fails_that_message_alone_and_it_is_retried() {
-    let fixture = fixture();
-    let flaky: Arc<dyn Store> = Arc::new(StoreFailingFor {
-        inner: fixture.backend.store.clone(),
-        transaction_id: "unlucky",
-    });
-    let bodies: Vec<String> = ["a", "unlucky", "b"]
+/// Processes one batch of `ids` (amount 5 each) through `store`; returns the bodies and report.
+async fn process_through(
+    fixture: &Fixture,
+    store: FaultyStore,
+    ids: &[&str],
+) -> (Vec<String>, processor::BatchReport) {
+    let bodies: Vec<String> = ids
         .iter()
         .map(|id| testkit::envelope("shop-a", id, "5"))
         .collect();
     let received = deliver(fixture.backend.queue.as_ref(), &bodies).await;
-    let report = processor_with(&fixture, flaky, fixture.backend.notifier.clone())
+    let report = processor_with(fixture, Arc::new(store), fixture.backend.notifier.clone())
         .process_batch(received)
         .await;
+    (bodies, report)
+}
+
+#[tokio::test]
+async fn a_transient_failure_fails_that_message_alone_and_it_is_retried() {
+    let fixture = fixture();
+    let flaky = FaultyStore::throttled(fixture.backend.store.clone(), "unlucky");
+    let (bodies, report) = process_through(&fixture, flaky, &["a", "unlucky", "b"]).await;
     let failed: Vec<_> = report
         .failed()
         .map(|(message, _)| message.body.clone())
@@ -286,6 +293,32 @@ async fn a_transient_failure_fails_that_message_alone_and_it_is_retried() {
     assert_eq!(again[0].receive_count, 2);
     let report = processor(&fixture).process_batch(again).await;
     assert_eq!(report.outcomes[0].1, Outcome::Stored);
+}
+
+#[tokio::test]
+async fn a_permanent_refusal_is_dead_lettered_at_once_not_retried() {
+    let fixture = fixture();
+    let refusing = FaultyStore::refusing(fixture.backend.store.clone(), "refused");
+    let (bodies, report) = process_through(&fixture, refusing, &["fine", "refused"]).await;
+    assert_eq!(
+        report.failed().count(),
+        0,
+        "nothing is handed back to retry"
+    );
+    let dead = fixture
+        .backend
+        .queue
+        .peek_dead_letters(10)
+        .await
+        .expect("peek");
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].body, bodies[1]);
+    assert!(dead[0].reason.contains("item size too large"), "{dead:?}");
+    assert_eq!(
+        fixture.backend.queue.depth().await.expect("depth").messages,
+        1,
+        "only the stored message waits for its ack"
+    );
 }
 
 /// A notifier that fails its first publish, as after a crash between "stored" and "published".

@@ -61,6 +61,57 @@ async fn the_original_systems_message_sent_with_boto3_is_stored_by_processor_pol
     assert!(status.success(), "{status:?}");
 }
 
+/// Each port picks its adapter on its own: SQS for the queue, SQLite for the store and the
+/// alerts, is a configuration (and the notifier on SQLite needs no topic).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sqs_queue_feeds_an_embedded_store_by_configuration_alone() {
+    let resources = testkit::resources(ResourceOptions::default()).await;
+    let temp = tempfile::tempdir().expect("temp");
+    testkit::send_raw(
+        &resources,
+        &[testkit::envelope("shop-a", "mixed-1", "1500.00")],
+    )
+    .await;
+    let env: Vec<(&str, String)> = resources
+        .env()
+        .into_iter()
+        .filter(|(name, _)| *name != "TOPIC_ARN")
+        .chain([
+            ("STORE_BACKEND", "embedded".to_owned()),
+            ("NOTIFIER_BACKEND", "embedded".to_owned()),
+            ("DATA_DIR", temp.path().to_string_lossy().into_owned()),
+        ])
+        .collect();
+    let _poller = tokio::process::Command::new(env!("CARGO_BIN_EXE_processor"))
+        .arg("poll")
+        .envs(env)
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn processor poll");
+    let store = pipeline::adapters::embedded::SqliteStore::open(&temp.path().join("store.db"))
+        .expect("the store the poller writes");
+    let shop = ShopId::parse("shop-a").expect("shop");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stored = loop {
+        if let Some(record) = store.get(&shop, "mixed-1").await.expect("get")
+            && record
+                .alert
+                .as_ref()
+                .is_some_and(|alert| alert.state.name() == "sent")
+        {
+            break record;
+        }
+        assert!(Instant::now() < deadline, "not stored in SQLite in time");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(stored.transaction.amount.to_string(), "1500.00");
+    let notifier =
+        pipeline::adapters::embedded::SqliteNotifier::open(&temp.path().join("alerts.db"))
+            .expect("alerts");
+    assert_eq!(notifier.published(&shop).await.expect("alerts").len(), 1);
+}
+
 /// The `processor` binary in Lambda mode under a stub of the Lambda Runtime API.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_processor_runs_in_lambda_mode_for_sqs_events() {

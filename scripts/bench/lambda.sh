@@ -11,6 +11,6 @@ command -v cargo-lambda >/dev/null || python3 -m pip install --quiet cargo-lambd
 cargo lambda build --release --bin processor
 for run in 1 2 3; do
   PROCESSOR_BINARY="$PWD/target/lambda/processor/bootstrap" \
-    cargo test --quiet --test processor_binary -- --ignored --nocapture \
+    cargo test --quiet -p processor --test binary -- --ignored --nocapture \
     measure_cold_start_and_cpu_per_1000_messages 2>/dev/null | grep '^RESULT'
 done

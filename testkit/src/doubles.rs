@@ -1,28 +1,82 @@
 //! Test doubles of the ports, for failures a real service only produces under load or outage.
+//! Each wraps a real adapter and injects one fault; everything else passes through.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pipeline::domain::{ShopId, TransactionRecord};
-use pipeline::ports::{PortError, PutOutcome, Store};
+use pipeline::ports::{
+    DeadLetter, OutgoingMessage, PortError, PutOutcome, Queue, QueueDepth, ReceivedMessage, Store,
+};
 
-/// A store that fails, transiently, every write of one transaction (as a throttled table or a
-/// brief outage would) and passes everything else to the real store.
-pub struct StoreFailingFor {
+/// What a [`FaultyStore`] does wrong.
+#[derive(Debug, Clone)]
+pub enum StoreFault {
+    /// Every write of this transaction fails with the error.
+    WritesOf(&'static str, PortError),
+    /// Every call fails with the error, as an unreachable table would.
+    Everything(PortError),
+    /// Reads panic: a stand-in for a bug in a handler.
+    PanicOnRead,
+}
+
+pub struct FaultyStore {
     pub inner: Arc<dyn Store>,
-    pub transaction_id: &'static str,
+    pub fault: StoreFault,
+}
+
+impl FaultyStore {
+    /// Writes of one transaction throttled: a transient failure.
+    pub fn throttled(inner: Arc<dyn Store>, transaction_id: &'static str) -> Self {
+        let error = PortError::unavailable(
+            "store",
+            "throttled (ProvisionedThroughputExceededException)",
+        );
+        Self {
+            inner,
+            fault: StoreFault::WritesOf(transaction_id, error),
+        }
+    }
+
+    /// Writes of one transaction refused: the same write will be refused every time.
+    pub fn refusing(inner: Arc<dyn Store>, transaction_id: &'static str) -> Self {
+        let error = PortError::rejected("store", "ValidationException: item size too large");
+        Self {
+            inner,
+            fault: StoreFault::WritesOf(transaction_id, error),
+        }
+    }
+
+    /// Every call fails: the store cannot be reached.
+    pub fn unreachable(inner: Arc<dyn Store>) -> Self {
+        Self {
+            inner,
+            fault: StoreFault::Everything(PortError::unavailable("store", "connection refused")),
+        }
+    }
+
+    fn check_all(&self) -> Result<(), PortError> {
+        match &self.fault {
+            StoreFault::Everything(error) => Err(error.clone()),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_write(&self, transaction_id: &str) -> Result<(), PortError> {
+        self.check_all()?;
+        match &self.fault {
+            StoreFault::WritesOf(id, error) if *id == transaction_id => Err(error.clone()),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[async_trait]
-impl Store for StoreFailingFor {
+impl Store for FaultyStore {
     async fn put_if_absent(&self, record: &TransactionRecord) -> Result<PutOutcome, PortError> {
-        if record.transaction.transaction_id == self.transaction_id {
-            return Err(PortError::unavailable(
-                "store",
-                "throttled (ProvisionedThroughputExceededException)",
-            ));
-        }
+        self.check_write(&record.transaction.transaction_id)?;
         self.inner.put_if_absent(record).await
     }
 
@@ -31,6 +85,10 @@ impl Store for StoreFailingFor {
         shop_id: &ShopId,
         id: &str,
     ) -> Result<Option<TransactionRecord>, PortError> {
+        self.check_all()?;
+        if matches!(self.fault, StoreFault::PanicOnRead) {
+            panic!("a bug in a handler");
+        }
         self.inner.get(shop_id, id).await
     }
 
@@ -40,10 +98,98 @@ impl Store for StoreFailingFor {
         id: &str,
         at: DateTime<Utc>,
     ) -> Result<(), PortError> {
+        self.check_write(id)?;
         self.inner.mark_alert_sent(shop_id, id, at).await
     }
 
     async fn ping(&self) -> Result<(), PortError> {
+        self.check_all()?;
         self.inner.ping().await
+    }
+}
+
+/// What a [`FaultyQueue`] does wrong.
+#[derive(Debug, Clone)]
+pub enum QueueFault {
+    /// Every call fails with the error: a full disk, an unreachable or refusing SQS.
+    Fails(PortError),
+    /// Sends and receives never answer, as a stalled service would.
+    Hangs,
+}
+
+pub struct FaultyQueue {
+    pub inner: Arc<dyn Queue>,
+    pub fault: QueueFault,
+}
+
+impl FaultyQueue {
+    pub fn failing(inner: Arc<dyn Queue>, error: PortError) -> Self {
+        Self {
+            inner,
+            fault: QueueFault::Fails(error),
+        }
+    }
+
+    pub fn hanging(inner: Arc<dyn Queue>) -> Self {
+        Self {
+            inner,
+            fault: QueueFault::Hangs,
+        }
+    }
+
+    async fn check(&self) -> Result<(), PortError> {
+        match &self.fault {
+            QueueFault::Fails(error) => Err(error.clone()),
+            QueueFault::Hangs => std::future::pending().await,
+        }
+    }
+}
+
+#[async_trait]
+impl Queue for FaultyQueue {
+    async fn send(&self, message: OutgoingMessage) -> Result<String, PortError> {
+        self.check().await?;
+        self.inner.send(message).await
+    }
+
+    async fn send_batch(
+        &self,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<Vec<Result<String, PortError>>, PortError> {
+        self.check().await?;
+        self.inner.send_batch(messages).await
+    }
+
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>, PortError> {
+        self.check().await?;
+        self.inner.receive(max, wait).await
+    }
+
+    async fn ack(&self, receipts: &[String]) -> Result<(), PortError> {
+        self.inner.ack(receipts).await
+    }
+
+    async fn retry_later(
+        &self,
+        receipt: &str,
+        delay: Duration,
+        error: &str,
+    ) -> Result<(), PortError> {
+        self.inner.retry_later(receipt, delay, error).await
+    }
+
+    async fn dead_letter(&self, message: &ReceivedMessage, reason: &str) -> Result<(), PortError> {
+        self.inner.dead_letter(message, reason).await
+    }
+
+    async fn depth(&self) -> Result<QueueDepth, PortError> {
+        if let QueueFault::Fails(error) = &self.fault {
+            return Err(error.clone());
+        }
+        self.inner.depth().await
+    }
+
+    async fn peek_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, PortError> {
+        self.inner.peek_dead_letters(max).await
     }
 }

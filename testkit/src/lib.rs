@@ -161,6 +161,15 @@ impl Resources {
         }
     }
 
+    /// Environment for the API on these resources: only what it uses (the queue and the table),
+    /// which proves it needs nothing else.
+    pub fn api_env(&self) -> Vec<(&'static str, String)> {
+        self.env()
+            .into_iter()
+            .filter(|(name, _)| !matches!(*name, "DEAD_LETTER_QUEUE_URL" | "TOPIC_ARN"))
+            .collect()
+    }
+
     /// Environment for a binary that should use these resources on the emulator.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         let mut env = moto().env();
