@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use crate::app::router;
 use crate::auth::{ApiKeys, DEVELOPMENT_KEY, DEVELOPMENT_SHOP, KeyRing, SsmKeys};
 use crate::config::ServeArgs;
-use crate::state::{AppState, EnqueueTimeout};
+use crate::routes::ops::HEALTH_CACHE;
+use crate::state::{AppState, EnqueueTimeout, Readiness};
 
 /// Where the keys come from: SSM, a file, or (loopback only) the development key.
 async fn key_ring(
@@ -62,8 +63,10 @@ async fn app_state(
     keys: KeyRing,
     prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> anyhow::Result<AppState> {
+    let queue = ports.queue(QueueRole::Producer).await?;
     Ok(AppState {
-        queue: ports.queue(QueueRole::Producer).await?,
+        readiness: Readiness::new(queue.clone(), HEALTH_CACHE),
+        queue,
         store: ports.store().await?,
         keys: Arc::new(keys),
         prometheus,

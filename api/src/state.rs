@@ -4,6 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
 use axum::extract::FromRef;
 use metrics_exporter_prometheus::PrometheusHandle;
 use pipeline::ports::{PortError, Queue, Store};
@@ -20,6 +23,7 @@ pub struct AppState {
     /// Prometheus text for `/metrics`; `None` where metrics leave another way (CloudWatch).
     pub prometheus: Option<PrometheusHandle>,
     pub enqueue: EnqueueTimeout,
+    pub readiness: Readiness,
 }
 
 /// A send that takes longer than this is answered with 503.
@@ -42,5 +46,44 @@ impl AppState {
                     format!("no answer within {timeout:?}"),
                 ))
             })
+    }
+}
+
+/// Whether this node can accept a transaction now: the queue's probe, remembered for a while
+/// so that frequent health checks cost one probe per period. The last failure is logged, never
+/// shown to the anonymous caller.
+#[derive(Clone)]
+pub struct Readiness {
+    queue: Arc<dyn Queue>,
+    remember_for: Duration,
+    last: Arc<Mutex<Option<(Instant, bool)>>>,
+}
+
+impl Readiness {
+    pub fn new(queue: Arc<dyn Queue>, remember_for: Duration) -> Self {
+        Self {
+            queue,
+            remember_for,
+            last: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    pub async fn check(&self) -> bool {
+        // Held across the probe, so that concurrent checks wait for one probe, not start many.
+        let mut last = self.last.lock().await;
+        if let Some((at, ready)) = *last
+            && at.elapsed() < self.remember_for
+        {
+            return ready;
+        }
+        let ready = match self.queue.probe().await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(%error, "not ready: the queue would not accept a transaction");
+                false
+            }
+        };
+        *last = Some((Instant::now(), ready));
+        ready
     }
 }

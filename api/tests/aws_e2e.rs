@@ -10,6 +10,7 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::SqsEvent;
 use processor::Processor;
 use processor::lambda::handle_sqs_event;
+use processor::retry::RetryPolicy;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::{DEV_KEY, Server};
@@ -22,8 +23,8 @@ fn processor(resources: &Resources) -> Processor {
         backend.store,
         backend.notifier,
         Default::default(),
-        10,
     )
+    .with_concurrency(10)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,8 +71,13 @@ async fn a_transaction_travels_sqs_lambda_dynamodb_sns_once_even_when_delivered_
     let event: SqsEvent = serde_json::from_value(testkit::sqs_event(&messages)).expect("SQS event");
     let processor = processor(&resources);
     for delivery in 1..=2 {
-        let response =
-            handle_sqs_event(&processor, resources.ports().queue.as_ref(), event.clone()).await;
+        let response = handle_sqs_event(
+            &processor,
+            resources.ports().queue.as_ref(),
+            RetryPolicy::default(),
+            event.clone(),
+        )
+        .await;
         assert!(
             response.batch_item_failures.is_empty(),
             "delivery {delivery}: {:?}",
@@ -126,7 +132,7 @@ async fn a_transaction_travels_sqs_lambda_dynamodb_sns_once_even_when_delivered_
     let message: Value =
         serde_json::from_str(alerts[0].body.as_deref().unwrap_or_default()).expect("JSON alert");
     assert_eq!(message["transaction"]["transaction_id"], "aws-big");
-    assert_eq!(message["threshold"], "1000");
+    assert_eq!(message["facts"]["threshold"], "1000");
 
     // Health asks SQS and DynamoDB.
     assert_eq!(server.health().await, StatusCode::OK);

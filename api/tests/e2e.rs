@@ -85,7 +85,7 @@ async fn thresholds_are_configurable_per_currency() {
         Value::Null
     );
     assert_eq!(
-        server.stored(DEV_KEY, "yen-over").await["alert"]["threshold"],
+        server.stored(DEV_KEY, "yen-over").await["alerts"][0]["facts"]["threshold"],
         "150000"
     );
 }

@@ -23,6 +23,8 @@ pub enum PortError {
     Unavailable {
         component: &'static str,
         detail: String,
+        /// When it is worth trying again, if the adapter knows.
+        retry_after: Option<Duration>,
     },
     #[error("{component} rejected the request: {detail}")]
     Rejected {
@@ -36,6 +38,23 @@ impl PortError {
         Self::Unavailable {
             component,
             detail: detail.to_string(),
+            retry_after: None,
+        }
+    }
+
+    /// The same error, saying when a retry may succeed (transient errors only).
+    pub fn retry_after(mut self, wait: Duration) -> Self {
+        if let Self::Unavailable { retry_after, .. } = &mut self {
+            *retry_after = Some(wait);
+        }
+        self
+    }
+
+    /// When it is worth trying again, if known.
+    pub fn retry_hint(&self) -> Option<Duration> {
+        match self {
+            Self::Unavailable { retry_after, .. } => *retry_after,
+            Self::Rejected { .. } => None,
         }
     }
 
@@ -103,6 +122,10 @@ pub trait Queue: Send + Sync {
 
     async fn depth(&self) -> Result<QueueDepth, PortError>;
 
+    /// Whether a send would be accepted now, as cheaply as the service allows: for readiness
+    /// checks, which must fail when sends fail (a full disk, an unreachable queue).
+    async fn probe(&self) -> Result<(), PortError>;
+
     /// Up to `max` dead letters, left in place: for operators and tests.
     async fn peek_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, PortError>;
 }
@@ -135,6 +158,26 @@ impl PutOutcome {
     }
 }
 
+/// A claim on publishing one alert. Whoever holds an unexpired claim may publish; a claim that
+/// expired (its holder crashed or stalled) can be taken over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertClaim {
+    /// Who claims: one delivery of one message.
+    pub owner: String,
+    pub now: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// This caller holds the claim and should publish.
+    Claimed,
+    /// Another delivery holds it until then; it may still publish.
+    HeldElsewhere { until: DateTime<Utc> },
+    /// Published already: nothing to do.
+    AlreadySent,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync {
     /// Stores the record unless one with its (shop, transaction id) exists.
@@ -146,16 +189,34 @@ pub trait Store: Send + Sync {
         transaction_id: &str,
     ) -> Result<Option<TransactionRecord>, PortError>;
 
+    /// Claims a pending alert for publishing, atomically: of concurrent callers, one gets
+    /// `Claimed`, the others `HeldElsewhere`.
+    async fn claim_alert(
+        &self,
+        shop_id: &ShopId,
+        transaction_id: &str,
+        rule: &str,
+        claim: &AlertClaim,
+    ) -> Result<ClaimOutcome, PortError>;
+
+    /// Gives up a claim this caller holds (its publish failed), so that the next delivery need
+    /// not wait for it to expire. A no-op if the claim is someone else's by now.
+    async fn release_alert_claim(
+        &self,
+        shop_id: &ShopId,
+        transaction_id: &str,
+        rule: &str,
+        owner: &str,
+    ) -> Result<(), PortError>;
+
     /// Moves the alert from pending to sent; a no-op if it is already sent.
     async fn mark_alert_sent(
         &self,
         shop_id: &ShopId,
         transaction_id: &str,
+        rule: &str,
         sent_at: DateTime<Utc>,
     ) -> Result<(), PortError>;
-
-    /// Whether the store answers; for health checks.
-    async fn ping(&self) -> Result<(), PortError>;
 }
 
 #[async_trait]

@@ -81,3 +81,15 @@ async fn send_batch_of_any_size() {
     let (_resources, backend) = backend(5).await;
     contract::send_batch_of_any_size(backend.queue).await;
 }
+
+#[tokio::test]
+async fn alert_claims_are_exclusive_and_expire() {
+    let (_resources, backend) = backend(5).await;
+    contract::alert_claims_are_exclusive_and_expire(backend.store as Arc<dyn Store>).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_claims_have_one_winner() {
+    let (_resources, backend) = backend(5).await;
+    contract::concurrent_claims_have_one_winner(backend.store as Arc<dyn Store>).await;
+}

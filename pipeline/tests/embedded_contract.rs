@@ -107,3 +107,15 @@ async fn send_batch_of_any_size() {
     let dir = tempfile::tempdir().expect("temp dir");
     contract::send_batch_of_any_size(queue_at(&dir.path().join("q.db"), 5)).await;
 }
+
+#[tokio::test]
+async fn alert_claims_are_exclusive_and_expire() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    contract::alert_claims_are_exclusive_and_expire(store(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_claims_have_one_winner() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    contract::concurrent_claims_have_one_winner(store(&dir)).await;
+}

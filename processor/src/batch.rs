@@ -1,10 +1,13 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::{StreamExt, stream};
-use pipeline::domain::{Alert, AlertPolicy, Envelope, TransactionRecord};
-use pipeline::ports::{Notifier, PortError, PutOutcome, Queue, ReceivedMessage, Store};
+use pipeline::domain::{Alert, AlertDecision, AlertPolicy, Envelope, TransactionRecord};
+use pipeline::ports::{
+    AlertClaim, ClaimOutcome, Notifier, PortError, PutOutcome, Queue, ReceivedMessage, Store,
+};
 use pipeline::telemetry;
 
 /// What became of one message.
@@ -57,6 +60,10 @@ impl BatchReport {
     }
 }
 
+/// How long a claim on publishing an alert lasts unless set: longer than the processor
+/// Lambda's timeout (30 s), so that a claim outlives any invocation that may still publish.
+pub const DEFAULT_ALERT_CLAIM: Duration = Duration::from_secs(60);
+
 pub struct Processor {
     queue: Arc<dyn Queue>,
     store: Arc<dyn Store>,
@@ -64,6 +71,8 @@ pub struct Processor {
     alerts: AlertPolicy,
     /// How many messages of a batch are in flight at once.
     concurrency: usize,
+    /// How long a claim on publishing an alert lasts.
+    alert_claim: Duration,
 }
 
 impl Processor {
@@ -72,15 +81,25 @@ impl Processor {
         store: Arc<dyn Store>,
         notifier: Arc<dyn Notifier>,
         alerts: AlertPolicy,
-        concurrency: usize,
     ) -> Self {
         Self {
             queue,
             store,
             notifier,
             alerts,
-            concurrency: concurrency.max(1),
+            concurrency: 10,
+            alert_claim: DEFAULT_ALERT_CLAIM,
         }
+    }
+
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    pub fn with_alert_claim(mut self, claim: Duration) -> Self {
+        self.alert_claim = claim;
+        self
     }
 
     /// Processes a batch. Never fails as a whole: each message gets its own outcome.
@@ -119,7 +138,7 @@ impl Processor {
             .map(|group| async move {
                 let mut outcomes = Vec::with_capacity(group.len());
                 for (message, envelope) in group {
-                    let outcome = match self.handle(envelope).await {
+                    let outcome = match self.handle(&message, envelope).await {
                         // The store or notifier will refuse this message every time: retrying
                         // would only delay the dead-lettering.
                         Outcome::Failed(error @ PortError::Rejected { .. }) => {
@@ -151,7 +170,7 @@ impl Processor {
         }
     }
 
-    async fn handle(&self, envelope: Envelope) -> Outcome {
+    async fn handle(&self, message: &ReceivedMessage, envelope: Envelope) -> Outcome {
         let decision = self.alerts.evaluate(&envelope.transaction);
         let record = TransactionRecord::new(envelope, decision, Utc::now());
         let (stored, outcome) = match self.store.put_if_absent(&record).await {
@@ -179,35 +198,91 @@ impl Processor {
             }
             Err(error) => return Outcome::Failed(error),
         };
-        // Also reached by a redelivery after a crash between storing and publishing: the state
-        // is still pending, so the alert goes out now.
-        if stored.alert_is_pending()
-            && let Err(error) = self.send_alert(&stored).await
-        {
-            return Outcome::Failed(error);
+        // Also reached by a redelivery after a crash between storing and publishing: the alert
+        // is still pending, so it goes out now.
+        for alert in stored.pending_alerts() {
+            if let Err(error) = self.send_alert(message, &stored, &alert.decision).await {
+                return Outcome::Failed(error);
+            }
         }
         outcome
     }
 
-    async fn send_alert(&self, record: &TransactionRecord) -> Result<(), PortError> {
-        let Some(status) = &record.alert else {
-            return Ok(());
+    /// Publishes one alert exactly once across concurrent deliveries: claim it, publish, mark
+    /// it sent. A delivery that finds the claim held by another is retried after the claim
+    /// expires (the holder may have crashed); by then the alert is sent or claimable.
+    async fn send_alert(
+        &self,
+        message: &ReceivedMessage,
+        record: &TransactionRecord,
+        decision: &AlertDecision,
+    ) -> Result<(), PortError> {
+        let (shop_id, transaction_id) = (&record.shop_id, &record.transaction.transaction_id);
+        let now = Utc::now();
+        // Two copies of one SQS message share its id but not their receipts.
+        let claim = AlertClaim {
+            owner: format!("{}#{}", message.id, short_hash(&message.receipt)),
+            now,
+            until: now + self.alert_claim,
         };
+        match self
+            .store
+            .claim_alert(shop_id, transaction_id, &decision.rule, &claim)
+            .await?
+        {
+            ClaimOutcome::Claimed => {}
+            ClaimOutcome::AlreadySent => return Ok(()),
+            ClaimOutcome::HeldElsewhere { until } => {
+                let wait = (until - now).to_std().unwrap_or_default();
+                return Err(PortError::unavailable(
+                    "notifier",
+                    format!(
+                        "alert {} is being published by another delivery",
+                        decision.rule
+                    ),
+                )
+                .retry_after(wait));
+            }
+        }
         let alert = Alert {
-            shop_id: record.shop_id.clone(),
+            shop_id: shop_id.clone(),
             transaction: record.transaction.clone(),
-            rule: status.rule.clone(),
-            threshold: status.threshold,
+            decision: decision.clone(),
         };
-        self.notifier.publish(&alert).await?;
+        // Given up well before the claim expires, so that no other delivery can take the claim
+        // over while this one may still publish.
+        let publish_within = self.alert_claim / 2;
+        let published = tokio::time::timeout(publish_within, self.notifier.publish(&alert))
+            .await
+            .unwrap_or_else(|_| {
+                Err(PortError::unavailable(
+                    "notifier",
+                    format!("no answer within {publish_within:?}"),
+                ))
+            });
+        if let Err(error) = published {
+            // Not sent: let the next delivery try without waiting for the claim to expire.
+            if let Err(release) = self
+                .store
+                .release_alert_claim(shop_id, transaction_id, &decision.rule, &claim.owner)
+                .await
+            {
+                tracing::debug!(%release, "could not release the alert claim; it will expire");
+            }
+            return Err(error);
+        }
         self.store
-            .mark_alert_sent(
-                &record.shop_id,
-                &record.transaction.transaction_id,
-                Utc::now(),
-            )
+            .mark_alert_sent(shop_id, transaction_id, &decision.rule, Utc::now())
             .await?;
         metrics::counter!(telemetry::ALERTS_SENT).increment(1);
         Ok(())
     }
+}
+
+/// A short, stable digest of a receipt, to name one delivery in a claim.
+fn short_hash(text: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
 }

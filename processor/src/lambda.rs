@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use pipeline::ports::{Queue, ReceivedMessage};
 
 use crate::Processor;
+use crate::retry::RetryPolicy;
 use crate::worker::schedule_retries;
 
 /// Processes the event's messages. Poison goes to the dead-letter queue and is *not* reported as
@@ -14,11 +15,12 @@ use crate::worker::schedule_retries;
 pub async fn handle_sqs_event(
     processor: &Processor,
     queue: &dyn Queue,
+    retry: RetryPolicy,
     event: SqsEvent,
 ) -> SqsBatchResponse {
     let messages = event.records.into_iter().map(to_received).collect();
     let report = processor.process_batch(messages).await;
-    schedule_retries(queue, &report).await;
+    schedule_retries(queue, &report, retry).await;
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = report
         .failed()

@@ -7,7 +7,8 @@
 
 mod batch;
 pub mod lambda;
+pub mod retry;
 pub mod settings;
 pub mod worker;
 
-pub use batch::{BatchReport, Outcome, Processor};
+pub use batch::{BatchReport, DEFAULT_ALERT_CLAIM, Outcome, Processor};

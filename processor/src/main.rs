@@ -76,12 +76,13 @@ async fn connect(args: &RunArgs) -> anyhow::Result<(Arc<Processor>, Arc<dyn Queu
 
 async fn run_lambda(args: RunArgs) -> anyhow::Result<()> {
     let metrics = telemetry::cloudwatch_metrics(&args.telemetry.metrics_namespace)?;
-    let (processor, queue, _) = connect(&args).await?;
+    let (processor, queue, tuning) = connect(&args).await?;
     let handler = move |event: LambdaEvent<SqsEvent>| {
         let processor = processor.clone();
         let queue = queue.clone();
         async move {
-            let response = handle_sqs_event(&processor, queue.as_ref(), event.payload).await;
+            let response =
+                handle_sqs_event(&processor, queue.as_ref(), tuning.retry, event.payload).await;
             Ok::<_, lambda_runtime::Error>(response)
         }
     };

@@ -5,11 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use pipeline::adapters::select::Backend;
+use pipeline::adapters::select::{Backend, parse_seconds};
 use pipeline::domain::AlertPolicy;
 use pipeline::ports::{Notifier, Queue, Store};
 
 use crate::Processor;
+use crate::retry::{MAX_VISIBILITY, RetryPolicy};
 
 #[derive(Debug, Clone, Args)]
 pub struct ProcessorArgs {
@@ -24,6 +25,16 @@ pub struct ProcessorArgs {
     /// Messages of a batch processed at once [default: the batch size].
     #[arg(long, env = "PROCESSOR_CONCURRENCY")]
     pub processor_concurrency: Option<usize>,
+
+    /// Longest wait, in seconds, between tries of a message that failed for a transient
+    /// reason; waits start at 1 s and double up to this.
+    #[arg(long, env = "RETRY_MAX_DELAY", default_value = "900", value_parser = parse_seconds)]
+    pub retry_max_delay: Duration,
+
+    /// Seconds a delivery holds its claim on publishing an alert; keep it above the processor's
+    /// longest run (the Lambda timeout).
+    #[arg(long, env = "ALERT_CLAIM_TIMEOUT", default_value = "60", value_parser = parse_seconds)]
+    pub alert_claim_timeout: Duration,
 }
 
 /// How the worker loop drives the queue.
@@ -35,6 +46,7 @@ pub struct Tuning {
     /// as one arrives, so there the bound only decides how soon expired leases and shutdown
     /// are noticed; SQS long-polls for at most 20 s.
     pub receive_wait: Duration,
+    pub retry: RetryPolicy,
 }
 
 impl ProcessorArgs {
@@ -50,6 +62,9 @@ impl ProcessorArgs {
             batch_size,
             concurrency: self.processor_concurrency.unwrap_or(batch_size).max(1),
             receive_wait,
+            retry: RetryPolicy {
+                max_delay: self.retry_max_delay.min(MAX_VISIBILITY),
+            },
         }
     }
 
@@ -60,13 +75,9 @@ impl ProcessorArgs {
         notifier: Arc<dyn Notifier>,
         tuning: Tuning,
     ) -> Processor {
-        Processor::new(
-            queue,
-            store,
-            notifier,
-            self.alert_thresholds.clone(),
-            tuning.concurrency,
-        )
+        Processor::new(queue, store, notifier, self.alert_thresholds.clone())
+            .with_concurrency(tuning.concurrency)
+            .with_alert_claim(self.alert_claim_timeout)
     }
 }
 

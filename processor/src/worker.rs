@@ -4,17 +4,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pipeline::ports::{PortError, Queue};
+use pipeline::ports::Queue;
 use pipeline::telemetry;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::retry::RetryPolicy;
 use crate::settings::Tuning;
 use crate::{BatchReport, Processor};
 
 const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(300);
 
 /// Runs until `shutdown` is cancelled; a batch already received is finished first.
 pub async fn run(
@@ -34,7 +34,7 @@ pub async fn run(
             Ok(messages) if messages.is_empty() => {}
             Ok(messages) => {
                 let report = processor.process_batch(messages).await;
-                settle(queue.as_ref(), &report).await;
+                settle(queue.as_ref(), &report, tuning.retry).await;
             }
             Err(error) => {
                 tracing::warn!(%error, "receiving from the queue failed; pausing");
@@ -53,7 +53,7 @@ pub async fn run(
 }
 
 /// Acks what was handled and hands failures back with a growing delay.
-pub async fn settle(queue: &dyn Queue, report: &BatchReport) {
+pub async fn settle(queue: &dyn Queue, report: &BatchReport, retry: RetryPolicy) {
     let receipts = report.receipts_to_ack();
     if !receipts.is_empty()
         && let Err(error) = queue.ack(&receipts).await
@@ -61,16 +61,16 @@ pub async fn settle(queue: &dyn Queue, report: &BatchReport) {
         // Harmless for correctness: the messages come back and are found to be duplicates.
         tracing::warn!(%error, count = receipts.len(), "acking failed; the messages will be redelivered");
     }
-    schedule_retries(queue, report).await;
+    schedule_retries(queue, report, retry).await;
 }
 
 /// Hands each failed message back with a delay that grows with its receive count, instead of
 /// leaving it invisible for the whole visibility timeout.
-pub async fn schedule_retries(queue: &dyn Queue, report: &BatchReport) {
+pub async fn schedule_retries(queue: &dyn Queue, report: &BatchReport, retry: RetryPolicy) {
     for (message, error) in report.failed() {
         metrics::counter!(telemetry::RETRIED).increment(1);
-        tracing::warn!(message_id = %message.id, receive_count = message.receive_count, %error, "transient failure; will retry");
-        let delay = retry_delay(message.receive_count);
+        let delay = retry.delay(message.receive_count, error.retry_hint());
+        tracing::warn!(message_id = %message.id, receive_count = message.receive_count, ?delay, %error, "transient failure; will retry");
         if let Err(error) = queue
             .retry_later(&message.receipt, delay, &error.to_string())
             .await
@@ -80,20 +80,12 @@ pub async fn schedule_retries(queue: &dyn Queue, report: &BatchReport) {
     }
 }
 
-/// 1 s, 2 s, 4 s, … up to five minutes.
-pub fn retry_delay(receive_count: u32) -> Duration {
-    let exponent = receive_count.saturating_sub(1).min(16);
-    Duration::from_secs(1u64 << exponent).min(MAX_RETRY_DELAY)
-}
-
 async fn record_depth(queue: &dyn Queue) {
     match queue.depth().await {
         Ok(depth) => {
             metrics::gauge!(telemetry::QUEUE_DEPTH).set(depth.messages as f64);
             metrics::gauge!(telemetry::DEAD_LETTER_DEPTH).set(depth.dead_letters as f64);
         }
-        Err(PortError::Unavailable { detail, .. } | PortError::Rejected { detail, .. }) => {
-            tracing::debug!(%detail, "could not read the queue depth");
-        }
+        Err(error) => tracing::debug!(%error, "could not read the queue depth"),
     }
 }

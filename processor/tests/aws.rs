@@ -9,6 +9,7 @@ use pipeline::domain::ShopId;
 use pipeline::ports::{Queue, Store};
 use processor::Processor;
 use processor::lambda::handle_sqs_event;
+use processor::retry::RetryPolicy;
 use testkit::ResourceOptions;
 use testkit::doubles::FaultyStore;
 
@@ -39,9 +40,15 @@ async fn a_batch_of_ten_with_poison_and_a_transient_failure() {
         store,
         backend.notifier.clone(),
         Default::default(),
-        10,
-    );
-    let response = handle_sqs_event(&processor, backend.queue.as_ref(), event).await;
+    )
+    .with_concurrency(10);
+    let response = handle_sqs_event(
+        &processor,
+        backend.queue.as_ref(),
+        RetryPolicy::default(),
+        event,
+    )
+    .await;
 
     let throttled_id = messages
         .iter()

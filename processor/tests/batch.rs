@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use pipeline::adapters::embedded::QueueSettings;
 use pipeline::domain::{AlertPolicy, AlertState, ShopId, TransactionRecord};
 use pipeline::ports::{Alert, Notifier, OutgoingMessage, PortError, Queue, ReceivedMessage, Store};
+use processor::retry::RetryPolicy;
 use processor::{Outcome, Processor};
 use testkit::EmbeddedPorts;
 use testkit::doubles::FaultyStore;
@@ -38,8 +39,8 @@ fn processor_with(
         store,
         notifier,
         AlertPolicy::default(),
-        8,
     )
+    .with_concurrency(8)
 }
 
 fn processor(fixture: &Fixture) -> Processor {
@@ -142,7 +143,7 @@ async fn every_message_delivered_twice_is_stored_once_and_alerts_once() {
     );
     let stored = stored(&fixture, "shop-a", "tx-4").await;
     assert_eq!(
-        stored.alert.map(|alert| alert.state),
+        stored.alerts.first().map(|alert| alert.state),
         Some(AlertState::Sent)
     );
 }
@@ -166,7 +167,7 @@ async fn the_alert_carries_the_original_systems_subject_and_attributes() {
     assert_eq!(alerts[0].subject, "Transaction Alert");
     assert_eq!(alerts[0].attributes["TransactionType"], "Purchase");
     assert_eq!(alerts[0].attributes["Amount"], "2500.50");
-    assert_eq!(alerts[0].message["threshold"], "1000");
+    assert_eq!(alerts[0].message["facts"]["threshold"], "1000");
 }
 
 #[tokio::test]
@@ -281,7 +282,12 @@ async fn a_transient_failure_fails_that_message_alone_and_it_is_retried() {
         .map(|(message, _)| message.body.clone())
         .collect();
     assert_eq!(failed, [bodies[1].clone()]);
-    processor::worker::settle(fixture.backend.queue.as_ref(), &report).await;
+    processor::worker::settle(
+        fixture.backend.queue.as_ref(),
+        &report,
+        RetryPolicy::default(),
+    )
+    .await;
     // Retried after a delay; processed by a healthy processor then.
     let again = fixture
         .backend
@@ -352,7 +358,7 @@ async fn a_redelivery_after_a_failed_publish_sends_the_pending_alert_once() {
         .await;
     assert!(matches!(first.outcomes[0].1, Outcome::Failed(_)));
     let pending = stored(&fixture, "shop-a", "big").await;
-    assert!(pending.alert_is_pending());
+    assert_eq!(pending.pending_alerts().count(), 1);
     let second = processor
         .process_batch(deliver(fixture.backend.queue.as_ref(), std::slice::from_ref(&body)).await)
         .await;
@@ -372,5 +378,8 @@ async fn a_redelivery_after_a_failed_publish_sends_the_pending_alert_once() {
         1
     );
     let sent = stored(&fixture, "shop-a", "big").await;
-    assert_eq!(sent.alert.map(|alert| alert.state), Some(AlertState::Sent));
+    assert_eq!(
+        sent.alerts.first().map(|alert| alert.state),
+        Some(AlertState::Sent)
+    );
 }

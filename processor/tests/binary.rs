@@ -96,8 +96,8 @@ async fn an_sqs_queue_feeds_an_embedded_store_by_configuration_alone() {
     let stored = loop {
         if let Some(record) = store.get(&shop, "mixed-1").await.expect("get")
             && record
-                .alert
-                .as_ref()
+                .alerts
+                .first()
                 .is_some_and(|alert| alert.state.name() == "sent")
         {
             break record;
@@ -151,7 +151,7 @@ async fn the_processor_runs_in_lambda_mode_for_sqs_events() {
         .await
         .expect("get");
     assert_eq!(
-        stored.and_then(|r| r.alert).map(|a| a.state.name()),
+        stored.and_then(|r| r.alerts.first().map(|a| a.state.name())),
         Some("sent")
     );
     assert_eq!(

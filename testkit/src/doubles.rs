@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pipeline::domain::{ShopId, TransactionRecord};
 use pipeline::ports::{
-    DeadLetter, OutgoingMessage, PortError, PutOutcome, Queue, QueueDepth, ReceivedMessage, Store,
+    AlertClaim, ClaimOutcome, DeadLetter, OutgoingMessage, PortError, PutOutcome, Queue,
+    QueueDepth, ReceivedMessage, Store,
 };
 
 /// What a [`FaultyStore`] does wrong.
@@ -92,19 +93,39 @@ impl Store for FaultyStore {
         self.inner.get(shop_id, id).await
     }
 
+    async fn claim_alert(
+        &self,
+        shop_id: &ShopId,
+        id: &str,
+        rule: &str,
+        claim: &AlertClaim,
+    ) -> Result<ClaimOutcome, PortError> {
+        self.check_write(id)?;
+        self.inner.claim_alert(shop_id, id, rule, claim).await
+    }
+
+    async fn release_alert_claim(
+        &self,
+        shop_id: &ShopId,
+        id: &str,
+        rule: &str,
+        owner: &str,
+    ) -> Result<(), PortError> {
+        self.check_write(id)?;
+        self.inner
+            .release_alert_claim(shop_id, id, rule, owner)
+            .await
+    }
+
     async fn mark_alert_sent(
         &self,
         shop_id: &ShopId,
         id: &str,
+        rule: &str,
         at: DateTime<Utc>,
     ) -> Result<(), PortError> {
         self.check_write(id)?;
-        self.inner.mark_alert_sent(shop_id, id, at).await
-    }
-
-    async fn ping(&self) -> Result<(), PortError> {
-        self.check_all()?;
-        self.inner.ping().await
+        self.inner.mark_alert_sent(shop_id, id, rule, at).await
     }
 }
 
@@ -187,6 +208,11 @@ impl Queue for FaultyQueue {
             return Err(error.clone());
         }
         self.inner.depth().await
+    }
+
+    async fn probe(&self) -> Result<(), PortError> {
+        self.check().await?;
+        self.inner.probe().await
     }
 
     async fn peek_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, PortError> {

@@ -12,14 +12,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType,
-};
 use aws_sdk_sqs::types::QueueAttributeName;
-use pipeline::adapters::aws::{
-    DEFAULT_INDEX_SHARDS, DynamoStore, SnsNotifier, SqsQueue, TIME_INDEX,
-};
+use pipeline::adapters::aws::{DEFAULT_INDEX_SHARDS, DynamoStore, SnsNotifier, SqsQueue};
 use pipeline::adapters::embedded::{QueueSettings, SqliteNotifier, SqliteQueue, SqliteStore};
 
 /// The three embedded adapters on one data directory, as the binaries open them.
@@ -201,40 +195,53 @@ impl Default for ResourceOptions {
     }
 }
 
+/// Deploys the stateful resources of template.yaml (queue, dead-letter queue, table, topic) on
+/// the emulator under unique names, through scripts/emulator.py, as the README's emulator
+/// walk-through does: what the tests run against is what the template declares.
 pub async fn resources(options: ResourceOptions) -> Resources {
     let config = moto().config().await;
     let name = format!("t{}", uuid::Uuid::new_v4().simple());
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let dead_letter_queue_url = create_queue(&sqs, &format!("{name}-dlq"), vec![]).await;
-    let dead_letter_arn = queue_arn(&sqs, &dead_letter_queue_url).await;
-    let redrive = format!(
-        r#"{{"deadLetterTargetArn":"{dead_letter_arn}","maxReceiveCount":"{}"}}"#,
-        options.max_receive_count
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/emulator.py");
+    let mut command = tokio::process::Command::new("python3");
+    command.args([script, &moto().endpoint, "--json", "--stack", &name]);
+    for (key, value) in [
+        ("QueueName", name.clone()),
+        ("TableName", name.clone()),
+        ("TopicName", name.clone()),
+        ("MaxReceiveCount", options.max_receive_count.to_string()),
+    ] {
+        command.args(["--param", &format!("{key}={value}")]);
+    }
+    let output = command.output().await.expect("run scripts/emulator.py");
+    assert!(
+        output.status.success(),
+        "scripts/emulator.py failed: {}",
+        String::from_utf8_lossy(&output.stderr)
     );
-    let queue_url = create_queue(
-        &sqs,
-        &name,
-        vec![
-            (QueueAttributeName::RedrivePolicy, redrive),
-            (
-                QueueAttributeName::VisibilityTimeout,
-                options.visibility_timeout_seconds.to_string(),
-            ),
-        ],
-    )
-    .await;
-    create_table(&aws_sdk_dynamodb::Client::new(&config), &name).await;
-    let sns = aws_sdk_sns::Client::new(&config);
-    let topic_arn = sns
-        .create_topic()
-        .name(&name)
+    let deployed: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("emulator.py prints JSON");
+    let physical = |logical: &str| {
+        deployed[logical]
+            .as_str()
+            .unwrap_or_else(|| panic!("template.yaml has no {logical}: {deployed}"))
+            .to_owned()
+    };
+    let queue_url = physical("TransactionsQueue");
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    // Tests wait seconds, not the template's minutes, for a lease to run out.
+    sqs.set_queue_attributes()
+        .queue_url(&queue_url)
+        .attributes(
+            QueueAttributeName::VisibilityTimeout,
+            options.visibility_timeout_seconds.to_string(),
+        )
         .send()
         .await
-        .expect("create topic")
-        .topic_arn
-        .expect("topic ARN");
-    let subscriber_queue_url = create_queue(&sqs, &format!("{name}-subscriber"), vec![]).await;
-    sns.subscribe()
+        .expect("set the visibility timeout");
+    let topic_arn = physical("NotificationsTopic");
+    let subscriber_queue_url = create_queue(&sqs, &format!("{name}-subscriber")).await;
+    aws_sdk_sns::Client::new(&config)
+        .subscribe()
         .topic_arn(&topic_arn)
         .protocol("sqs")
         .endpoint(queue_arn(&sqs, &subscriber_queue_url).await)
@@ -246,22 +253,17 @@ pub async fn resources(options: ResourceOptions) -> Resources {
         config,
         aws: AwsResources {
             queue_url,
-            dead_letter_queue_url,
-            table_name: name,
+            dead_letter_queue_url: physical("DeadLetterQueue"),
+            table_name: physical("TransactionsTable"),
             topic_arn,
         },
         subscriber_queue_url,
     }
 }
 
-async fn create_queue(
-    sqs: &aws_sdk_sqs::Client,
-    name: &str,
-    attributes: Vec<(QueueAttributeName, String)>,
-) -> String {
+async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
     sqs.create_queue()
         .queue_name(name)
-        .set_attributes(Some(attributes.into_iter().collect()))
         .send()
         .await
         .expect("create queue")
@@ -279,47 +281,6 @@ async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
         .attributes
         .and_then(|mut attributes| attributes.remove(&QueueAttributeName::QueueArn))
         .expect("queue ARN")
-}
-
-/// The table as template.yaml declares it: key `pk`, index `by_shop_time`.
-async fn create_table(dynamodb: &aws_sdk_dynamodb::Client, name: &str) {
-    let attribute = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-            .expect("attribute")
-    };
-    let key = |name: &str, kind: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-            .expect("key")
-    };
-    let index = GlobalSecondaryIndex::builder()
-        .index_name(TIME_INDEX)
-        .key_schema(key("gsi1pk", KeyType::Hash))
-        .key_schema(key("gsi1sk", KeyType::Range))
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::All)
-                .build(),
-        )
-        .build()
-        .expect("index");
-    dynamodb
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attribute("pk"))
-        .attribute_definitions(attribute("gsi1pk"))
-        .attribute_definitions(attribute("gsi1sk"))
-        .key_schema(key("pk", KeyType::Hash))
-        .global_secondary_indexes(index)
-        .send()
-        .await
-        .expect("create table");
 }
 
 /// Receives what subscribers of the alerts topic got, until `want` arrived or `within` passed.

@@ -41,7 +41,10 @@ pub struct StoredTransaction {
     pub request_id: String,
     pub accepted_at: DateTime<Utc>,
     pub processed_at: DateTime<Utc>,
-    /// `null` when the transaction broke no alert rule.
+    /// Every alert the transaction raised, one per rule, with its state.
+    pub alerts: Vec<AlertStatus>,
+    /// The first of `alerts`, or `null`: kept for clients of the single-rule version.
+    #[schema(deprecated)]
     pub alert: Option<AlertStatus>,
 }
 
@@ -152,7 +155,8 @@ pub async fn read(
         request_id: record.request_id,
         accepted_at: record.accepted_at,
         processed_at: record.processed_at,
-        alert: record.alert,
+        alert: record.alerts.first().cloned(),
+        alerts: record.alerts,
         transaction: record.transaction,
     }))
 }

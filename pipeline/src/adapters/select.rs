@@ -59,8 +59,9 @@ pub struct EmbeddedArgs {
     pub queue_visibility_timeout: Duration,
 
     /// Embedded: receives after which an unacknowledged message goes to the dead letters (on
-    /// SQS, the queue's redrive policy decides).
-    #[arg(long, env = "QUEUE_MAX_RECEIVES", default_value_t = 5)]
+    /// SQS, the queue's redrive policy decides). With the processor's retry waits, 20 receives
+    /// ride out an outage of about two and a half hours.
+    #[arg(long, env = "QUEUE_MAX_RECEIVES", default_value_t = 20)]
     pub queue_max_receives: u32,
 }
 

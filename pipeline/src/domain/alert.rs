@@ -21,11 +21,20 @@ pub struct AlertPolicy {
     per_currency: BTreeMap<String, Decimal>,
 }
 
-/// What the policy decided for one transaction.
+/// A rule that fired for one transaction: which, why in words, and the facts behind it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AlertDecision {
+    #[cfg_attr(feature = "openapi", schema(example = "amount_exceeds_threshold"))]
     pub rule: String,
-    pub threshold: Decimal,
+    #[cfg_attr(
+        feature = "openapi",
+        schema(example = "amount 1000.01 USD exceeds the threshold 1000")
+    )]
+    pub reason: String,
+    /// The numbers the rule compared, as exact strings (for the amount rule, `threshold`).
+    #[cfg_attr(feature = "openapi", schema(example = json!({"threshold": "1000"})))]
+    pub facts: BTreeMap<String, String>,
 }
 
 impl Default for AlertPolicy {
@@ -45,12 +54,20 @@ impl AlertPolicy {
             .unwrap_or(self.default_threshold)
     }
 
-    pub fn evaluate(&self, transaction: &Transaction) -> Option<AlertDecision> {
+    /// Every rule that fires for this transaction.
+    pub fn evaluate(&self, transaction: &Transaction) -> Vec<AlertDecision> {
         let threshold = self.threshold_for(&transaction.currency);
-        (transaction.amount > threshold).then(|| AlertDecision {
+        if transaction.amount <= threshold {
+            return Vec::new();
+        }
+        vec![AlertDecision {
             rule: AMOUNT_RULE.to_owned(),
-            threshold,
-        })
+            reason: format!(
+                "amount {} {} exceeds the threshold {threshold}",
+                transaction.amount, transaction.currency
+            ),
+            facts: BTreeMap::from([("threshold".to_owned(), threshold.to_string())]),
+        }]
     }
 }
 
@@ -59,8 +76,7 @@ impl AlertPolicy {
 pub struct Alert {
     pub shop_id: ShopId,
     pub transaction: Transaction,
-    pub rule: String,
-    pub threshold: Decimal,
+    pub decision: AlertDecision,
 }
 
 impl Alert {
@@ -69,19 +85,17 @@ impl Alert {
         serde_json::json!({
             "shop_id": self.shop_id,
             "transaction": self.transaction,
-            "rule": self.rule,
-            "threshold": self.threshold,
+            "rule": self.decision.rule,
+            "reason": self.decision.reason,
+            "facts": self.decision.facts,
         })
     }
 
     /// Attributes for subscribers' filters; names and spelling follow the original system.
     pub fn attributes(&self) -> BTreeMap<&'static str, String> {
         BTreeMap::from([
-            (
-                "TransactionType",
-                self.transaction.kind.display_name().to_owned(),
-            ),
-            ("AlertType", self.rule.clone()),
+            ("TransactionType", self.transaction.kind.display_name()),
+            ("AlertType", self.decision.rule.clone()),
             ("Amount", self.transaction.amount.to_string()),
             ("Currency", self.transaction.currency.clone()),
             ("ShopId", self.shop_id.to_string()),
@@ -133,23 +147,23 @@ mod tests {
     #[test]
     fn alerts_only_when_the_amount_strictly_exceeds_the_threshold() {
         let policy = AlertPolicy::default();
-        assert_eq!(policy.evaluate(&transaction("1000.00", "USD")), None);
-        let decision = policy.evaluate(&transaction("1000.01", "USD"));
+        assert_eq!(policy.evaluate(&transaction("1000.00", "USD")), []);
+        let decisions = policy.evaluate(&transaction("1000.01", "USD"));
+        assert_eq!(decisions.len(), 1);
+        assert_eq!(decisions[0].rule, AMOUNT_RULE);
+        assert_eq!(decisions[0].facts["threshold"], "1000");
         assert_eq!(
-            decision,
-            Some(AlertDecision {
-                rule: AMOUNT_RULE.to_owned(),
-                threshold: DEFAULT_THRESHOLD
-            })
+            decisions[0].reason,
+            "amount 1000.01 USD exceeds the threshold 1000"
         );
     }
 
     #[test]
     fn per_currency_overrides_apply_and_others_keep_the_default() {
         let policy: AlertPolicy = "USD=1000, JPY=150000".parse().expect("valid overrides");
-        assert_eq!(policy.evaluate(&transaction("150000", "JPY")), None);
-        assert!(policy.evaluate(&transaction("150001", "JPY")).is_some());
-        assert!(policy.evaluate(&transaction("1000.001", "KWD")).is_some());
+        assert!(policy.evaluate(&transaction("150000", "JPY")).is_empty());
+        assert_eq!(policy.evaluate(&transaction("150001", "JPY")).len(), 1);
+        assert_eq!(policy.evaluate(&transaction("1000.001", "KWD")).len(), 1);
     }
 
     #[test]

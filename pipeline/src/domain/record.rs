@@ -2,7 +2,6 @@
 //! processing, and the state of its alert (kept with it so that the alert is sent once).
 
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -20,23 +19,23 @@ pub struct TransactionRecord {
     pub processed_at: DateTime<Utc>,
     /// SHA-256 of the canonical transaction: equal for a redelivery, different for a conflict.
     pub payload_hash: String,
-    pub alert: Option<AlertStatus>,
+    /// One per rule that fired, each with its own progress.
+    #[serde(default)]
+    pub alerts: Vec<AlertStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AlertStatus {
-    #[cfg_attr(feature = "openapi", schema(example = "amount_exceeds_threshold"))]
-    pub rule: String,
-    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "1000"))]
-    pub threshold: Decimal,
+    #[serde(flatten)]
+    pub decision: AlertDecision,
     pub state: AlertState,
     pub sent_at: Option<DateTime<Utc>>,
 }
 
 /// `pending` is written with the transaction; `sent` once the notifier has published it. A
-/// redelivery that finds `pending` (a crash between the two) publishes; one that finds `sent`
-/// does not.
+/// delivery that finds `pending` claims the alert, publishes it and marks it sent; one that
+/// finds `sent` does not publish (see `Store::claim_alert`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
@@ -52,7 +51,7 @@ impl Named for AlertState {
 impl TransactionRecord {
     pub fn new(
         envelope: Envelope,
-        alert: Option<AlertDecision>,
+        alerts: Vec<AlertDecision>,
         processed_at: DateTime<Utc>,
     ) -> Self {
         let payload_hash = payload_hash(&envelope.transaction);
@@ -63,32 +62,36 @@ impl TransactionRecord {
             accepted_at: envelope.accepted_at,
             processed_at,
             payload_hash,
-            alert: alert.map(|decision| AlertStatus {
-                rule: decision.rule,
-                threshold: decision.threshold,
-                state: AlertState::Pending,
-                sent_at: None,
-            }),
+            alerts: alerts
+                .into_iter()
+                .map(|decision| AlertStatus {
+                    decision,
+                    state: AlertState::Pending,
+                    sent_at: None,
+                })
+                .collect(),
         }
     }
 
-    /// Applies the alert's progress as a store keeps it beside the record written first.
+    /// Applies one alert's progress as a store keeps it beside the record written first.
     /// Text that does not parse leaves the field as written.
-    pub fn apply_alert_progress(&mut self, state: Option<&str>, sent_at: Option<&str>) {
-        if let Some(alert) = self.alert.as_mut() {
-            if let Some(state) = state.and_then(AlertState::from_name) {
-                alert.state = state;
-            }
-            alert.sent_at = sent_at
-                .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
-                .map(|time| time.with_timezone(&Utc));
+    pub fn apply_alert_progress(&mut self, rule: &str, state: Option<&str>, sent_at: Option<&str>) {
+        let Some(alert) = self.alerts.iter_mut().find(|a| a.decision.rule == rule) else {
+            return;
+        };
+        if let Some(state) = state.and_then(AlertState::from_name) {
+            alert.state = state;
         }
+        alert.sent_at = sent_at
+            .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
+            .map(|time| time.with_timezone(&Utc));
     }
 
-    pub fn alert_is_pending(&self) -> bool {
-        self.alert
-            .as_ref()
-            .is_some_and(|alert| alert.state == AlertState::Pending)
+    /// The alerts still to be published.
+    pub fn pending_alerts(&self) -> impl Iterator<Item = &AlertStatus> {
+        self.alerts
+            .iter()
+            .filter(|alert| alert.state == AlertState::Pending)
     }
 }
 

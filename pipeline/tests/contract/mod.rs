@@ -7,11 +7,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use pipeline::domain::{
-    AlertDecision, AlertState, Envelope, ShopId, TransactionRecord, parse_transaction,
+    AlertPolicy, AlertState, Envelope, ShopId, TransactionRecord, parse_transaction,
 };
-use pipeline::ports::{OutgoingMessage, PutOutcome, Queue, ReceivedMessage, Store};
+use pipeline::ports::{
+    AlertClaim, ClaimOutcome, OutgoingMessage, PutOutcome, Queue, ReceivedMessage, Store,
+};
 use tokio::time::Instant;
 
 pub fn message(body: &str) -> OutgoingMessage {
@@ -134,11 +136,12 @@ pub fn record(shop: &str, id: &str, amount: &str, alert: bool) -> TransactionRec
     let transaction = parse_transaction(body.as_bytes(), Utc::now()).expect("valid");
     let shop = ShopId::parse(shop).expect("valid shop");
     let envelope = Envelope::new(shop, transaction, Utc::now(), format!("req-{id}"));
-    let decision = alert.then(|| AlertDecision {
-        rule: "amount_exceeds_threshold".to_owned(),
-        threshold: 1000.into(),
-    });
-    TransactionRecord::new(envelope, decision, Utc::now())
+    let decisions = if alert {
+        AlertPolicy::default().evaluate(&envelope.transaction)
+    } else {
+        Vec::new()
+    };
+    TransactionRecord::new(envelope, decisions, Utc::now())
 }
 
 /// Put-if-absent: first insert wins; the same payload again is a duplicate, another a conflict.
@@ -172,22 +175,25 @@ pub async fn put_if_absent_tells_duplicates_from_conflicts(store: Arc<dyn Store>
 /// The alert state goes from pending to sent once, and stays sent.
 pub async fn alert_state_moves_from_pending_to_sent(store: Arc<dyn Store>) {
     let record = record("shop-a", "tx-alert", "1000.01", true);
+    let rule = record.alerts[0].decision.rule.clone();
     store.put_if_absent(&record).await.expect("put");
     let pending = store
         .get(&record.shop_id, "tx-alert")
         .await
         .expect("get")
         .expect("stored");
-    assert!(pending.alert_is_pending());
+    assert_eq!(pending.pending_alerts().count(), 1);
+    assert_eq!(pending.alerts[0].decision.facts["threshold"], "1000");
     let sent_at = Utc::now();
     store
-        .mark_alert_sent(&record.shop_id, "tx-alert", sent_at)
+        .mark_alert_sent(&record.shop_id, "tx-alert", &rule, sent_at)
         .await
         .expect("mark");
     store
         .mark_alert_sent(
             &record.shop_id,
             "tx-alert",
+            &rule,
             sent_at + chrono::Duration::hours(1),
         )
         .await
@@ -197,13 +203,86 @@ pub async fn alert_state_moves_from_pending_to_sent(store: Arc<dyn Store>) {
         .await
         .expect("get")
         .expect("stored");
-    let alert = sent.alert.expect("has an alert");
+    let alert = &sent.alerts[0];
     assert_eq!(alert.state, AlertState::Sent);
     assert_eq!(
         alert.sent_at.map(|t| t.timestamp_millis()),
         Some(sent_at.timestamp_millis()),
         "the first send time stays"
     );
+}
+
+fn claim(owner: &str, now: DateTime<Utc>, seconds: i64) -> AlertClaim {
+    AlertClaim {
+        owner: owner.to_owned(),
+        now,
+        until: now + chrono::Duration::seconds(seconds),
+    }
+}
+
+/// A claim is exclusive while it lasts, can be taken over once it expired, and is moot once
+/// the alert is sent.
+pub async fn alert_claims_are_exclusive_and_expire(store: Arc<dyn Store>) {
+    let record = record("shop-a", "tx-claim", "5000.00", true);
+    let rule = record.alerts[0].decision.rule.clone();
+    let shop = record.shop_id.clone();
+    store.put_if_absent(&record).await.expect("put");
+    let now = Utc::now();
+    let first = store
+        .claim_alert(&shop, "tx-claim", &rule, &claim("first", now, 60))
+        .await
+        .expect("claim");
+    assert_eq!(first, ClaimOutcome::Claimed);
+    let second = store
+        .claim_alert(&shop, "tx-claim", &rule, &claim("second", now, 60))
+        .await
+        .expect("claim");
+    assert!(
+        matches!(second, ClaimOutcome::HeldElsewhere { until } if until > now),
+        "{second:?}"
+    );
+    // The first holder crashed: after its claim expired, another delivery takes over.
+    let later = now + chrono::Duration::seconds(61);
+    let takeover = store
+        .claim_alert(&shop, "tx-claim", &rule, &claim("third", later, 60))
+        .await
+        .expect("claim");
+    assert_eq!(takeover, ClaimOutcome::Claimed);
+    store
+        .mark_alert_sent(&shop, "tx-claim", &rule, later)
+        .await
+        .expect("mark");
+    let after = store
+        .claim_alert(&shop, "tx-claim", &rule, &claim("fourth", later, 60))
+        .await
+        .expect("claim");
+    assert_eq!(after, ClaimOutcome::AlreadySent);
+}
+
+/// Of many concurrent claims on one alert, exactly one wins.
+pub async fn concurrent_claims_have_one_winner(store: Arc<dyn Store>) {
+    let record = record("shop-a", "tx-race", "5000.00", true);
+    let rule = record.alerts[0].decision.rule.clone();
+    store.put_if_absent(&record).await.expect("put");
+    let now = Utc::now();
+    let claims = (0..8).map(|i| {
+        let store = store.clone();
+        let shop = record.shop_id.clone();
+        let rule = rule.clone();
+        tokio::spawn(async move {
+            store
+                .claim_alert(&shop, "tx-race", &rule, &claim(&format!("d{i}"), now, 60))
+                .await
+                .expect("claim")
+        })
+    });
+    let mut winners = 0;
+    for claim in claims {
+        if claim.await.expect("task") == ClaimOutcome::Claimed {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
 }
 
 /// One shop cannot read another's transaction, even knowing its id.

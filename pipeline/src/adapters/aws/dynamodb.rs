@@ -9,6 +9,8 @@
 //!   [`DEFAULT_INDEX_SHARDS`]) and `gsi1sk = "<timestamp>#<transaction_id>"`. Listing a shop's
 //!   transactions by time is one `Query` per shard, merged; the shards keep one shop's index
 //!   writes off a single partition too. No operation scans.
+//! - `alerts`: a map from rule name to that alert's progress (`state`, `sent_at`, and while
+//!   someone is publishing it, `claim_owner` and `claim_until`), changed by conditional updates.
 
 use std::collections::HashMap;
 
@@ -20,8 +22,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use sha2::{Digest, Sha256};
 
 use super::describe;
-use crate::domain::{Named, ShopId, TransactionRecord};
-use crate::ports::{PortError, PutOutcome, Store};
+use crate::domain::{AlertState, Named, ShopId, TransactionRecord};
+use crate::ports::{AlertClaim, ClaimOutcome, PortError, PutOutcome, Store};
 
 const COMPONENT: &str = "store";
 pub const DEFAULT_INDEX_SHARDS: u8 = 8;
@@ -41,6 +43,10 @@ fn text(value: impl Into<String>) -> AttributeValue {
     AttributeValue::S(value.into())
 }
 
+fn number(value: i64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
 fn key(shop_id: &str, transaction_id: &str) -> String {
     // Neither id may contain '#', so the key is unambiguous.
     format!("{shop_id}#{transaction_id}")
@@ -58,6 +64,34 @@ where
 
 fn timestamp(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// The progress of one alert, as the `alerts` map holds it.
+struct Progress<'a>(&'a HashMap<String, AttributeValue>);
+
+impl Progress<'_> {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .and_then(|value| value.as_s().ok())
+            .map(String::as_str)
+    }
+
+    fn claim_until(&self) -> Option<DateTime<Utc>> {
+        self.0
+            .get("claim_until")
+            .and_then(|value| value.as_n().ok())
+            .and_then(|millis| millis.parse().ok())
+            .and_then(DateTime::from_timestamp_millis)
+    }
+}
+
+fn alert_progress<'a>(
+    item: &'a HashMap<String, AttributeValue>,
+    rule: &str,
+) -> Option<Progress<'a>> {
+    let alerts = item.get("alerts")?.as_m().ok()?;
+    Some(Progress(alerts.get(rule)?.as_m().ok()?))
 }
 
 impl DynamoStore {
@@ -97,17 +131,25 @@ impl DynamoStore {
             ),
             ("gsi1sk".to_owned(), text(format!("{occurred}#{id}"))),
         ]);
-        if let Some(alert) = &record.alert {
-            item.insert("alert_state".to_owned(), text(alert.state.name()));
+        if !record.alerts.is_empty() {
+            let alerts = record
+                .alerts
+                .iter()
+                .map(|alert| {
+                    let progress = HashMap::from([("state".to_owned(), text(alert.state.name()))]);
+                    (alert.decision.rule.clone(), AttributeValue::M(progress))
+                })
+                .collect();
+            item.insert("alerts".to_owned(), AttributeValue::M(alerts));
         }
         item
     }
 
-    async fn read(
+    async fn read_item(
         &self,
         shop_id: &str,
         transaction_id: &str,
-    ) -> Result<Option<TransactionRecord>, PortError> {
+    ) -> Result<Option<HashMap<String, AttributeValue>>, PortError> {
         let output = self
             .client
             .get_item()
@@ -117,19 +159,37 @@ impl DynamoStore {
             .send()
             .await
             .map_err(unavailable)?;
-        let Some(item) = output.item else {
+        Ok(output.item)
+    }
+
+    async fn read(
+        &self,
+        shop_id: &str,
+        transaction_id: &str,
+    ) -> Result<Option<TransactionRecord>, PortError> {
+        let Some(item) = self.read_item(shop_id, transaction_id).await? else {
             return Ok(None);
         };
-        let field = |name: &str| {
-            item.get(name)
-                .and_then(|value| value.as_s().ok())
-                .map(String::as_str)
-        };
-        let json = field("record")
+        let json = item
+            .get("record")
+            .and_then(|value| value.as_s().ok())
             .ok_or_else(|| PortError::unavailable(COMPONENT, "item without a record"))?;
         let mut record: TransactionRecord =
             serde_json::from_str(json).map_err(|error| PortError::unavailable(COMPONENT, error))?;
-        record.apply_alert_progress(field("alert_state"), field("alert_sent_at"));
+        let rules: Vec<String> = record
+            .alerts
+            .iter()
+            .map(|alert| alert.decision.rule.clone())
+            .collect();
+        for rule in rules {
+            if let Some(progress) = alert_progress(&item, &rule) {
+                record.apply_alert_progress(
+                    &rule,
+                    progress.field("state"),
+                    progress.field("sent_at"),
+                );
+            }
+        }
         Ok(Some(record))
     }
 }
@@ -168,10 +228,84 @@ impl Store for DynamoStore {
         self.read(shop_id.as_str(), transaction_id).await
     }
 
+    async fn claim_alert(
+        &self,
+        shop_id: &ShopId,
+        transaction_id: &str,
+        rule: &str,
+        claim: &AlertClaim,
+    ) -> Result<ClaimOutcome, PortError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", text(key(shop_id.as_str(), transaction_id)))
+            .update_expression("SET alerts.#rule.claim_owner = :owner, alerts.#rule.claim_until = :until")
+            .condition_expression(
+                "alerts.#rule.#state = :pending AND \
+                 (attribute_not_exists(alerts.#rule.claim_until) OR alerts.#rule.claim_until < :now)",
+            )
+            .expression_attribute_names("#rule", rule)
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":owner", text(&claim.owner))
+            .expression_attribute_values(":until", number(claim.until.timestamp_millis()))
+            .expression_attribute_values(":now", number(claim.now.timestamp_millis()))
+            .expression_attribute_values(":pending", text(AlertState::Pending.name()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(ClaimOutcome::Claimed),
+            Err(error) if is_condition_failure(&error) => {
+                let item = self
+                    .read_item(shop_id.as_str(), transaction_id)
+                    .await?
+                    .ok_or_else(|| PortError::unavailable(COMPONENT, "the item vanished"))?;
+                let progress = alert_progress(&item, rule);
+                let state = progress.as_ref().and_then(|p| p.field("state"));
+                Ok(match state.and_then(AlertState::from_name) {
+                    Some(AlertState::Sent) => ClaimOutcome::AlreadySent,
+                    _ => ClaimOutcome::HeldElsewhere {
+                        until: progress
+                            .and_then(|p| p.claim_until())
+                            .unwrap_or(claim.until),
+                    },
+                })
+            }
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    async fn release_alert_claim(
+        &self,
+        shop_id: &ShopId,
+        transaction_id: &str,
+        rule: &str,
+        owner: &str,
+    ) -> Result<(), PortError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", text(key(shop_id.as_str(), transaction_id)))
+            .update_expression("REMOVE alerts.#rule.claim_owner, alerts.#rule.claim_until")
+            .condition_expression("alerts.#rule.claim_owner = :owner")
+            .expression_attribute_names("#rule", rule)
+            .expression_attribute_values(":owner", text(owner))
+            .send()
+            .await;
+        match result {
+            // Someone else's claim by now, or none: nothing of ours to release.
+            Err(error) if is_condition_failure(&error) => Ok(()),
+            Err(error) => Err(unavailable(error)),
+            Ok(_) => Ok(()),
+        }
+    }
+
     async fn mark_alert_sent(
         &self,
         shop_id: &ShopId,
         transaction_id: &str,
+        rule: &str,
         sent_at: DateTime<Utc>,
     ) -> Result<(), PortError> {
         let result = self
@@ -179,10 +313,15 @@ impl Store for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .key("pk", text(key(shop_id.as_str(), transaction_id)))
-            .update_expression("SET alert_state = :sent, alert_sent_at = :at")
-            .condition_expression("alert_state = :pending")
-            .expression_attribute_values(":sent", text("sent"))
-            .expression_attribute_values(":pending", text("pending"))
+            .update_expression(
+                "SET alerts.#rule.#state = :sent, alerts.#rule.sent_at = :at \
+                 REMOVE alerts.#rule.claim_owner, alerts.#rule.claim_until",
+            )
+            .condition_expression("alerts.#rule.#state = :pending")
+            .expression_attribute_names("#rule", rule)
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":sent", text(AlertState::Sent.name()))
+            .expression_attribute_values(":pending", text(AlertState::Pending.name()))
             .expression_attribute_values(":at", text(timestamp(sent_at)))
             .send()
             .await;
@@ -192,15 +331,5 @@ impl Store for DynamoStore {
             Err(error) => Err(unavailable(error)),
             Ok(_) => Ok(()),
         }
-    }
-
-    async fn ping(&self) -> Result<(), PortError> {
-        self.client
-            .describe_table()
-            .table_name(&self.table)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
     }
 }

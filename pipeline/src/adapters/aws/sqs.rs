@@ -315,6 +315,12 @@ impl Queue for SqsQueue {
         })
     }
 
+    async fn probe(&self) -> Result<(), PortError> {
+        self.approximate_count(&self.queue_url, &[QueueAttributeName::QueueArn])
+            .await
+            .map(|_| ())
+    }
+
     async fn peek_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, PortError> {
         let output = self
             .client

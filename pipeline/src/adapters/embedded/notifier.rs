@@ -13,6 +13,8 @@ use crate::ports::{Notifier, PortError};
 
 const COMPONENT: &str = "notifier";
 
+/// Version 1 was the first release, before the version was recorded.
+const SCHEMA_VERSION: u32 = 2;
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS alerts (
     shop_id        TEXT    NOT NULL,
@@ -43,7 +45,7 @@ pub struct SqliteNotifier {
 impl SqliteNotifier {
     pub fn open(path: &Path) -> Result<Self, PortError> {
         Ok(Self {
-            db: SqliteDb::open(path, COMPONENT, SCHEMA)?,
+            db: SqliteDb::open(path, COMPONENT, SCHEMA, SCHEMA_VERSION)?,
         })
     }
 
@@ -85,7 +87,7 @@ impl Notifier for SqliteNotifier {
             serde_json::to_string(&alert.attributes()).expect("string pairs always serialise");
         let shop_id = alert.shop_id.to_string();
         let transaction_id = alert.transaction.transaction_id.clone();
-        let rule = alert.rule.clone();
+        let rule = alert.decision.rule.clone();
         let first_time = self
             .db
             .write(move |connection| {
@@ -108,8 +110,8 @@ impl Notifier for SqliteNotifier {
                 transaction_id = %alert.transaction.transaction_id,
                 amount = %alert.transaction.amount,
                 currency = %alert.transaction.currency,
-                rule = %alert.rule,
-                threshold = %alert.threshold,
+                rule = %alert.decision.rule,
+                reason = %alert.decision.reason,
                 "transaction alert"
             );
         }

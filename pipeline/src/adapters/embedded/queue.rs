@@ -17,6 +17,8 @@ use crate::ports::{DeadLetter, OutgoingMessage, PortError, Queue, QueueDepth, Re
 
 const COMPONENT: &str = "queue";
 
+/// Version 1 was the first release, before the version was recorded.
+const SCHEMA_VERSION: u32 = 2;
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS messages (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -27,6 +29,10 @@ CREATE TABLE IF NOT EXISTS messages (
     last_error    TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_by_visibility ON messages (visible_at, id);
+CREATE TABLE IF NOT EXISTS probe (
+    id     INTEGER PRIMARY KEY CHECK (id = 1),
+    at     INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS dead_letters (
     id            INTEGER PRIMARY KEY,
     body          TEXT    NOT NULL,
@@ -49,7 +55,7 @@ impl Default for QueueSettings {
     fn default() -> Self {
         Self {
             visibility_timeout: Duration::from_secs(30),
-            max_receives: 5,
+            max_receives: 20,
         }
     }
 }
@@ -64,7 +70,7 @@ pub struct SqliteQueue {
 impl SqliteQueue {
     pub fn open(path: &Path, settings: QueueSettings) -> Result<Self, PortError> {
         Ok(Self {
-            db: SqliteDb::open(path, COMPONENT, SCHEMA)?,
+            db: SqliteDb::open(path, COMPONENT, SCHEMA, SCHEMA_VERSION)?,
             settings,
             arrivals: Arc::new(Notify::new()),
         })
@@ -311,6 +317,19 @@ impl Queue for SqliteQueue {
                     messages: count("messages")?,
                     dead_letters: count("dead_letters")?,
                 })
+            })
+            .await
+    }
+
+    async fn probe(&self) -> Result<(), PortError> {
+        // A committed write, as a send is: it fails where a send would (a full disk, a
+        // read-only file), and its one row never grows.
+        self.db
+            .write(|connection| {
+                connection
+                    .prepare_cached("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?1)")?
+                    .execute(params![now_millis()])?;
+                Ok(())
             })
             .await
     }

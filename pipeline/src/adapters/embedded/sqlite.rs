@@ -34,15 +34,28 @@ pub struct SqliteDb {
 }
 
 impl SqliteDb {
-    pub fn open(path: &Path, component: &'static str, schema: &str) -> Result<Self, PortError> {
+    /// Opens (or creates) the database with `schema`, whose version is `version`. A file written
+    /// with another version of the schema is refused with a message saying so, rather than
+    /// read wrongly.
+    pub fn open(
+        path: &Path,
+        component: &'static str,
+        schema: &str,
+        version: u32,
+    ) -> Result<Self, PortError> {
         let unavailable = |error: rusqlite::Error| PortError::unavailable(component, error);
         let connection = Connection::open(path).map_err(unavailable)?;
         connection
             .execute_batch(&format!(
                 "PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = FULL;
-                 PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};
-                 {schema}"
+                 PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};"
+            ))
+            .map_err(unavailable)?;
+        check_schema_version(&connection, path, component, version)?;
+        connection
+            .execute_batch(&format!(
+                "BEGIN; {schema}; PRAGMA user_version = {version}; COMMIT;"
             ))
             .map_err(unavailable)?;
         let (writer, jobs) = mpsc::channel(WRITE_BACKLOG);
@@ -135,6 +148,36 @@ impl SqliteDb {
             pool.push(connection);
         }
     }
+}
+
+/// An empty file takes any version; a file with tables must have been written with this one.
+fn check_schema_version(
+    connection: &Connection,
+    path: &Path,
+    component: &'static str,
+    version: u32,
+) -> Result<(), PortError> {
+    let read = || -> rusqlite::Result<(u32, u32)> {
+        let found: u32 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        let tables: u32 = connection.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |row| row.get(0),
+        )?;
+        Ok((found, tables))
+    };
+    let (found, tables) = read().map_err(|error| PortError::unavailable(component, error))?;
+    if tables > 0 && found != version {
+        return Err(PortError::rejected(
+            component,
+            format!(
+                "{} holds schema version {found}, this build uses {version}: move the data \
+                 directory aside (or drain it with the older build) and start again",
+                path.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn write_loop(connection: Connection, mut jobs: mpsc::Receiver<Job>) {
