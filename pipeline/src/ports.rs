@@ -126,15 +126,37 @@ pub trait Queue: Send + Sync {
     /// checks, which must fail when sends fail (a full disk, an unreachable queue).
     async fn probe(&self) -> Result<(), PortError>;
 
-    /// Up to `max` dead letters, left in place: for operators and tests.
-    async fn peek_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, PortError>;
+    /// Up to `max` dead letters with their reasons, left in place: what an operator looks at
+    /// before a redrive.
+    async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, PortError>;
+
+    /// Moves dead letters back onto the queue, to be processed again after a fix: all of them,
+    /// or those with the given ids. Returns how many moved. Safe to repeat: a redriven
+    /// transaction that was stored meanwhile is a duplicate, never a second record or alert.
+    async fn redrive(&self, which: &Redrive) -> Result<usize, PortError>;
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DeadLetter {
     pub id: String,
     pub body: String,
     pub reason: String,
+}
+
+/// Which dead letters to put back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redrive {
+    All,
+    Ids(Vec<String>),
+}
+
+impl Redrive {
+    pub fn includes(&self, id: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Ids(ids) => ids.iter().any(|wanted| wanted == id),
+        }
+    }
 }
 
 /// What `put_if_absent` found.

@@ -93,3 +93,9 @@ async fn concurrent_claims_have_one_winner() {
     let (_resources, backend) = backend(5).await;
     contract::concurrent_claims_have_one_winner(backend.store as Arc<dyn Store>).await;
 }
+
+#[tokio::test]
+async fn dead_letters_are_listed_and_redriven() {
+    let (_resources, backend) = backend(5).await;
+    contract::dead_letters_are_listed_and_redriven(backend.queue).await;
+}

@@ -119,3 +119,9 @@ async fn concurrent_claims_have_one_winner() {
     let dir = tempfile::tempdir().expect("temp dir");
     contract::concurrent_claims_have_one_winner(store(&dir)).await;
 }
+
+#[tokio::test]
+async fn dead_letters_are_listed_and_redriven() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    contract::dead_letters_are_listed_and_redriven(queue_at(&dir.path().join("q.db"), 5)).await;
+}

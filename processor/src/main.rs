@@ -1,5 +1,6 @@
-//! `processor`: the SQS-triggered Lambda when started by the Lambda runtime, and `processor poll`,
-//! a long-running poller over the same core for containers or local use against an emulator.
+//! `processor`: the SQS-triggered Lambda when started by the Lambda runtime; `processor poll`,
+//! a long-running poller over the same core for containers or local use against an emulator;
+//! and `processor dead-letters`, for operators to see and redrive what could not be processed.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,8 +10,9 @@ use clap::{Args, Parser, Subcommand};
 use lambda_runtime::LambdaEvent;
 use pipeline::adapters::select::{PortArgs, QueueRole};
 use pipeline::ports::Queue;
+use pipeline::ports::Redrive;
 use pipeline::shutdown;
-use pipeline::telemetry::{self, TelemetryArgs, exit_code, init_logging};
+use pipeline::telemetry::{self, LogFormat, TelemetryArgs, exit_code, init_logging};
 use processor::Processor;
 use processor::lambda::handle_sqs_event;
 use processor::settings::{ProcessorArgs, Tuning};
@@ -34,6 +36,36 @@ struct Cli {
 enum Command {
     /// Poll the queue until SIGINT or SIGTERM (the default outside Lambda).
     Poll(Box<RunArgs>),
+    /// See the dead letters and put them back on the queue after a fix.
+    #[command(subcommand)]
+    DeadLetters(DeadLettersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum DeadLettersCommand {
+    /// List dead letters with their reasons; they stay where they are.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        max: usize,
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        ports: Box<PortArgs>,
+    },
+    /// Put dead letters back on the queue to be processed again: all, or those named. Safe to
+    /// repeat: what was stored meanwhile is counted as a duplicate.
+    Redrive {
+        /// Every dead letter.
+        #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+        all: bool,
+        /// A dead letter's id, as `list` shows it (repeatable).
+        #[arg(long = "id", value_name = "ID")]
+        ids: Vec<String>,
+        #[command(flatten)]
+        ports: Box<PortArgs>,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -51,6 +83,10 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let (args, lambda) = match cli.command {
         Some(Command::Poll(args)) => (*args, false),
+        Some(Command::DeadLetters(command)) => {
+            init_logging(LogFormat::Pretty);
+            return exit_code(dead_letters(command).await);
+        }
         None => (cli.run, telemetry::in_lambda()),
     };
     init_logging(args.telemetry.log_format);
@@ -97,4 +133,54 @@ async fn poll(args: RunArgs) -> anyhow::Result<()> {
     tracing::info!(queue = ?args.ports.queue_backend(), store = ?args.ports.store_backend(), "polling the queue");
     worker::run(processor, queue, tuning, stop).await;
     Ok(())
+}
+
+async fn dead_letters(command: DeadLettersCommand) -> anyhow::Result<()> {
+    match command {
+        DeadLettersCommand::List { max, json, ports } => {
+            let queue = ports.connector().queue(QueueRole::Consumer).await?;
+            let letters = queue.dead_letters(max).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&letters)?);
+                return Ok(());
+            }
+            println!("{} dead letter(s)", letters.len());
+            for letter in letters {
+                println!(
+                    "{}\t{}\t{}",
+                    letter.id,
+                    letter.reason,
+                    one_line(&letter.body, 120)
+                );
+            }
+            Ok(())
+        }
+        DeadLettersCommand::Redrive { all, ids, ports } => {
+            let queue = ports.connector().queue(QueueRole::Consumer).await?;
+            let which = if all { Redrive::All } else { Redrive::Ids(ids) };
+            let moved = queue.redrive(&which).await?;
+            println!("redrove {moved} dead letter(s)");
+            if let Redrive::Ids(ids) = &which
+                && moved < ids.len()
+            {
+                anyhow::bail!(
+                    "{} of the named dead letters were not found",
+                    ids.len() - moved
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The start of a message body on one line, for a table.
+fn one_line(text: &str, max_chars: usize) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    match flat.char_indices().nth(max_chars) {
+        Some((cut, _)) => format!("{}…", &flat[..cut]),
+        None => flat,
+    }
 }

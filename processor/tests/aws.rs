@@ -70,7 +70,7 @@ async fn a_batch_of_ten_with_poison_and_a_transient_failure() {
         "only the transient failure is reported"
     );
 
-    let dead = backend.queue.peek_dead_letters(10).await.expect("peek");
+    let dead = backend.queue.dead_letters(10).await.expect("peek");
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert!(dead[0].body.contains("poison"));
     assert!(

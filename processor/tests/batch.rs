@@ -8,7 +8,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pipeline::adapters::embedded::QueueSettings;
 use pipeline::domain::{AlertPolicy, AlertState, ShopId, TransactionRecord};
-use pipeline::ports::{Alert, Notifier, OutgoingMessage, PortError, Queue, ReceivedMessage, Store};
+use pipeline::ports::{
+    Alert, Notifier, OutgoingMessage, PortError, Queue, ReceivedMessage, Redrive, Store,
+};
 use processor::retry::RetryPolicy;
 use processor::{Outcome, Processor};
 use testkit::EmbeddedPorts;
@@ -23,7 +25,7 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let settings = QueueSettings {
         visibility_timeout: Duration::from_millis(200),
-        max_receives: 5,
+        ..QueueSettings::default()
     };
     let backend = testkit::embedded(dir.path(), settings);
     Fixture { _dir: dir, backend }
@@ -228,12 +230,7 @@ async fn poison_goes_to_the_dead_letters_at_once_and_is_not_a_failure() {
     let received = deliver(fixture.backend.queue.as_ref(), &bodies).await;
     let report = processor(&fixture).process_batch(received).await;
     assert_eq!(report.failed().count(), 0);
-    let dead = fixture
-        .backend
-        .queue
-        .peek_dead_letters(10)
-        .await
-        .expect("peek");
+    let dead = fixture.backend.queue.dead_letters(10).await.expect("peek");
     assert_eq!(dead.len(), 2, "{dead:?}");
     assert!(
         dead.iter()
@@ -311,12 +308,7 @@ async fn a_permanent_refusal_is_dead_lettered_at_once_not_retried() {
         0,
         "nothing is handed back to retry"
     );
-    let dead = fixture
-        .backend
-        .queue
-        .peek_dead_letters(10)
-        .await
-        .expect("peek");
+    let dead = fixture.backend.queue.dead_letters(10).await.expect("peek");
     assert_eq!(dead.len(), 1, "{dead:?}");
     assert_eq!(dead[0].body, bodies[1]);
     assert!(dead[0].reason.contains("item size too large"), "{dead:?}");
@@ -382,4 +374,213 @@ async fn a_redelivery_after_a_failed_publish_sends_the_pending_alert_once() {
         sent.alerts.first().map(|alert| alert.state),
         Some(AlertState::Sent)
     );
+}
+
+/// Waits, polling, until `probe` holds; fails the test after `within`.
+async fn until(what: &str, within: Duration, mut probe: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !probe().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Messages on the embedded queue received more than `times` times, read from its file.
+fn received_more_than(fixture: &Fixture, times: u32) -> u32 {
+    let connection =
+        rusqlite::Connection::open(fixture._dir.path().join("queue.db")).expect("open");
+    connection
+        .query_row(
+            "SELECT count(*) FROM messages WHERE receive_count > ?1",
+            [times],
+            |row| row.get(0),
+        )
+        .expect("count")
+}
+
+/// The store is down for longer than the old retry budget (5 receives): every message is
+/// received more than 5 times, none is dead-lettered, and all are stored once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_outage_longer_than_the_old_retry_budget_dead_letters_nothing() {
+    let fixture = fixture();
+    let outage = Arc::new(testkit::doubles::Outage::default());
+    outage.set(true);
+    let store: Arc<dyn Store> = Arc::new(FaultyStore {
+        inner: fixture.backend.store.clone(),
+        fault: testkit::doubles::StoreFault::Outage(outage.clone()),
+    });
+    let ids: Vec<String> = (0..10).map(|i| format!("outage-{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let amount = if i % 3 == 0 { "1500.00" } else { "15.00" };
+        let message = OutgoingMessage {
+            body: testkit::envelope("shop-a", id, amount),
+            attributes: Default::default(),
+        };
+        fixture.backend.queue.send(message).await.expect("send");
+    }
+    let tuning = processor::settings::Tuning {
+        batch_size: 32,
+        concurrency: 8,
+        receive_wait: Duration::from_millis(100),
+        // The schedule's shape with short waits, so that the test takes seconds.
+        retry: RetryPolicy {
+            max_delay: Duration::from_millis(50),
+        },
+    };
+    let processor = Arc::new(processor_with(
+        &fixture,
+        store,
+        fixture.backend.notifier.clone(),
+    ));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn(processor::worker::run(
+        processor,
+        fixture.backend.queue.clone(),
+        tuning,
+        stop.clone(),
+    ));
+    until(
+        "every message received more than the old 5 times",
+        Duration::from_secs(30),
+        async || received_more_than(&fixture, 5) == 10,
+    )
+    .await;
+    assert!(outage.refused() >= 60, "{} refused", outage.refused());
+    assert!(
+        fixture
+            .backend
+            .queue
+            .dead_letters(10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    outage.set(false);
+    until(
+        "all stored after the outage",
+        Duration::from_secs(30),
+        async || fixture.backend.queue.depth().await.expect("depth").messages == 0,
+    )
+    .await;
+    stop.cancel();
+    worker.await.expect("worker");
+    for id in &ids {
+        stored(&fixture, "shop-a", id).await;
+    }
+    assert!(
+        fixture
+            .backend
+            .queue
+            .dead_letters(10)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    let alerts = fixture
+        .backend
+        .notifier
+        .published(&shop("shop-a"))
+        .await
+        .expect("alerts");
+    assert_eq!(alerts.len(), 4, "outage-0, -3, -6 and -9 alert once each");
+}
+
+/// Dead letters put back after a fix are processed; one that was stored meanwhile is a
+/// duplicate: one record, one alert.
+#[tokio::test]
+async fn redriven_dead_letters_are_processed_and_a_redriven_duplicate_is_stored_once() {
+    let fixture = fixture();
+    let queue = fixture.backend.queue.as_ref();
+    let paid = testkit::envelope("shop-a", "paid", "2500.00");
+    let late = testkit::envelope("shop-a", "late", "25.00");
+    processor(&fixture)
+        .process_batch(deliver(queue, std::slice::from_ref(&paid)).await)
+        .await;
+    for message in deliver(queue, &[paid.clone(), late.clone()]).await {
+        queue
+            .dead_letter(&message, "store unavailable (simulated)")
+            .await
+            .expect("dead letter");
+    }
+    assert_eq!(queue.dead_letters(10).await.expect("list").len(), 2);
+    assert_eq!(queue.redrive(&Redrive::All).await.expect("redrive"), 2);
+    let again = queue
+        .receive(10, Duration::from_secs(2))
+        .await
+        .expect("receive");
+    assert_eq!(again.len(), 2);
+    let report = processor(&fixture).process_batch(again).await;
+    let mut outcomes: Vec<String> = report
+        .outcomes
+        .iter()
+        .map(|(message, outcome)| {
+            format!(
+                "{}:{outcome:?}",
+                &message.body[..20.min(message.body.len())]
+            )
+        })
+        .collect();
+    outcomes.sort();
+    assert_eq!(
+        report
+            .outcomes
+            .iter()
+            .filter(|(_, outcome)| *outcome == Outcome::Duplicate)
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        report
+            .outcomes
+            .iter()
+            .filter(|(_, outcome)| *outcome == Outcome::Stored)
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+    stored(&fixture, "shop-a", "late").await;
+    let alerts = fixture
+        .backend
+        .notifier
+        .published(&shop("shop-a"))
+        .await
+        .expect("alerts");
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert!(queue.dead_letters(10).await.expect("list").is_empty());
+}
+
+/// Two deliveries of one high-value message processed at the same time by two processors (as
+/// two concurrent Lambda invocations would): one publish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_concurrent_deliveries_of_one_message_publish_one_alert() {
+    let fixture = fixture();
+    let counting = Arc::new(testkit::doubles::CountingNotifier::new(
+        fixture.backend.notifier.clone(),
+        Duration::from_millis(200),
+    ));
+    let body = testkit::envelope("shop-a", "raced", "9000.00");
+    let copies = deliver(fixture.backend.queue.as_ref(), &[body.clone(), body]).await;
+    let first = processor_with(&fixture, fixture.backend.store.clone(), counting.clone());
+    let second = processor_with(&fixture, fixture.backend.store.clone(), counting.clone());
+    let (a, b) = tokio::join!(
+        first.process_batch(vec![copies[0].clone()]),
+        second.process_batch(vec![copies[1].clone()])
+    );
+    assert_eq!(counting.published(), 1, "{:?} {:?}", a.outcomes, b.outcomes);
+    // The copy that found the claim taken is retried; by then the alert is sent.
+    let loser = [a, b]
+        .into_iter()
+        .flat_map(|report| report.outcomes)
+        .find(|(_, outcome)| matches!(outcome, Outcome::Failed(_)));
+    if let Some((message, _)) = loser {
+        let retried = first.process_batch(vec![message]).await;
+        assert_eq!(retried.outcomes[0].1, Outcome::Duplicate);
+    }
+    assert_eq!(counting.published(), 1);
+    let record = stored(&fixture, "shop-a", "raced").await;
+    assert_eq!(record.alerts[0].state, AlertState::Sent);
 }

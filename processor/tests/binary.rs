@@ -154,15 +154,7 @@ async fn the_processor_runs_in_lambda_mode_for_sqs_events() {
         stored.and_then(|r| r.alerts.first().map(|a| a.state.name())),
         Some("sent")
     );
-    assert_eq!(
-        backend
-            .queue
-            .peek_dead_letters(10)
-            .await
-            .expect("peek")
-            .len(),
-        1
-    );
+    assert_eq!(backend.queue.dead_letters(10).await.expect("peek").len(), 1);
     // Metrics leave as CloudWatch Embedded Metric Format on stdout, written once the invocation
     // is answered: read until the invocation's document arrives.
     let stdout = child.stdout.take().expect("stdout");

@@ -2,19 +2,51 @@
 //! Each wraps a real adapter and injects one fault; everything else passes through.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pipeline::domain::{ShopId, TransactionRecord};
+use pipeline::domain::{Alert, ShopId, TransactionRecord};
 use pipeline::ports::{
-    AlertClaim, ClaimOutcome, DeadLetter, OutgoingMessage, PortError, PutOutcome, Queue,
-    QueueDepth, ReceivedMessage, Store,
+    AlertClaim, ClaimOutcome, DeadLetter, Notifier, OutgoingMessage, PortError, PutOutcome, Queue,
+    QueueDepth, ReceivedMessage, Redrive, Store,
 };
+
+/// A switch for an outage: while it is on, every call fails as unavailable.
+#[derive(Debug, Default)]
+pub struct Outage {
+    on: AtomicBool,
+    refused: AtomicU64,
+}
+
+impl Outage {
+    pub fn set(&self, on: bool) {
+        self.on.store(on, Ordering::SeqCst);
+    }
+
+    /// Calls refused while it was on.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::SeqCst)
+    }
+
+    fn check(&self, component: &'static str) -> Result<(), PortError> {
+        if self.on.load(Ordering::SeqCst) {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            return Err(PortError::unavailable(
+                component,
+                "connection refused (outage)",
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// What a [`FaultyStore`] does wrong.
 #[derive(Debug, Clone)]
 pub enum StoreFault {
+    /// Every call fails while the outage is on.
+    Outage(Arc<Outage>),
     /// Every write of this transaction fails with the error.
     WritesOf(&'static str, PortError),
     /// Every call fails with the error, as an unreachable table would.
@@ -61,6 +93,7 @@ impl FaultyStore {
     fn check_all(&self) -> Result<(), PortError> {
         match &self.fault {
             StoreFault::Everything(error) => Err(error.clone()),
+            StoreFault::Outage(outage) => outage.check("store"),
             _ => Ok(()),
         }
     }
@@ -215,7 +248,42 @@ impl Queue for FaultyQueue {
         self.inner.probe().await
     }
 
-    async fn peek_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, PortError> {
-        self.inner.peek_dead_letters(max).await
+    async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, PortError> {
+        self.inner.dead_letters(max).await
+    }
+
+    async fn redrive(&self, which: &Redrive) -> Result<usize, PortError> {
+        self.inner.redrive(which).await
+    }
+}
+
+/// A notifier that counts what it publishes and takes its time doing it, so that concurrent
+/// deliveries really overlap.
+pub struct CountingNotifier {
+    pub inner: Arc<dyn Notifier>,
+    pub delay: Duration,
+    published: AtomicU64,
+}
+
+impl CountingNotifier {
+    pub fn new(inner: Arc<dyn Notifier>, delay: Duration) -> Self {
+        Self {
+            inner,
+            delay,
+            published: AtomicU64::new(0),
+        }
+    }
+
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Notifier for CountingNotifier {
+    async fn publish(&self, alert: &Alert) -> Result<(), PortError> {
+        tokio::time::sleep(self.delay).await;
+        self.published.fetch_add(1, Ordering::SeqCst);
+        self.inner.publish(alert).await
     }
 }

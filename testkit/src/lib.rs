@@ -4,6 +4,7 @@
 
 pub mod doubles;
 pub mod lambda_runtime_stub;
+pub mod proxy;
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -190,7 +191,7 @@ impl Default for ResourceOptions {
     fn default() -> Self {
         Self {
             visibility_timeout_seconds: 30,
-            max_receive_count: 5,
+            max_receive_count: 20,
         }
     }
 }
@@ -406,4 +407,20 @@ pub fn sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> serde_json::Value 
         })
         .collect();
     serde_json::json!({ "Records": records })
+}
+
+/// Messages as received from SQS, as the queue port hands them to the processor.
+pub fn as_received(
+    messages: &[aws_sdk_sqs::types::Message],
+) -> Vec<pipeline::ports::ReceivedMessage> {
+    messages
+        .iter()
+        .map(|message| pipeline::ports::ReceivedMessage {
+            id: message.message_id.clone().unwrap_or_default(),
+            receipt: message.receipt_handle.clone().unwrap_or_default(),
+            body: message.body.clone().unwrap_or_default(),
+            receive_count: 1,
+            sent_at: chrono::Utc::now(),
+        })
+        .collect()
 }

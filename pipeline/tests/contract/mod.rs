@@ -12,7 +12,7 @@ use pipeline::domain::{
     AlertPolicy, AlertState, Envelope, ShopId, TransactionRecord, parse_transaction,
 };
 use pipeline::ports::{
-    AlertClaim, ClaimOutcome, OutgoingMessage, PutOutcome, Queue, ReceivedMessage, Store,
+    AlertClaim, ClaimOutcome, OutgoingMessage, PutOutcome, Queue, ReceivedMessage, Redrive, Store,
 };
 use tokio::time::Instant;
 
@@ -104,7 +104,7 @@ pub async fn dead_letters_after_max_receives(
             .await
             .expect("receive")
             .len();
-        let dead = queue.peek_dead_letters(10).await.expect("peek");
+        let dead = queue.dead_letters(10).await.expect("peek");
         if dead.iter().any(|letter| letter.body == "never-acked") {
             assert_eq!(receives, max_receives as usize);
             return;
@@ -121,7 +121,7 @@ pub async fn dead_letter_keeps_the_reason(queue: Arc<dyn Queue>) {
         .dead_letter(&received[0], "not JSON: expected value")
         .await
         .expect("dead letter");
-    let dead = queue.peek_dead_letters(10).await.expect("peek");
+    let dead = queue.dead_letters(10).await.expect("peek");
     let letter = dead
         .iter()
         .find(|letter| letter.body == "poison")
@@ -322,4 +322,52 @@ pub async fn send_batch_of_any_size(queue: Arc<dyn Queue>) {
     let mut got: Vec<String> = received.into_iter().map(|m| m.body).collect();
     got.sort();
     assert_eq!(got, bodies);
+}
+
+/// Dead letters are listed with their reasons, left in place by the listing, and redriven back
+/// onto the queue: by id, then all; an unknown id moves nothing.
+pub async fn dead_letters_are_listed_and_redriven(queue: Arc<dyn Queue>) {
+    for body in ["poison-a", "poison-b", "poison-c"] {
+        queue.send(message(body)).await.expect("send");
+    }
+    let received = receive_at_least(queue.as_ref(), 3, Duration::from_secs(10)).await;
+    assert_eq!(received.len(), 3);
+    for message in &received {
+        let reason = format!("reason of {}", message.body);
+        queue
+            .dead_letter(message, &reason)
+            .await
+            .expect("dead letter");
+    }
+    let listed = queue.dead_letters(10).await.expect("list");
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    assert!(
+        listed
+            .iter()
+            .all(|letter| letter.reason == format!("reason of {}", letter.body))
+    );
+    assert_eq!(
+        queue.dead_letters(10).await.expect("list again").len(),
+        3,
+        "listing leaves them in place"
+    );
+    let first = listed
+        .iter()
+        .find(|letter| letter.body == "poison-a")
+        .expect("poison-a is listed");
+    let unknown = Redrive::Ids(vec!["no-such-id".to_owned()]);
+    assert_eq!(queue.redrive(&unknown).await.expect("redrive nothing"), 0);
+    let by_id = Redrive::Ids(vec![first.id.clone()]);
+    assert_eq!(queue.redrive(&by_id).await.expect("redrive one"), 1);
+    let back = receive_at_least(queue.as_ref(), 1, Duration::from_secs(10)).await;
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].body, "poison-a");
+    assert_eq!(back[0].receive_count, 1, "a redriven message starts afresh");
+    queue.ack(&[back[0].receipt.clone()]).await.expect("ack");
+    assert_eq!(queue.redrive(&Redrive::All).await.expect("redrive all"), 2);
+    assert!(queue.dead_letters(10).await.expect("list").is_empty());
+    let rest = receive_at_least(queue.as_ref(), 2, Duration::from_secs(10)).await;
+    let mut bodies: Vec<&str> = rest.iter().map(|m| m.body.as_str()).collect();
+    bodies.sort_unstable();
+    assert_eq!(bodies, ["poison-b", "poison-c"]);
 }

@@ -7,13 +7,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::types::{
-    DeleteMessageBatchRequestEntry, MessageAttributeValue, MessageSystemAttributeName,
-    QueueAttributeName, SendMessageBatchRequestEntry,
+    ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
+    MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
+    SendMessageBatchRequestEntry,
 };
 use chrono::{DateTime, Utc};
 
 use super::describe;
-use crate::ports::{DeadLetter, OutgoingMessage, PortError, Queue, QueueDepth, ReceivedMessage};
+use crate::ports::{
+    DeadLetter, OutgoingMessage, PortError, Queue, QueueDepth, ReceivedMessage, Redrive,
+};
 
 const COMPONENT: &str = "queue";
 /// SQS's limit for batch calls.
@@ -92,6 +95,106 @@ impl SqsQueue {
             .iter()
             .filter_map(|name| values.get(name)?.parse::<u64>().ok())
             .sum())
+    }
+}
+
+/// How long an operator's listing or redrive hides the dead letters it has looked at, so that
+/// its loop sees each once; those it leaves are made visible again when it is done.
+const OPERATOR_LEASE_SECONDS: i32 = 60;
+/// Attributes that describe a dead-lettering, not the message: left behind on a redrive.
+const DEAD_LETTER_ATTRIBUTES: [&str; 2] = [DEAD_LETTER_REASON_ATTRIBUTE, "OriginalMessageId"];
+
+fn to_dead_letter(message: aws_sdk_sqs::types::Message) -> DeadLetter {
+    let reason = message
+        .message_attributes
+        .as_ref()
+        .and_then(|attributes| attributes.get(DEAD_LETTER_REASON_ATTRIBUTE))
+        .and_then(|value| value.string_value.clone())
+        .unwrap_or_else(|| "received more than maxReceiveCount times (redrive policy)".to_owned());
+    DeadLetter {
+        id: message.message_id.unwrap_or_default(),
+        body: message.body.unwrap_or_default(),
+        reason,
+    }
+}
+
+impl SqsQueue {
+    async fn lease_dead_letters(
+        &self,
+        url: &str,
+    ) -> Result<Vec<aws_sdk_sqs::types::Message>, PortError> {
+        let output = self
+            .client
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(BATCH_LIMIT as i32)
+            .visibility_timeout(OPERATOR_LEASE_SECONDS)
+            .wait_time_seconds(1)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(output.messages.unwrap_or_default())
+    }
+
+    /// Sends a dead letter back to the queue with its own attributes, then deletes it from the
+    /// dead-letter queue. A failed delete leaves a copy behind: redriven twice, stored once.
+    async fn put_back(
+        &self,
+        dead_letter_queue_url: &str,
+        message: aws_sdk_sqs::types::Message,
+    ) -> Result<(), PortError> {
+        let attributes: HashMap<String, MessageAttributeValue> = message
+            .message_attributes
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(name, _)| !DEAD_LETTER_ATTRIBUTES.contains(&name.as_str()))
+            .collect();
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(message.body.unwrap_or_default())
+            .set_message_attributes(Some(attributes))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        self.client
+            .delete_message()
+            .queue_url(dead_letter_queue_url)
+            .receipt_handle(message.receipt_handle.unwrap_or_default())
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Makes dead letters an operator looked at visible again at once. Best effort: if it
+    /// fails they reappear when their lease runs out.
+    async fn unhide(&self, url: &str, receipts: Vec<String>) {
+        for chunk in receipts.chunks(BATCH_LIMIT) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(index, receipt)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(index.to_string())
+                        .receipt_handle(receipt)
+                        .visibility_timeout(0)
+                        .build()
+                        .expect("an entry with an id and a receipt always builds")
+                })
+                .collect::<Vec<_>>();
+            let result = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(url)
+                .set_entries(Some(entries))
+                .send()
+                .await;
+            if let Err(error) = result {
+                tracing::debug!(error = %describe(&error), "dead letters stay hidden until their lease ends");
+            }
+        }
     }
 }
 
@@ -321,36 +424,48 @@ impl Queue for SqsQueue {
             .map(|_| ())
     }
 
-    async fn peek_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, PortError> {
-        let output = self
-            .client
-            .receive_message()
-            .queue_url(self.dead_letter_queue_url()?)
-            .max_number_of_messages(max.clamp(1, BATCH_LIMIT) as i32)
-            .visibility_timeout(0)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(output
-            .messages
-            .unwrap_or_default()
-            .into_iter()
-            .map(|message| {
-                let reason = message
-                    .message_attributes
-                    .as_ref()
-                    .and_then(|attributes| attributes.get(DEAD_LETTER_REASON_ATTRIBUTE))
-                    .and_then(|value| value.string_value.clone())
-                    .unwrap_or_else(|| {
-                        "received more than maxReceiveCount times (redrive policy)".to_owned()
-                    });
-                DeadLetter {
-                    id: message.message_id.unwrap_or_default(),
-                    body: message.body.unwrap_or_default(),
-                    reason,
+    async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, PortError> {
+        let dead_letter_queue_url = self.dead_letter_queue_url()?;
+        let mut found = Vec::new();
+        let mut receipts = Vec::new();
+        while found.len() < max {
+            let batch = self.lease_dead_letters(dead_letter_queue_url).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for message in batch {
+                receipts.extend(message.receipt_handle.clone());
+                found.push(to_dead_letter(message));
+            }
+        }
+        self.unhide(dead_letter_queue_url, receipts).await;
+        found.truncate(max);
+        Ok(found)
+    }
+
+    async fn redrive(&self, which: &Redrive) -> Result<usize, PortError> {
+        let dead_letter_queue_url = self.dead_letter_queue_url()?;
+        let mut moved = 0;
+        let mut kept = Vec::new();
+        loop {
+            let batch = self.lease_dead_letters(dead_letter_queue_url).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for message in batch {
+                let receipt = message.receipt_handle.clone().unwrap_or_default();
+                if which.includes(message.message_id.as_deref().unwrap_or_default()) {
+                    self.put_back(dead_letter_queue_url, message).await?;
+                    moved += 1;
+                } else {
+                    kept.push(receipt);
                 }
-            })
-            .collect())
+            }
+            if matches!(which, Redrive::Ids(ids) if moved >= ids.len()) {
+                break;
+            }
+        }
+        self.unhide(dead_letter_queue_url, kept).await;
+        Ok(moved)
     }
 }

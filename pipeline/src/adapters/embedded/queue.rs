@@ -13,7 +13,9 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::sqlite::{SqliteDb, now_millis};
-use crate::ports::{DeadLetter, OutgoingMessage, PortError, Queue, QueueDepth, ReceivedMessage};
+use crate::ports::{
+    DeadLetter, OutgoingMessage, PortError, Queue, QueueDepth, ReceivedMessage, Redrive,
+};
 
 const COMPONENT: &str = "queue";
 
@@ -334,7 +336,7 @@ impl Queue for SqliteQueue {
             .await
     }
 
-    async fn peek_dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, PortError> {
+    async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, PortError> {
         self.db
             .read(move |connection| {
                 let mut statement = connection.prepare_cached(
@@ -350,5 +352,45 @@ impl Queue for SqliteQueue {
                 rows.collect()
             })
             .await
+    }
+
+    async fn redrive(&self, which: &Redrive) -> Result<usize, PortError> {
+        let ids: Option<Vec<i64>> = match which {
+            Redrive::All => None,
+            // An id that is not a number names no dead letter here.
+            Redrive::Ids(ids) => Some(ids.iter().filter_map(|id| id.parse().ok()).collect()),
+        };
+        let moved = self
+            .db
+            .write(move |connection| {
+                // Back under its own id and first send time, with a fresh receive count.
+                let mut put_back = connection.prepare_cached(
+                    "INSERT INTO messages (id, body, sent_at, visible_at, receive_count)
+                     SELECT id, body, sent_at, ?1, 0 FROM dead_letters WHERE id = ?2",
+                )?;
+                let mut remove =
+                    connection.prepare_cached("DELETE FROM dead_letters WHERE id = ?1")?;
+                let ids = match ids {
+                    Some(ids) => ids,
+                    None => connection
+                        .prepare_cached("SELECT id FROM dead_letters")?
+                        .query_map([], |row| row.get(0))?
+                        .collect::<rusqlite::Result<Vec<i64>>>()?,
+                };
+                let now = now_millis();
+                let mut moved = 0;
+                for id in ids {
+                    if put_back.execute(params![now, id])? == 1 {
+                        remove.execute(params![id])?;
+                        moved += 1;
+                    }
+                }
+                Ok(moved)
+            })
+            .await?;
+        if moved > 0 {
+            self.arrivals.notify_waiters();
+        }
+        Ok(moved)
     }
 }
