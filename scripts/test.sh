@@ -14,13 +14,27 @@ for component in rustfmt clippy; do
 done
 
 # The AWS tests run against moto's server (started by the tests on a free loopback port);
-# one test sends with boto3 as the original system did. The template is checked by cfn-lint.
-if ! python3 -c "import moto.server, flask, boto3, cfnlint" 2>/dev/null; then
-  python3 -m pip install --quiet 'moto[server]' boto3 cfn-lint
+# one test sends with boto3 as the original system did. The template is checked by cfn-lint,
+# and rendered through the SAM transform (aws-sam-translator, which cfn-lint brings) by the
+# permission test. PyYAML reads the template for the emulator's resources.
+if ! python3 -c "import moto.server, flask, boto3, cfnlint, samtranslator, yaml" 2>/dev/null; then
+  python3 -m pip install --quiet 'moto[server]' boto3 cfn-lint pyyaml
+fi
+
+# The SAM CLI pins its own botocore; it lives in a virtualenv of its own so that it cannot
+# change the versions moto and boto3 run with.
+sam_venv=target/tools/sam
+if [ ! -x "$sam_venv/bin/sam" ]; then
+  step "installing the SAM CLI into $sam_venv"
+  python3 -m venv "$sam_venv"
+  "$sam_venv/bin/python" -m pip install --quiet aws-sam-cli
 fi
 
 step "cfn-lint template.yaml"
 python3 -c "import sys; from cfnlint.runner import main; sys.exit(main())" template.yaml
+
+step "sam validate --lint"
+SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 "$sam_venv/bin/sam" validate --lint --template template.yaml
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -9,10 +9,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use pipeline::telemetry;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::access_log;
 use crate::error::{ApiError, ProblemSlug};
 use crate::openapi::ApiDoc;
 use crate::routes::{ops, transactions};
@@ -30,8 +31,12 @@ pub fn router(state: AppState) -> Router {
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(TraceLayer::new_for_http())
+        // From the inside out: a panic becomes a 500 problem, every request is logged once,
+        // and every answer carries the request's id (`X-Request-Id`, generated here).
         .layer(CatchPanicLayer::custom(panic_to_problem))
+        .layer(middleware::from_fn(access_log::log_request))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
 }
 

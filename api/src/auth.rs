@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use pipeline::adapters::aws::calls::{AwsCall, Caller};
 use pipeline::domain::ShopId;
 use pipeline::ports::PortError;
 use rand::RngCore;
@@ -17,6 +18,17 @@ use subtle::ConstantTimeEq;
 use tokio::sync::RwLock;
 
 use crate::error::ApiError;
+
+/// The calls of the SSM key ring, for the permission test (see `pipeline::adapters::aws::calls`).
+pub const AWS_CALLS: &[AwsCall] = &[
+    AwsCall::new(
+        "get_parameter",
+        "ssm:GetParameter",
+        "parameter:ApiKeysParameterName",
+        &[Caller::Api],
+    ),
+    AwsCall::new("", "kms:Decrypt", "kms-key:any", &[Caller::Api]).via("ssm"),
+];
 
 /// Works only when no keys file is given and the server listens on a loopback address.
 pub const DEVELOPMENT_KEY: &str = "dev-key-for-the-demo-shop";

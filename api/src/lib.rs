@@ -2,15 +2,17 @@
 //! by `lambda_http`. Handlers validate, enqueue and read; they never talk to a database directly
 //! but through the ports in [`state::AppState`].
 //!
-//! Modules depend in one direction: `server` → `app` → `routes` → `extract`, `auth`, `state`,
-//! `docs` → `error`. A test (tests/architecture.rs) keeps it so.
+//! Modules depend in one direction: `server` → `app`, `lambda` → `routes` → `extract`, `auth`,
+//! `state`, `docs` → `error`. A test (tests/architecture.rs) keeps it so.
 
+pub mod access_log;
 pub mod app;
 pub mod auth;
 pub mod config;
 pub mod docs;
 pub mod error;
 pub mod extract;
+pub mod lambda;
 pub mod openapi;
 pub mod routes;
 pub mod server;

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use pipeline::adapters::aws::calls::{AwsCall, Caller};
 use pipeline::adapters::select::{Backend, Connector, QueueRole};
 use pipeline::ports::Queue;
 use pipeline::{shutdown, telemetry};
@@ -17,8 +18,25 @@ use tokio_util::sync::CancellationToken;
 use crate::app::router;
 use crate::auth::{ApiKeys, DEVELOPMENT_KEY, DEVELOPMENT_SHOP, KeyRing, SsmKeys};
 use crate::config::ServeArgs;
+use crate::lambda;
 use crate::routes::ops::HEALTH_CACHE;
 use crate::state::{AppState, EnqueueTimeout, Readiness};
+
+/// What Lambda does for the API function with its role, for the permission test.
+pub const AWS_CALLS: &[AwsCall] = &[
+    AwsCall::new(
+        "",
+        "logs:CreateLogStream",
+        "log-group:ApiLogGroup",
+        &[Caller::Api],
+    ),
+    AwsCall::new(
+        "",
+        "logs:PutLogEvents",
+        "log-group:ApiLogGroup",
+        &[Caller::Api],
+    ),
+];
 
 /// Where the keys come from: SSM, a file, or (loopback only) the development key.
 async fn key_ring(
@@ -120,7 +138,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("listening on http://{local}");
     tracing::info!(%local, queue = ?args.ports.queue_backend(), store = ?args.ports.store_backend(), processor = run_processor, docs = %format!("http://{local}/docs"), "serving");
 
-    axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(stop.cancelled_owned())
         .await
         .context("serving HTTP")?;
@@ -139,7 +158,10 @@ pub async fn run_lambda(args: ServeArgs) -> anyhow::Result<()> {
     let ports = args.ports.connector();
     let keys = key_ring(&args, &ports, None).await?;
     let state = app_state(&args, &ports, keys, None).await?;
-    metrics_cloudwatch_embedded::lambda::service::run_http(metrics, router(state))
+    let service = tower::ServiceBuilder::new()
+        .map_request(lambda::prepare)
+        .service(router(state));
+    metrics_cloudwatch_embedded::lambda::service::run_http(metrics, service)
         .await
         .map_err(|error| anyhow::anyhow!("the Lambda runtime stopped: {error}"))
 }

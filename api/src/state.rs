@@ -26,6 +26,11 @@ pub struct AppState {
     pub readiness: Readiness,
 }
 
+/// The path the API is served under (an API Gateway stage such as `/prod`), for the links it
+/// returns; a request extension, absent when served at the root.
+#[derive(Debug, Clone, Default)]
+pub struct PathPrefix(pub String);
+
 /// A send that takes longer than this is answered with 503.
 #[derive(Debug, Clone, Copy)]
 pub struct EnqueueTimeout(pub Duration);

@@ -148,25 +148,32 @@ async fn the_api_runs_in_lambda_mode_for_api_gateway_v2_events() {
     let keys = temp.path().join("keys");
     let line = format!("acme:{}\n", hex::encode(api::auth::hash_key("acme-key")));
     std::fs::write(&keys, line).expect("keys");
-    let http_event = |method: &str, path: &str, body: Option<&str>| {
+    let staged_event = |stage: &str, method: &str, path: &str, body: Option<&str>| {
         json!({
             "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
             "headers": {"authorization": "Bearer acme-key", "content-type": "application/json", "host": "api.example.com"},
             "requestContext": {
                 "accountId": "123456789012", "apiId": "stub", "domainName": "api.example.com", "domainPrefix": "api",
                 "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "test"},
-                "requestId": "req", "routeKey": "$default", "stage": "$default",
+                "requestId": "req", "routeKey": "$default", "stage": stage,
                 "time": "26/Nov/2026:12:00:00 +0000", "timeEpoch": 1_795_000_000_000_i64
             },
             "body": body, "isBase64Encoded": false
         })
     };
+    let http_event =
+        |method: &str, path: &str, body: Option<&str>| staged_event("$default", method, path, body);
     let original =
         r#"{"transaction_id": 12345, "amount": 100, "timestamp": "2024-08-09T12:34:56Z"}"#;
+    let staged =
+        r#"{"transaction_id": "staged-1", "amount": 5, "timestamp": "2024-08-09T12:34:56Z"}"#;
     let stub = testkit::lambda_runtime_stub::RuntimeStub::start(vec![
         http_event("POST", "/transactions", Some(original)),
         http_event("GET", "/health", None),
         http_event("POST", "/transactions", Some("{\"amount\": -1}")),
+        // Behind a named stage, API Gateway puts the stage in front of the path.
+        staged_event("prod", "POST", "/prod/transactions", Some(staged)),
+        staged_event("prod", "GET", "/prod/health", None),
     ])
     .await;
     let mut env = resources.api_env();
@@ -177,7 +184,7 @@ async fn the_api_runs_in_lambda_mode_for_api_gateway_v2_events() {
         .kill_on_drop(true)
         .spawn()
         .expect("spawn api");
-    let answers = stub.answers(3, Duration::from_secs(30)).await;
+    let answers = stub.answers(5, Duration::from_secs(30)).await;
     let _ = child.kill().await;
     assert!(answers.iter().all(|answer| !answer.failed), "{answers:?}");
     assert_eq!(answers[0].body["statusCode"], 202, "{:?}", answers[0].body);
@@ -190,17 +197,25 @@ async fn the_api_runs_in_lambda_mode_for_api_gateway_v2_events() {
         answers[2].body["headers"]["content-type"],
         "application/problem+json"
     );
+    assert_eq!(answers[3].body["statusCode"], 202, "{:?}", answers[3].body);
+    assert_eq!(
+        answers[3].body["headers"]["location"], "/prod/transactions/staged-1",
+        "the link points behind the stage"
+    );
+    assert_eq!(answers[4].body["statusCode"], 200, "{:?}", answers[4].body);
     // The 202 meant the envelope was on SQS.
     let queued = testkit::receive_all(
         &resources.config,
         &resources.aws.queue_url,
-        1,
+        2,
         Duration::from_secs(10),
     )
     .await;
-    let envelope: Value =
-        serde_json::from_str(queued[0].body.as_deref().unwrap_or_default()).expect("envelope");
-    assert_eq!(envelope["shop_id"], "acme");
+    for message in &queued {
+        let envelope: Value =
+            serde_json::from_str(message.body.as_deref().unwrap_or_default()).expect("envelope");
+        assert_eq!(envelope["shop_id"], "acme");
+    }
 }
 
 /// Keys live in SSM: an operator adds or revokes one and the running API follows within the

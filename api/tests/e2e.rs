@@ -429,3 +429,45 @@ async fn refuses_to_listen_off_loopback_without_keys() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("--api-keys-file"), "{stderr}");
 }
+
+/// One access log line per request, in JSON with LOG_FORMAT=json: the request id the client
+/// saw, the route pattern (not the id), the status, the latency and the client's address.
+#[tokio::test]
+async fn every_request_leaves_one_access_log_line() {
+    let temp = tempfile::tempdir().expect("temp");
+    let data = data_dir(&temp);
+    let server = Server::start(&data, &[("LOG_FORMAT", "json")]).await;
+    let response = server.get(DEV_KEY, "never-sent").await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let line = eventually("the access log line", || async {
+        let log = std::fs::read_to_string(data.with_extension("log")).unwrap_or_default();
+        log.lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|entry| entry["request_id"] == request_id.as_str())
+    })
+    .await;
+    assert_eq!(line["target"], "access");
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["route"], "/transactions/{transaction_id}");
+    assert_eq!(line["status"], 404);
+    assert_eq!(line["client"], "127.0.0.1");
+    assert!(
+        line["latency_ms"].as_f64().is_some_and(|ms| ms >= 0.0),
+        "{line}"
+    );
+    let accepted = server.post(DEV_KEY, ORIGINAL).await;
+    let header = accepted.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    let body: Value = accepted.json().await.expect("JSON");
+    assert_eq!(
+        body["request_id"],
+        header.as_str(),
+        "one id for the request"
+    );
+}

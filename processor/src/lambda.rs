@@ -3,11 +3,24 @@
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, Utc};
+use pipeline::adapters::aws::calls::{AwsCall, Caller};
 use pipeline::ports::{Queue, ReceivedMessage};
 
 use crate::Processor;
 use crate::retry::RetryPolicy;
 use crate::worker::schedule_retries;
+
+const QUEUE: &str = "queue:TransactionsQueue";
+const LOGS: &str = "log-group:ProcessorLogGroup";
+/// What Lambda does for the processor function with its role (the SQS event source polls and
+/// deletes; the log agent writes), for the permission test.
+pub const AWS_CALLS: &[AwsCall] = &[
+    AwsCall::new("", "sqs:ReceiveMessage", QUEUE, &[Caller::Processor]),
+    AwsCall::new("", "sqs:DeleteMessage", QUEUE, &[Caller::Processor]),
+    AwsCall::new("", "sqs:GetQueueAttributes", QUEUE, &[Caller::Processor]),
+    AwsCall::new("", "logs:CreateLogStream", LOGS, &[Caller::Processor]),
+    AwsCall::new("", "logs:PutLogEvents", LOGS, &[Caller::Processor]),
+];
 
 /// Processes the event's messages. Poison goes to the dead-letter queue and is *not* reported as
 /// failed (SQS then deletes it); transient failures are reported so SQS redelivers them, after

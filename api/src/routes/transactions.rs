@@ -2,22 +2,23 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use pipeline::domain::{AlertStatus, Envelope, Named, Transaction, is_identifier};
 use pipeline::ports::{OutgoingMessage, Store};
 use serde::Serialize;
 use std::sync::Arc;
+use tower_http::request_id::RequestId;
 use utoipa::ToSchema;
 
 use crate::auth::Shop;
 use crate::docs::NewTransaction;
 use crate::error::{ApiError, Problem};
 use crate::extract::ValidatedTransaction;
-use crate::state::AppState;
+use crate::state::{AppState, PathPrefix};
 
 /// The answer to an accepted POST: the transaction is durably on the queue.
 #[derive(Debug, Serialize, ToSchema)]
@@ -76,13 +77,15 @@ pub struct StoredTransaction {
 )]
 pub async fn create(
     State(state): State<AppState>,
+    prefix: Option<Extension<PathPrefix>>,
+    request_id: Option<Extension<RequestId>>,
     Shop(shop_id): Shop,
     ValidatedTransaction {
         transaction,
         accepted_at,
     }: ValidatedTransaction,
 ) -> Result<Response, ApiError> {
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = request_id_of(request_id);
     let transaction_id = transaction.transaction_id.clone();
     let attributes = BTreeMap::from([
         ("shop_id".to_owned(), shop_id.to_string()),
@@ -101,7 +104,8 @@ pub async fn create(
             attributes,
         })
         .await?;
-    let location = format!("/transactions/{transaction_id}");
+    let Extension(PathPrefix(prefix)) = prefix.unwrap_or_default();
+    let location = format!("{prefix}/transactions/{transaction_id}");
     let mut response = (
         StatusCode::ACCEPTED,
         Json(Accepted {
@@ -112,15 +116,18 @@ pub async fn create(
         }),
     )
         .into_response();
-    let headers = response.headers_mut();
-    // Ids are restricted to URL-safe characters and request ids are UUIDs: both convert.
+    // Ids are restricted to URL-safe characters, so this always converts.
     if let Ok(value) = HeaderValue::from_str(&location) {
-        headers.insert(header::LOCATION, value);
-    }
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        headers.insert("x-request-id", value);
+        response.headers_mut().insert(header::LOCATION, value);
     }
     Ok(response)
+}
+
+/// The id the request-id layer gave this request (also sent back as `X-Request-Id`).
+fn request_id_of(extension: Option<Extension<RequestId>>) -> String {
+    extension
+        .and_then(|Extension(id)| id.header_value().to_str().ok().map(str::to_owned))
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
 #[utoipa::path(

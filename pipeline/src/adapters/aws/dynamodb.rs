@@ -21,11 +21,20 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sha2::{Digest, Sha256};
 
+use super::calls::{AwsCall, Caller::*};
 use super::describe;
 use crate::domain::{AlertState, Named, ShopId, TransactionRecord};
 use crate::ports::{AlertClaim, ClaimOutcome, PortError, PutOutcome, Store};
 
 const COMPONENT: &str = "store";
+
+const TABLE: &str = "table:TransactionsTable";
+/// The calls below, for the permission test (see `calls`).
+pub const AWS_CALLS: &[AwsCall] = &[
+    AwsCall::new("put_item", "dynamodb:PutItem", TABLE, &[Processor]),
+    AwsCall::new("get_item", "dynamodb:GetItem", TABLE, &[Api, Processor]),
+    AwsCall::new("update_item", "dynamodb:UpdateItem", TABLE, &[Processor]),
+];
 pub const DEFAULT_INDEX_SHARDS: u8 = 8;
 pub const TIME_INDEX: &str = "by_shop_time";
 

@@ -2,6 +2,7 @@
 //! the standard AWS configuration chain, so `AWS_ENDPOINT_URL` points them at any AWS-compatible
 //! server.
 
+pub mod calls;
 mod dynamodb;
 mod sns;
 mod sqs;

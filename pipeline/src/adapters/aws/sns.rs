@@ -7,12 +7,21 @@ use async_trait::async_trait;
 use aws_sdk_sns::Client;
 use aws_sdk_sns::types::MessageAttributeValue;
 
+use super::calls::{AwsCall, Caller::*};
 use super::describe;
 use crate::domain::Alert;
 use crate::domain::alert::ALERT_SUBJECT;
 use crate::ports::{Notifier, PortError};
 
 const COMPONENT: &str = "notifier";
+
+const TOPIC: &str = "topic:NotificationsTopic";
+/// The calls below, and those SNS makes to KMS for the encrypted topic, for the permission test.
+pub const AWS_CALLS: &[AwsCall] = &[
+    AwsCall::new("publish", "sns:Publish", TOPIC, &[Processor]),
+    AwsCall::new("", "kms:GenerateDataKey", "kms-key:any", &[Processor]).via("sns"),
+    AwsCall::new("", "kms:Decrypt", "kms-key:any", &[Processor]).via("sns"),
+];
 
 pub struct SnsNotifier {
     client: Client,

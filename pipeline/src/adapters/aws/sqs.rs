@@ -13,12 +13,56 @@ use aws_sdk_sqs::types::{
 };
 use chrono::{DateTime, Utc};
 
+use super::calls::{AwsCall, Caller::*};
 use super::describe;
 use crate::ports::{
     DeadLetter, OutgoingMessage, PortError, Queue, QueueDepth, ReceivedMessage, Redrive,
 };
 
 const COMPONENT: &str = "queue";
+
+const QUEUE: &str = "queue:TransactionsQueue";
+const DLQ: &str = "queue:DeadLetterQueue";
+/// The calls below, for the permission test (see `calls`).
+pub const AWS_CALLS: &[AwsCall] = &[
+    AwsCall::new("send_message", "sqs:SendMessage", QUEUE, &[Api, Operator]),
+    AwsCall::new("send_message", "sqs:SendMessage", DLQ, &[Processor]),
+    AwsCall::new("send_message_batch", "sqs:SendMessage", QUEUE, &[Api]),
+    AwsCall::new("receive_message", "sqs:ReceiveMessage", QUEUE, &[Processor]),
+    AwsCall::new("receive_message", "sqs:ReceiveMessage", DLQ, &[Operator]),
+    AwsCall::new("delete_message", "sqs:DeleteMessage", QUEUE, &[Processor]),
+    AwsCall::new("delete_message", "sqs:DeleteMessage", DLQ, &[Operator]),
+    AwsCall::new(
+        "delete_message_batch",
+        "sqs:DeleteMessage",
+        QUEUE,
+        &[Processor],
+    ),
+    AwsCall::new(
+        "change_message_visibility",
+        "sqs:ChangeMessageVisibility",
+        QUEUE,
+        &[Processor],
+    ),
+    AwsCall::new(
+        "change_message_visibility_batch",
+        "sqs:ChangeMessageVisibility",
+        DLQ,
+        &[Operator],
+    ),
+    AwsCall::new(
+        "get_queue_attributes",
+        "sqs:GetQueueAttributes",
+        QUEUE,
+        &[Api, Processor],
+    ),
+    AwsCall::new(
+        "get_queue_attributes",
+        "sqs:GetQueueAttributes",
+        DLQ,
+        &[Processor],
+    ),
+];
 /// SQS's limit for batch calls.
 const BATCH_LIMIT: usize = 10;
 /// SQS's limit for long polling.
