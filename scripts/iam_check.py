@@ -3,6 +3,7 @@
 
     iam_check.py TEMPLATE CALLS_JSON     exit 0 when every call is allowed and nothing is too broad
     iam_check.py --self-test             the checker's own tests
+    iam_check.py --rules TEMPLATE K=V…   exit 1 when the template's Rules refuse these parameters
 
 The template is rendered as CloudFormation sees it (the SAM transform, from aws-sam-translator,
 which comes with cfn-lint), its intrinsic functions are resolved with the parameters' defaults in
@@ -158,6 +159,8 @@ class Resolver:
                 return any(self.resolve(item) for item in argument)
             if key == "Condition":
                 return self.condition(argument)
+            if key == "Fn::Contains":
+                return str(self.resolve(argument[1])) in [str(item) for item in self.resolve(argument[0])]
         return {k: self.resolve(v) for k, v in value.items()}
 
 
@@ -312,10 +315,30 @@ def self_test():
     print("iam_check self-test: ok")
 
 
+def broken_rules(template, overrides):
+    """The template's Rules whose assertions fail with these parameter values, as
+    CloudFormation checks them before creating anything."""
+    resolver = Resolver(template, overrides)
+    broken = []
+    for name, rule in template.get("Rules", {}).items():
+        if "RuleCondition" in rule and not resolver.resolve(rule["RuleCondition"]):
+            continue
+        for assertion in rule.get("Assertions", []):
+            if not resolver.resolve(assertion["Assert"]):
+                broken.append(f"{name}: {assertion.get('AssertDescription', 'assertion failed')}")
+    return broken
+
+
 def main():
     if sys.argv[1:] == ["--self-test"]:
         self_test()
         return
+    if len(sys.argv) >= 3 and sys.argv[1] == "--rules":
+        overrides = dict(pair.split("=", 1) for pair in sys.argv[3:])
+        broken = broken_rules(load_template(sys.argv[2]), overrides)
+        for problem in broken:
+            print(f"REFUSED {problem}")
+        sys.exit(1 if broken else 0)
     if len(sys.argv) != 3:
         raise SystemExit(__doc__)
     template = load_template(sys.argv[1])

@@ -166,3 +166,24 @@ fn the_checker_refuses_what_aws_would_refuse() {
     );
     assert!(report.contains("every resource"), "{report}");
 }
+
+/// The template refuses, before creating anything, a batch size above 10 without a batching
+/// window (an SQS event source would fail half-way through the deploy).
+#[test]
+fn the_template_refuses_large_batches_without_a_batching_window() {
+    let rules = |size: &str, window: &str| {
+        Command::new("python3")
+            .arg(root().join("scripts/iam_check.py"))
+            .arg("--rules")
+            .arg(root().join("template.yaml"))
+            .arg(format!("ProcessorBatchSize={size}"))
+            .arg(format!("ProcessorBatchingWindowSeconds={window}"))
+            .output()
+            .expect("run the rules check")
+    };
+    let refused = rules("50", "0");
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("LargeBatchesNeedABatchingWindow"));
+    assert!(rules("50", "1").status.success());
+    assert!(rules("10", "0").status.success());
+}
