@@ -73,6 +73,23 @@ pub struct ServeArgs {
     #[arg(long, env = "ENQUEUE_TIMEOUT", default_value = "5", value_parser = parse_seconds)]
     pub enqueue_timeout: Duration,
 
+    /// Seconds a client has to send a request's headers (and, on a kept-alive connection, the
+    /// next request's); then the connection is closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10", value_parser = parse_seconds)]
+    pub header_read_timeout: Duration,
+
+    /// Seconds a client has to send a request's body; then it gets 408.
+    #[arg(long, env = "BODY_READ_TIMEOUT", default_value = "15", value_parser = parse_seconds)]
+    pub body_read_timeout: Duration,
+
+    /// Connections served at once (capped below the open-file limit); more wait to be accepted.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+
+    /// Seconds connections get to finish after SIGTERM or SIGINT; then the process exits anyway.
+    #[arg(long, env = "SHUTDOWN_GRACE", default_value = "10", value_parser = parse_seconds)]
+    pub shutdown_grace: Duration,
+
     #[command(flatten)]
     pub ports: PortArgs,
 

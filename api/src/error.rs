@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
-/// How long a client should wait before retrying after a 503.
+/// The shortest wait a 503 asks for, and the wait when the failing port gave none.
 pub const RETRY_AFTER_SECONDS: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,8 +28,13 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
     UnsupportedMediaType(String),
-    #[error("the transaction breaks {} rule(s)", .0.len())]
-    Invalid(Vec<FieldError>),
+    #[error("the body did not arrive within {0:?}")]
+    RequestTimeout(std::time::Duration),
+    #[error("the transaction breaks {total} rule(s){}", listed_note(errors.len(), *total))]
+    Invalid {
+        errors: Vec<FieldError>,
+        total: usize,
+    },
     /// A port failed; transient failures are 503s, permanent refusals 500s.
     #[error(transparent)]
     Port(#[from] PortError),
@@ -41,7 +46,7 @@ impl From<TransactionError> for ApiError {
     fn from(error: TransactionError) -> Self {
         match error {
             TransactionError::Malformed(detail) => Self::MalformedJson(detail),
-            TransactionError::Invalid(errors) => Self::Invalid(errors),
+            TransactionError::Invalid { errors, total } => Self::Invalid { errors, total },
         }
     }
 }
@@ -59,9 +64,21 @@ pub struct Problem {
     pub status: u16,
     #[schema(example = "the transaction breaks 1 rule(s)")]
     pub detail: String,
-    /// Every failed field, for validation problems.
+    /// The failed fields of a validation problem: the first 20, sorted by field.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldError>>,
+    /// How many rules were broken in all (more than `errors` lists when over 20).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = 1)]
+    pub error_count: Option<usize>,
+}
+
+fn listed_note(listed: usize, total: usize) -> String {
+    if listed < total {
+        format!("; the first {listed} are listed")
+    } else {
+        String::new()
+    }
 }
 
 /// The problem's slug, left on the response so that middleware can count refusals by reason.
@@ -77,7 +94,8 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Port(PortError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Port(PortError::Rejected { .. }) | Self::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -94,7 +112,8 @@ impl ApiError {
             Self::MethodNotAllowed => "method-not-allowed",
             Self::PayloadTooLarge { .. } => "payload-too-large",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
-            Self::Invalid(_) => "validation",
+            Self::RequestTimeout(_) => "request-timeout",
+            Self::Invalid { .. } => "validation",
             Self::Port(PortError::Unavailable { .. }) => "unavailable",
             Self::Port(PortError::Rejected { .. }) => "refused-by-backend",
             Self::Internal(_) => "internal",
@@ -109,7 +128,8 @@ impl ApiError {
             Self::MethodNotAllowed => "Method not allowed",
             Self::PayloadTooLarge { .. } => "Payload too large",
             Self::UnsupportedMediaType(_) => "Unsupported media type",
-            Self::Invalid(_) => "Invalid transaction",
+            Self::RequestTimeout(_) => "Request timeout",
+            Self::Invalid { .. } => "Invalid transaction",
             Self::Port(PortError::Unavailable { .. }) => "Service unavailable",
             Self::Port(PortError::Rejected { .. }) => "Refused by a backend service",
             Self::Internal(_) => "Internal server error",
@@ -141,7 +161,11 @@ impl ApiError {
             status: self.status().as_u16(),
             detail: self.detail(),
             errors: match self {
-                Self::Invalid(errors) => Some(errors.clone()),
+                Self::Invalid { errors, .. } => Some(errors.clone()),
+                _ => None,
+            },
+            error_count: match self {
+                Self::Invalid { total, .. } => Some(*total),
                 _ => None,
             },
         }
@@ -166,8 +190,12 @@ impl IntoResponse for ApiError {
             Self::Unauthorized(_) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            Self::Port(PortError::Unavailable { .. }) => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+            Self::Port(PortError::Unavailable { retry_after, .. }) => {
+                // Whole seconds, rounded up: never sooner than the wait the port expects.
+                let seconds = retry_after
+                    .map_or(RETRY_AFTER_SECONDS, |wait| wait.as_secs_f64().ceil() as u32)
+                    .max(RETRY_AFTER_SECONDS);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             }
             _ => {}
         }

@@ -2,12 +2,13 @@
 //! that handlers receive only well-formed input.
 
 use axum::body::{Bytes, to_bytes};
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRef, FromRequest, Request};
 use axum::http::{HeaderMap, header};
 use chrono::{DateTime, Utc};
 use pipeline::domain::{Transaction, parse_transaction};
 
 use crate::error::ApiError;
+use crate::state::BodyReadTimeout;
 
 /// Request bodies above this are refused with 413 before they are read in full.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -15,10 +16,15 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// A JSON request body, read whole: the media type is checked (415) and its size bounded (413).
 pub struct JsonBody<const LIMIT: usize>(pub Bytes);
 
-impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for JsonBody<LIMIT> {
+impl<S, const LIMIT: usize> FromRequest<S> for JsonBody<LIMIT>
+where
+    S: Send + Sync,
+    BodyReadTimeout: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request(request: Request, _state: &S) -> Result<Self, ApiError> {
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let BodyReadTimeout(within) = BodyReadTimeout::from_ref(state);
         require_json(request.headers())?;
         let too_large = ApiError::PayloadTooLarge { limit: LIMIT };
         let declared = request
@@ -28,15 +34,17 @@ impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for JsonBody<LIMIT> {
         if declared.is_some_and(|length| length > LIMIT as u64) {
             return Err(too_large);
         }
-        let bytes = to_bytes(request.into_body(), LIMIT)
+        // A client that stalls mid-body is cut off rather than holding the connection.
+        let read = tokio::time::timeout(within, to_bytes(request.into_body(), LIMIT))
             .await
-            .map_err(|error| {
-                if is_over_limit(&error) {
-                    too_large
-                } else {
-                    ApiError::MalformedJson(format!("the body could not be read: {error}"))
-                }
-            })?;
+            .map_err(|_| ApiError::RequestTimeout(within))?;
+        let bytes = read.map_err(|error| {
+            if is_over_limit(&error) {
+                too_large
+            } else {
+                ApiError::MalformedJson(format!("the body could not be read: {error}"))
+            }
+        })?;
         Ok(Self(bytes))
     }
 }
@@ -87,7 +95,11 @@ pub struct ValidatedTransaction {
     pub accepted_at: DateTime<Utc>,
 }
 
-impl<S: Send + Sync> FromRequest<S> for ValidatedTransaction {
+impl<S> FromRequest<S> for ValidatedTransaction
+where
+    S: Send + Sync,
+    BodyReadTimeout: FromRef<S>,
+{
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {

@@ -12,6 +12,7 @@ pub mod config;
 pub mod docs;
 pub mod error;
 pub mod extract;
+pub mod http_server;
 pub mod lambda;
 pub mod openapi;
 pub mod routes;

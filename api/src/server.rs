@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use pipeline::adapters::aws::calls::{AwsCall, Caller};
+use pipeline::adapters::breaker::BreakerQueue;
 use pipeline::adapters::select::{Backend, Connector, QueueRole};
 use pipeline::ports::Queue;
 use pipeline::{shutdown, telemetry};
@@ -18,9 +19,10 @@ use tokio_util::sync::CancellationToken;
 use crate::app::router;
 use crate::auth::{ApiKeys, DEVELOPMENT_KEY, DEVELOPMENT_SHOP, KeyRing, SsmKeys};
 use crate::config::ServeArgs;
+use crate::http_server::{self, Limits};
 use crate::lambda;
 use crate::routes::ops::HEALTH_CACHE;
-use crate::state::{AppState, EnqueueTimeout, Readiness};
+use crate::state::{AppState, BodyReadTimeout, Readiness};
 
 /// What Lambda does for the API function with its role, for the permission test.
 pub const AWS_CALLS: &[AwsCall] = &[
@@ -37,6 +39,11 @@ pub const AWS_CALLS: &[AwsCall] = &[
         &[Caller::Api],
     ),
 ];
+
+/// The request line and headers together: enough for any client of this API (a bearer key and a
+/// handful of headers), far below hyper's default of about 400 KB.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+pub const MAX_HEADERS: usize = 64;
 
 /// Where the keys come from: SSM, a file, or (loopback only) the development key.
 async fn key_ring(
@@ -74,21 +81,23 @@ async fn key_ring(
     Ok(KeyRing::Fixed(keys))
 }
 
-/// The state the router needs: the queue it sends to and the store it reads from.
+/// The state the router needs: the queue it sends to (behind a circuit breaker that bounds each
+/// send by `ENQUEUE_TIMEOUT`) and the store it reads from.
 async fn app_state(
     args: &ServeArgs,
     ports: &Connector<'_>,
+    queue: Arc<dyn Queue>,
     keys: KeyRing,
     prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> anyhow::Result<AppState> {
-    let queue = ports.queue(QueueRole::Producer).await?;
+    let queue: Arc<dyn Queue> = Arc::new(BreakerQueue::new(queue, args.enqueue_timeout));
     Ok(AppState {
         readiness: Readiness::new(queue.clone(), HEALTH_CACHE),
         queue,
         store: ports.store().await?,
         keys: Arc::new(keys),
         prometheus,
-        enqueue: EnqueueTimeout(args.enqueue_timeout),
+        body_read_timeout: BodyReadTimeout(args.body_read_timeout),
     })
 }
 
@@ -117,14 +126,22 @@ async fn start_embedded_processor(
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let ports = args.ports.connector();
     let keys = key_ring(&args, &ports, Some(args.addr.ip())).await?;
-    let state = app_state(&args, &ports, keys, Some(telemetry::prometheus())).await?;
+    let queue = ports.queue(QueueRole::Producer).await?;
+    let state = app_state(
+        &args,
+        &ports,
+        queue.clone(),
+        keys,
+        Some(telemetry::prometheus()),
+    )
+    .await?;
     let stop =
         shutdown::on_signal("no new requests; finishing those in flight and the current batch");
     let run_processor = args.embedded_processor && args.ports.queue_backend() == Backend::Embedded;
     let worker = if run_processor {
         Some(
-            start_embedded_processor(&args, &ports, state.queue.clone(), stop.child_token())
-                .await?,
+            // The same queue, without the API's breaker: the worker has its own retry schedule.
+            start_embedded_processor(&args, &ports, queue, stop.child_token()).await?,
         )
     } else {
         None
@@ -138,11 +155,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("listening on http://{local}");
     tracing::info!(%local, queue = ?args.ports.queue_backend(), store = ?args.ports.store_backend(), processor = run_processor, docs = %format!("http://{local}/docs"), "serving");
 
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await
-        .context("serving HTTP")?;
+    let limits = Limits {
+        header_read_timeout: args.header_read_timeout,
+        max_header_bytes: MAX_HEADER_BYTES,
+        max_headers: MAX_HEADERS,
+        max_connections: args.max_connections,
+        shutdown_grace: args.shutdown_grace,
+    };
+    http_server::serve(listener, router(state), limits, stop).await;
     if let Some(worker) = worker {
         // The worker saw the same cancellation and is finishing its batch.
         worker.await.context("the in-process processor")?;
@@ -157,7 +177,8 @@ pub async fn run_lambda(args: ServeArgs) -> anyhow::Result<()> {
     let metrics = telemetry::cloudwatch_metrics(&args.telemetry.metrics_namespace)?;
     let ports = args.ports.connector();
     let keys = key_ring(&args, &ports, None).await?;
-    let state = app_state(&args, &ports, keys, None).await?;
+    let queue = ports.queue(QueueRole::Producer).await?;
+    let state = app_state(&args, &ports, queue, keys, None).await?;
     let service = tower::ServiceBuilder::new()
         .map_request(lambda::prepare)
         .service(router(state));

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use axum::extract::FromRef;
 use metrics_exporter_prometheus::PrometheusHandle;
-use pipeline::ports::{PortError, Queue, Store};
+use pipeline::ports::{Queue, Store};
 
 use crate::auth::KeyRing;
 
@@ -17,42 +17,25 @@ use crate::auth::KeyRing;
 /// shared service, so the API scales out (Lambda, several servers) as it is.
 #[derive(Clone, FromRef)]
 pub struct AppState {
+    /// The queue behind its circuit breaker, which bounds each send by `ENQUEUE_TIMEOUT` and
+    /// fails fast while the queue is known to be down.
     pub queue: Arc<dyn Queue>,
     pub store: Arc<dyn Store>,
     pub keys: Arc<KeyRing>,
     /// Prometheus text for `/metrics`; `None` where metrics leave another way (CloudWatch).
     pub prometheus: Option<PrometheusHandle>,
-    pub enqueue: EnqueueTimeout,
     pub readiness: Readiness,
+    pub body_read_timeout: BodyReadTimeout,
 }
+
+/// How long a client has to send a request's body; then it gets 408.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyReadTimeout(pub Duration);
 
 /// The path the API is served under (an API Gateway stage such as `/prod`), for the links it
 /// returns; a request extension, absent when served at the root.
 #[derive(Debug, Clone, Default)]
 pub struct PathPrefix(pub String);
-
-/// A send that takes longer than this is answered with 503.
-#[derive(Debug, Clone, Copy)]
-pub struct EnqueueTimeout(pub Duration);
-
-impl AppState {
-    /// Sends a message and returns once the queue holds it durably, or fails: an error or no
-    /// answer within the enqueue timeout.
-    pub async fn enqueue(
-        &self,
-        message: pipeline::ports::OutgoingMessage,
-    ) -> Result<String, PortError> {
-        let EnqueueTimeout(timeout) = self.enqueue;
-        tokio::time::timeout(timeout, self.queue.send(message))
-            .await
-            .unwrap_or_else(|_elapsed| {
-                Err(PortError::unavailable(
-                    "queue",
-                    format!("no answer within {timeout:?}"),
-                ))
-            })
-    }
-}
 
 /// Whether this node can accept a transaction now: the queue's probe, remembered for a while
 /// so that frequent health checks cost one probe per period. The last failure is logged, never

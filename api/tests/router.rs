@@ -6,12 +6,13 @@ use std::time::Duration;
 
 use api::app::router;
 use api::auth::{ApiKeys, DEVELOPMENT_KEY, KeyRing};
-use api::state::{AppState, EnqueueTimeout, Readiness};
+use api::state::{AppState, BodyReadTimeout, Readiness};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use chrono::Utc;
 use http_body_util::BodyExt;
+use pipeline::adapters::breaker::BreakerQueue;
 use pipeline::adapters::embedded::QueueSettings;
 use pipeline::domain::{ShopId, TransactionRecord};
 use pipeline::ports::{PortError, Queue, Store};
@@ -32,6 +33,7 @@ struct Harness {
 fn state(queue: Arc<dyn Queue>, store: Arc<dyn Store>) -> AppState {
     let other_shop_line = format!("other:{}", hex::encode(api::auth::hash_key("other-key")));
     let demo_line = format!("demo:{}", hex::encode(api::auth::hash_key(DEVELOPMENT_KEY)));
+    let queue: Arc<dyn Queue> = Arc::new(BreakerQueue::new(queue, Duration::from_millis(300)));
     AppState {
         readiness: Readiness::new(queue.clone(), Duration::ZERO),
         queue,
@@ -40,7 +42,7 @@ fn state(queue: Arc<dyn Queue>, store: Arc<dyn Store>) -> AppState {
             ApiKeys::parse(&format!("{demo_line}\n{other_shop_line}\n")).expect("keys"),
         )),
         prometheus: Some(pipeline::telemetry::prometheus()),
-        enqueue: EnqueueTimeout(Duration::from_millis(300)),
+        body_read_timeout: BodyReadTimeout(Duration::from_secs(2)),
     }
 }
 
@@ -402,4 +404,40 @@ async fn health_metrics_and_docs_answer_without_a_key() {
     let docs = call(&h.router, get("/docs/", "")).await;
     assert_eq!(docs.status, StatusCode::OK);
     assert!(docs.text.contains("swagger"), "Swagger UI is served");
+}
+
+/// A queue that hangs: the first sends each wait out the enqueue timeout; once the breaker has
+/// seen enough of them, later sends fail at once, saying how long to wait, and health says the
+/// node is not ready.
+#[tokio::test]
+async fn a_hanging_queue_fails_fast_after_a_few_timeouts() {
+    let h = harness();
+    let router = router(state(
+        Arc::new(FaultyQueue::hanging(h.backend.queue.clone())),
+        h.backend.store.clone(),
+    ));
+    for _ in 0..pipeline::adapters::breaker::FAILURES_TO_OPEN {
+        let started = std::time::Instant::now();
+        assert_problem(
+            &call(&router, post(ORIGINAL)).await,
+            StatusCode::SERVICE_UNAVAILABLE,
+        );
+        assert!(started.elapsed() >= Duration::from_millis(300));
+    }
+    let started = std::time::Instant::now();
+    let fast = call(&router, post(ORIGINAL)).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_problem(&fast, StatusCode::SERVICE_UNAVAILABLE);
+    let wait: u64 = fast.headers[header::RETRY_AFTER]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=30).contains(&wait), "{wait}");
+    let health = call(&router, get("/health", "")).await;
+    assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
 }

@@ -136,6 +136,49 @@ pub trait Queue: Send + Sync {
     async fn redrive(&self, which: &Redrive) -> Result<usize, PortError>;
 }
 
+/// A shared queue is a queue, so that decorators (the breaker) can wrap `Arc<dyn Queue>`.
+#[async_trait]
+impl<T: Queue + ?Sized> Queue for std::sync::Arc<T> {
+    async fn send(&self, message: OutgoingMessage) -> Result<String, PortError> {
+        (**self).send(message).await
+    }
+    async fn send_batch(
+        &self,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<Vec<Result<String, PortError>>, PortError> {
+        (**self).send_batch(messages).await
+    }
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>, PortError> {
+        (**self).receive(max, wait).await
+    }
+    async fn ack(&self, receipts: &[String]) -> Result<(), PortError> {
+        (**self).ack(receipts).await
+    }
+    async fn retry_later(
+        &self,
+        receipt: &str,
+        delay: Duration,
+        error: &str,
+    ) -> Result<(), PortError> {
+        (**self).retry_later(receipt, delay, error).await
+    }
+    async fn dead_letter(&self, message: &ReceivedMessage, reason: &str) -> Result<(), PortError> {
+        (**self).dead_letter(message, reason).await
+    }
+    async fn depth(&self) -> Result<QueueDepth, PortError> {
+        (**self).depth().await
+    }
+    async fn probe(&self) -> Result<(), PortError> {
+        (**self).probe().await
+    }
+    async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, PortError> {
+        (**self).dead_letters(max).await
+    }
+    async fn redrive(&self, which: &Redrive) -> Result<usize, PortError> {
+        (**self).redrive(which).await
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct DeadLetter {
     pub id: String,

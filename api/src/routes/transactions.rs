@@ -99,7 +99,8 @@ pub async fn create(
     // 202 only after the queue said the message is durable; a slow queue is a 503, and the
     // client's retry is harmless because the processor stores each id once.
     state
-        .enqueue(OutgoingMessage {
+        .queue
+        .send(OutgoingMessage {
             body: envelope.to_json(),
             attributes,
         })
@@ -148,11 +149,14 @@ pub async fn read(
     Shop(shop_id): Shop,
     Path(transaction_id): Path<String>,
 ) -> Result<Json<StoredTransaction>, ApiError> {
+    // Only an id that could exist is echoed back: an 8 KB path is not repeated in the answer.
+    if !is_identifier(&transaction_id) {
+        return Err(ApiError::NotFound(
+            "no such transaction for this shop".to_owned(),
+        ));
+    }
     let not_found =
         || ApiError::NotFound(format!("no transaction {transaction_id:?} for this shop"));
-    if !is_identifier(&transaction_id) {
-        return Err(not_found());
-    }
     let record = store
         .get(&shop_id, &transaction_id)
         .await?

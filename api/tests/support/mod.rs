@@ -27,12 +27,44 @@ pub struct Server {
 
 impl Server {
     pub async fn start<K: AsRef<OsStr>, V: AsRef<OsStr>>(data_dir: &Path, env: &[(K, V)]) -> Self {
+        Self::start_with_open_files(data_dir, env, None).await
+    }
+
+    /// Starts the server under an open-file limit (`ulimit -n`), as a constrained host would.
+    pub async fn start_with_open_files<K: AsRef<OsStr>, V: AsRef<OsStr>>(
+        data_dir: &Path,
+        env: &[(K, V)],
+        open_files: Option<u32>,
+    ) -> Self {
+        match open_files {
+            Some(limit) => {
+                let script = format!("ulimit -n {limit} && exec \"$0\" \"$@\"");
+                Self::start_wrapped(data_dir, env, &["sh", "-c", &script]).await
+            }
+            None => Self::start_wrapped(data_dir, env, &[]).await,
+        }
+    }
+
+    /// Starts the server through a wrapper command (`wrapper… api --addr … --data-dir …`): a
+    /// shell that sets a limit, a namespace with its own filesystem.
+    pub async fn start_wrapped<K: AsRef<OsStr>, V: AsRef<OsStr>>(
+        data_dir: &Path,
+        env: &[(K, V)],
+        wrapper: &[&str],
+    ) -> Self {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(data_dir.with_extension("log"))
             .expect("log file");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_api"));
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(env!("CARGO_BIN_EXE_api"));
+                command
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_api")),
+        };
         command
             .args(["--addr", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)

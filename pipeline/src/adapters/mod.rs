@@ -2,5 +2,6 @@
 //! DynamoDB, SNS). [`select`] picks one per port at start-up; nothing else knows which.
 
 pub mod aws;
+pub mod breaker;
 pub mod embedded;
 pub mod select;

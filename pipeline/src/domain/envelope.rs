@@ -154,7 +154,7 @@ mod tests {
         ));
         assert!(matches!(
             decode(r#"{"transaction_id":"x","amount":-1,"timestamp":"2024-08-09T12:34:56Z"}"#),
-            Err(EnvelopeError::Transaction(TransactionError::Invalid(_)))
+            Err(EnvelopeError::Transaction(TransactionError::Invalid { .. }))
         ));
     }
 }

@@ -17,13 +17,12 @@ pub enum DecimalTextError {
     NotExact,
 }
 
-/// Parses the raw JSON text of a value (a number like `1000.01` or a string like `"1000.01"`)
-/// into an exact decimal.
+/// Parses the raw JSON text of a value (a number like `1000.01` or `1.5e2`, or a string like
+/// `"1000.01"`) into an exact decimal.
 pub fn decimal_from_json_text(raw: &str) -> Result<Decimal, DecimalTextError> {
     let raw = raw.trim();
-    if let Some(quoted) = raw.strip_prefix('"') {
+    if raw.starts_with('"') {
         let text: String = serde_json::from_str(raw).map_err(|_| DecimalTextError::WrongType)?;
-        debug_assert!(quoted.ends_with('"'));
         return parse_plain_decimal(&text);
     }
     let starts_like_number = raw
@@ -33,11 +32,7 @@ pub fn decimal_from_json_text(raw: &str) -> Result<Decimal, DecimalTextError> {
     if !starts_like_number {
         return Err(DecimalTextError::WrongType);
     }
-    if raw.contains(['e', 'E']) {
-        Decimal::from_scientific(raw).map_err(|_| DecimalTextError::NotExact)
-    } else {
-        Decimal::from_str_exact(raw).map_err(|_| DecimalTextError::NotExact)
-    }
+    exact_decimal(raw)
 }
 
 /// Strings hold plain decimals only (`-12.50`, `3`): no exponent, sign `+`, spaces or commas.
@@ -48,7 +43,64 @@ fn parse_plain_decimal(text: &str) -> Result<Decimal, DecimalTextError> {
     if !all_digits(whole) || !all_digits(fraction) {
         return Err(DecimalTextError::WrongType);
     }
-    Decimal::from_str_exact(text).map_err(|_| DecimalTextError::NotExact)
+    exact_decimal(text)
+}
+
+/// Exponents beyond this cannot describe an amount; refusing them early bounds the work.
+const MAX_EXPONENT: i64 = 1_000;
+
+/// The exact value of a decimal numeral (`-12.5`, `1.25e2`, `125E-2`), or `NotExact` when a
+/// `Decimal` (28 significant digits, 28 decimal places) cannot hold it without rounding.
+/// Trailing zeros carry no value and are dropped first, so `1.000…0` of any length is exact.
+fn exact_decimal(text: &str) -> Result<Decimal, DecimalTextError> {
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match unsigned.split_once(['e', 'E']) {
+        Some((mantissa, exponent)) => {
+            let exponent = exponent.strip_prefix('+').unwrap_or(exponent);
+            let exponent: i64 = exponent.parse().map_err(|_| DecimalTextError::NotExact)?;
+            (mantissa, exponent)
+        }
+        None => (unsigned, 0),
+    };
+    if exponent.abs() > MAX_EXPONENT {
+        return Err(DecimalTextError::NotExact);
+    }
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if whole.is_empty()
+        || !whole
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
+        return Err(DecimalTextError::WrongType);
+    }
+    // value = digits × 10^-scale
+    let mut digits = format!("{whole}{fraction}");
+    let mut scale = fraction.len() as i64 - exponent;
+    while scale > 0 && digits.ends_with('0') {
+        digits.pop();
+        scale -= 1;
+    }
+    if scale < 0 {
+        digits.extend(std::iter::repeat_n('0', (-scale) as usize));
+        scale = 0;
+    }
+    let significant = digits.trim_start_matches('0');
+    if significant.len() > 29 || scale > 28 {
+        return Err(DecimalTextError::NotExact);
+    }
+    let magnitude: i128 = if significant.is_empty() {
+        0
+    } else {
+        significant
+            .parse()
+            .map_err(|_| DecimalTextError::NotExact)?
+    };
+    let value = if negative { -magnitude } else { magnitude };
+    Decimal::try_from_i128_with_scale(value, scale as u32).map_err(|_| DecimalTextError::NotExact)
 }
 
 /// Minor units (decimal places) of an ISO 4217 currency, or `None` for an unknown code or one
@@ -120,6 +172,33 @@ mod tests {
                 decimal_from_json_text(bad),
                 Err(DecimalTextError::WrongType),
                 "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_spelling_of_a_number_is_read_exactly_or_refused() {
+        assert_eq!(decimal_from_json_text("1.5e2"), Ok(dec("150")));
+        assert_eq!(decimal_from_json_text("125E-2"), Ok(dec("1.25")));
+        assert_eq!(decimal_from_json_text("1e+3"), Ok(dec("1000")));
+        assert_eq!(decimal_from_json_text("0.1e1"), Ok(dec("1")));
+        assert_eq!(decimal_from_json_text("-2.50e0"), Ok(dec("-2.5")));
+        assert_eq!(
+            decimal_from_json_text("1.000000000000000000000000000000000000"),
+            Ok(dec("1")),
+            "trailing zeros carry no value"
+        );
+        // The issue's cases: these were rounded to 1000.00 and 1000.01 before being checked.
+        for spelled in [
+            "999.99999999999999999999999999999e0",
+            "1000.00999999999999999999999999999e0",
+            "1e-40",
+            "1e99999999999999999999",
+        ] {
+            assert_eq!(
+                decimal_from_json_text(spelled),
+                Err(DecimalTextError::NotExact),
+                "{spelled}"
             );
         }
     }

@@ -60,10 +60,18 @@ pub enum TransactionError {
     /// Not JSON, or JSON that is not an object: nothing can be said per field.
     #[error("malformed JSON: {0}")]
     Malformed(String),
-    /// A JSON object with one or more fields that break the rules.
-    #[error("invalid transaction: {}", summary(.0))]
-    Invalid(Vec<FieldError>),
+    /// A JSON object with one or more fields that break the rules: the first
+    /// [`MAX_REPORTED_ERRORS`] of them, sorted by field, and how many there were in all.
+    #[error("invalid transaction: {}", summary(errors))]
+    Invalid {
+        errors: Vec<FieldError>,
+        total: usize,
+    },
 }
+
+/// An answer lists at most this many broken rules (and says how many there were): enough to
+/// fix a transaction, too few for a hostile body to turn into a large answer.
+pub const MAX_REPORTED_ERRORS: usize = 20;
 
 fn summary(errors: &[FieldError]) -> String {
     errors
@@ -75,15 +83,15 @@ fn summary(errors: &[FieldError]) -> String {
 
 /// Parses and validates a transaction. `now` bounds how far in the future its timestamp may be.
 pub fn parse_transaction(json: &[u8], now: DateTime<Utc>) -> Result<Transaction, TransactionError> {
-    let fields: BTreeMap<String, Box<RawValue>> =
-        serde_json::from_slice(json).map_err(|error| {
-            TransactionError::Malformed(if error.is_data() {
-                "the body must be a JSON object".to_owned()
-            } else {
-                error.to_string()
-            })
-        })?;
+    let members: Members = serde_json::from_slice(json).map_err(|error| {
+        TransactionError::Malformed(if error.is_data() {
+            "the body must be a JSON object".to_owned()
+        } else {
+            error.to_string()
+        })
+    })?;
     let mut errors = Errors::default();
+    let fields = members.into_fields("", &mut errors);
     let draft = Draft::extract(&fields, now, &mut errors);
     if let Err(rule_errors) = draft.validate() {
         flatten_validator_errors("", &rule_errors, &mut errors);
@@ -95,8 +103,70 @@ pub fn parse_transaction(json: &[u8], now: DateTime<Utc>) -> Result<Transaction,
             let mut list = errors.0;
             list.sort_by(|a, b| a.field.cmp(&b.field).then(a.code.cmp(&b.code)));
             list.dedup();
-            Err(TransactionError::Invalid(list))
+            let total = list.len();
+            list.truncate(MAX_REPORTED_ERRORS);
+            Err(TransactionError::Invalid {
+                errors: list,
+                total,
+            })
         }
+    }
+}
+
+/// A JSON object's members in the order written, repeated names included: serde's maps keep
+/// only the last value of a repeated name, so `{"amount": 1, "amount": 5000}` would silently
+/// be 5000 here while a proxy or log parser that takes the first value sees 1.
+struct Members(Vec<(String, Box<RawValue>)>);
+
+impl<'de> serde::Deserialize<'de> for Members {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Members;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Members, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry::<String, Box<RawValue>>()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
+    }
+}
+
+impl Members {
+    /// The members by name; a name given twice is an error on that field (`prefix` is the
+    /// object's own path), and none of its values is used.
+    fn into_fields(self, prefix: &str, errors: &mut Errors) -> BTreeMap<String, Box<RawValue>> {
+        let mut fields = BTreeMap::new();
+        let mut repeated = Vec::new();
+        for (name, value) in self.0 {
+            match fields.entry(name) {
+                std::collections::btree_map::Entry::Occupied(entry) => {
+                    repeated.push(entry.key().clone())
+                }
+                std::collections::btree_map::Entry::Vacant(entry) => {
+                    entry.insert(value);
+                }
+            }
+        }
+        for name in repeated {
+            if fields.remove(&name).is_some() {
+                errors.push(
+                    format!("{prefix}{name}"),
+                    "duplicate_key",
+                    "appears more than once in the same object; send each field once",
+                );
+            }
+        }
+        fields
     }
 }
 
@@ -335,11 +405,19 @@ fn read_decimal(field: &str, raw: &str, errors: &mut Errors) -> Option<Decimal> 
 }
 
 fn read_string(field: &str, raw: &str, errors: &mut Errors) -> Option<String> {
-    let value = serde_json::from_str::<String>(raw).ok();
-    if value.is_none() {
+    let Ok(value) = serde_json::from_str::<String>(raw) else {
         errors.push(field, "type", "must be a string");
+        return None;
+    };
+    if value.chars().any(char::is_control) {
+        errors.push(
+            field,
+            "control_character",
+            "must not contain control characters (such as \\u0000 or a line break)",
+        );
+        return None;
     }
-    value
+    Some(value)
 }
 
 /// One of an enum's names, as serde spells them.
@@ -381,6 +459,24 @@ fn read_timestamp(raw: &str, now: DateTime<Utc>, errors: &mut Errors) -> Option<
         return None;
     };
     let timestamp = parsed.with_timezone(&Utc);
+    if timestamp < earliest_timestamp() {
+        errors.push(
+            "timestamp",
+            "too_early",
+            format!("must not be before {EARLIEST_TIMESTAMP}"),
+        );
+        return None;
+    }
+    if is_leap_second(timestamp)
+        && !LEAP_SECOND_DAYS.contains(&timestamp.date_naive().to_string().as_str())
+    {
+        errors.push(
+            "timestamp",
+            "leap_second",
+            "has a leap second (:60) on a day that had none",
+        );
+        return None;
+    }
     if timestamp > now + MAX_CLOCK_SKEW {
         errors.push(
             "timestamp",
@@ -395,11 +491,64 @@ fn read_timestamp(raw: &str, now: DateTime<Utc>, errors: &mut Errors) -> Option<
     Some(timestamp)
 }
 
+/// The earliest timestamp accepted: the Unix epoch. Nothing earlier is a card payment, and year
+/// 0000 or 1969 is a default value or a bug upstream, not a transaction.
+pub const EARLIEST_TIMESTAMP: &str = "1970-01-01T00:00:00Z";
+
+fn earliest_timestamp() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(EARLIEST_TIMESTAMP)
+        .expect("a valid constant")
+        .with_timezone(&Utc)
+}
+
+/// chrono accepts `:60` in any minute and keeps it as a second of more than 10^9 nanoseconds.
+fn is_leap_second(timestamp: DateTime<Utc>) -> bool {
+    use chrono::Timelike;
+    timestamp.nanosecond() >= 1_000_000_000
+}
+
+/// The days (UTC) that ended with a leap second, 23:59:60, as the IERS announced them; none
+/// has been added since 2016.
+const LEAP_SECOND_DAYS: [&str; 27] = [
+    "1972-06-30",
+    "1972-12-31",
+    "1973-12-31",
+    "1974-12-31",
+    "1975-12-31",
+    "1976-12-31",
+    "1977-12-31",
+    "1978-12-31",
+    "1979-12-31",
+    "1981-06-30",
+    "1982-06-30",
+    "1983-06-30",
+    "1985-06-30",
+    "1987-12-31",
+    "1989-12-31",
+    "1990-12-31",
+    "1992-06-30",
+    "1993-06-30",
+    "1994-06-30",
+    "1995-12-31",
+    "1997-06-30",
+    "1998-12-31",
+    "2005-12-31",
+    "2008-12-31",
+    "2012-06-30",
+    "2015-06-30",
+    "2016-12-31",
+];
+
 fn read_items(raw: &str, errors: &mut Errors) -> Option<Vec<ItemDraft>> {
     let Ok(list) = serde_json::from_str::<Vec<Box<RawValue>>>(raw) else {
         errors.push("items", "type", "must be an array of items");
         return None;
     };
+    if list.len() as u64 > MAX_ITEMS {
+        // A list that breaks its own length rule is not read item by item: the length rule
+        // (declared on `Draft`) is the one error worth reporting.
+        return Some(list.iter().map(|_| ItemDraft::default()).collect());
+    }
     let items = list
         .iter()
         .enumerate()
@@ -410,7 +559,7 @@ fn read_items(raw: &str, errors: &mut Errors) -> Option<Vec<ItemDraft>> {
 
 fn read_item(index: usize, raw: &str, errors: &mut Errors) -> ItemDraft {
     let path = |name: &str| format!("items[{index}].{name}");
-    let Ok(fields) = serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(raw) else {
+    let Ok(members) = serde_json::from_str::<Members>(raw) else {
         errors.push(
             format!("items[{index}]"),
             "type",
@@ -418,6 +567,7 @@ fn read_item(index: usize, raw: &str, errors: &mut Errors) -> ItemDraft {
         );
         return ItemDraft::default();
     };
+    let fields = members.into_fields(&format!("items[{index}]."), errors);
     for name in fields
         .keys()
         .filter(|name| !ITEM_FIELDS.contains(&name.as_str()))
@@ -458,17 +608,24 @@ fn read_item(index: usize, raw: &str, errors: &mut Errors) -> ItemDraft {
 }
 
 fn read_metadata(raw: &str, errors: &mut Errors) -> Option<BTreeMap<String, String>> {
-    let Ok(fields) = serde_json::from_str::<BTreeMap<String, Box<RawValue>>>(raw) else {
+    let Ok(members) = serde_json::from_str::<Members>(raw) else {
         errors.push("metadata", "type", "must be an object of string values");
         return None;
     };
+    let fields = members.into_fields("metadata.", errors);
     let mut metadata = BTreeMap::new();
     for (key, value) in fields {
-        match serde_json::from_str::<String>(value.get()) {
-            Ok(text) => {
-                metadata.insert(key, text);
-            }
-            Err(_) => errors.push(format!("metadata.{key}"), "type", "must be a string"),
+        let field = format!("metadata.{key}");
+        if key.chars().any(char::is_control) {
+            errors.push(
+                &field,
+                "control_character",
+                "keys must not contain control characters",
+            );
+            continue;
+        }
+        if let Some(text) = read_string(&field, value.get(), errors) {
+            metadata.insert(key, text);
         }
     }
     Some(metadata)

@@ -38,7 +38,7 @@ fn accepted(body: Value) -> Transaction {
 /// The body is rejected, and among the errors is one on `field` with rule `code`.
 fn rejected(body: Value, field: &str, code: &str) -> Vec<FieldError> {
     match parse(&body) {
-        Err(TransactionError::Invalid(errors)) => {
+        Err(TransactionError::Invalid { errors, .. }) => {
             assert!(
                 errors.iter().any(|e| e.field == field && e.code == code),
                 "{body}: expected {field}/{code}, got {errors:?}"
@@ -168,7 +168,7 @@ fn currency_must_be_an_iso_4217_code() {
         json!(840),
     ] {
         let errors = match parse(&with("currency", bad.clone())) {
-            Err(TransactionError::Invalid(errors)) => errors,
+            Err(TransactionError::Invalid { errors, .. }) => errors,
             other => panic!("{bad} should be invalid: {other:?}"),
         };
         assert!(errors.iter().all(|e| e.field == "currency"), "{errors:?}");
@@ -362,4 +362,150 @@ fn non_objects_and_broken_json_are_malformed() {
             "{body:?}"
         );
     }
+}
+
+fn parse_text(text: &str) -> Result<Transaction, TransactionError> {
+    parse_transaction(text.as_bytes(), now())
+}
+
+fn invalid_fields(text: &str) -> (Vec<FieldError>, usize) {
+    match parse_text(text) {
+        Err(TransactionError::Invalid { errors, total }) => (errors, total),
+        other => panic!("{text} should be invalid, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_repeated_key_is_refused_by_name_at_every_level() {
+    let (errors, _) = invalid_fields(
+        r#"{"transaction_id": "d", "amount": 1, "amount": 5000, "timestamp": "2024-08-09T12:34:56Z"}"#,
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.field == "amount" && e.code == "duplicate_key"),
+        "{errors:?}"
+    );
+    let (errors, _) = invalid_fields(
+        r#"{"transaction_id": "d", "amount": 5, "timestamp": "2024-08-09T12:34:56Z",
+            "items": [{"sku": "a", "quantity": 1, "unit_price": 5, "quantity": 2}]}"#,
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.field == "items[0].quantity" && e.code == "duplicate_key"),
+        "{errors:?}"
+    );
+    let (errors, _) = invalid_fields(
+        r#"{"transaction_id": "d", "amount": 5, "timestamp": "2024-08-09T12:34:56Z",
+            "metadata": {"channel": "web", "channel": "app"}}"#,
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.field == "metadata.channel" && e.code == "duplicate_key"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn amounts_with_an_exponent_are_exact_or_refused_never_rounded() {
+    let body = |amount: &str| {
+        format!(
+            r#"{{"transaction_id": "e", "amount": {amount}, "timestamp": "2024-08-09T12:34:56Z"}}"#
+        )
+    };
+    for spelled in [
+        "999.99999999999999999999999999999e0",
+        "1000.00999999999999999999999999999e0",
+    ] {
+        let (errors, _) = invalid_fields(&body(spelled));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.field == "amount" && e.code == "precision"),
+            "{spelled}: {errors:?}"
+        );
+    }
+    let accepted = parse_text(&body("1.00001e3")).expect("1000.01 exactly");
+    assert_eq!(accepted.amount.to_string(), "1000.01");
+    let (errors, _) = invalid_fields(&body("1.000001e3"));
+    assert!(
+        errors.iter().any(|e| e.code == "decimal_places"),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn the_errors_of_one_answer_are_capped_and_counted() {
+    let items: Vec<Value> = (0..100).map(|_| json!({})).collect();
+    let body = with("items", json!(items));
+    let (errors, total) = invalid_fields(&body.to_string());
+    assert_eq!(errors.len(), MAX_REPORTED_ERRORS);
+    assert_eq!(total, 300, "sku, quantity and unit_price of 100 items");
+}
+
+#[test]
+fn a_list_that_breaks_its_length_rule_is_not_read_item_by_item() {
+    let items: Vec<Value> = (0..10_000).map(|_| json!({})).collect();
+    let (errors, total) = invalid_fields(&with("items", json!(items)).to_string());
+    assert_eq!(total, 1, "{errors:?}");
+    assert_eq!(errors[0].field, "items");
+    assert_eq!(errors[0].code, "length");
+    assert_eq!(errors[0].message, "must hold 1-100 items");
+}
+
+#[test]
+fn control_characters_are_refused_in_free_text() {
+    rejected(
+        with("customer_id", json!("a\u{0}b")),
+        "customer_id",
+        "control_character",
+    );
+    rejected(
+        with("metadata", json!({"note": "line\nbreak"})),
+        "metadata.note",
+        "control_character",
+    );
+    rejected(
+        with("metadata", json!({"k\u{7}": "v"})),
+        "metadata.k\u{7}",
+        "control_character",
+    );
+    rejected(
+        with(
+            "items",
+            json!([{"sku": "a\u{1b}", "quantity": 1, "unit_price": "100.00"}]),
+        ),
+        "items[0].sku",
+        "control_character",
+    );
+    accepted(with("customer_id", json!("Zoë Ødegård 東京")));
+}
+
+#[test]
+fn timestamps_start_at_the_epoch_and_leap_seconds_only_where_they_happened() {
+    rejected(
+        with("timestamp", json!("0000-01-01T00:00:00Z")),
+        "timestamp",
+        "too_early",
+    );
+    rejected(
+        with("timestamp", json!("1969-12-31T23:59:59Z")),
+        "timestamp",
+        "too_early",
+    );
+    accepted(with("timestamp", json!("1970-01-01T00:00:00Z")));
+    accepted(with("timestamp", json!("2016-12-31T23:59:60Z")));
+    accepted(with("timestamp", json!("2016-12-31T18:59:60-05:00")));
+    rejected(
+        with("timestamp", json!("2017-06-30T23:59:60Z")),
+        "timestamp",
+        "leap_second",
+    );
+    rejected(
+        with("timestamp", json!("2024-08-09T12:34:60Z")),
+        "timestamp",
+        "leap_second",
+    );
 }
