@@ -44,3 +44,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test"
 cargo test --workspace --locked
+
+# The contract fuzzing run against the real binary that `cargo test` just built (schemathesis,
+# in its own virtualenv): at least 1,000 generated requests, every check, no failure.
+step "contract fuzzing (schemathesis)"
+bash scripts/fuzz.sh target/debug/api

@@ -1,85 +1,236 @@
 //! Schemas that exist only to document the contract. The parser in `pipeline::domain` is the
-//! authority on what is accepted; these describe its input for OpenAPI and Swagger UI.
+//! authority on what is accepted; these state its rules for OpenAPI and Swagger UI, built from
+//! the same constants, so that a client generated from the contract does not send what will be
+//! refused. `api/tests/openapi.rs` checks the two against each other.
+//!
+//! What JSON Schema cannot state is left to the prose: decimal places that depend on the
+//! currency (`x-minor-units` lists them), items adding up to the amount, a timestamp at most
+//! five minutes ahead, and a leap second only on a day that had one.
 
-use std::collections::BTreeMap;
-
-use chrono::{DateTime, Utc};
-use utoipa::openapi::RefOr;
-use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use pipeline::domain::money::{MAX_AMOUNT, payment_currencies};
+use pipeline::domain::parse::{
+    EARLIEST_TIMESTAMP, MAX_ITEMS, MAX_METADATA_KEY_CHARS, MAX_METADATA_PAIRS,
+    MAX_METADATA_VALUE_CHARS, MAX_SKU_CHARS, NO_CONTROL_CHARACTERS_PATTERN, TIMESTAMP_PATTERN,
+};
+use pipeline::domain::{MAX_ID_CHARS, Named, PaymentMethod, TransactionType};
+use utoipa::openapi::extensions::ExtensionsBuilder;
+use utoipa::openapi::schema::{
+    AdditionalProperties, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Schema,
+    SchemaFormat, Type,
+};
+use utoipa::openapi::{RefOr, schema};
 use utoipa::{PartialSchema, ToSchema};
 
-/// A transaction as a shop sends it. Unknown fields are rejected; extras belong in `metadata`.
-#[derive(ToSchema)]
-#[allow(dead_code)] // read by the schema derive only
-pub struct NewTransaction {
-    /// 1-64 characters from `A-Z a-z 0-9 . _ : -`, or a non-negative integer (kept as a string).
-    transaction_id: IdInput,
-    /// Greater than 0, at most 1000000000, with no more decimal places than the currency has.
-    /// Send it as a string to keep it exact in every JSON library.
-    amount: AmountInput,
-    /// ISO 4217 alphabetic code.
-    #[schema(default = "USD", example = "USD")]
-    currency: Option<String>,
-    /// RFC 3339 with an offset, at most 5 minutes in the future.
-    #[schema(example = "2024-08-09T12:34:56Z")]
-    timestamp: DateTime<Utc>,
-    #[schema(default = "purchase")]
-    r#type: Option<pipeline::domain::TransactionType>,
-    /// 1-64 characters.
-    customer_id: Option<String>,
-    payment_method: Option<pipeline::domain::PaymentMethod>,
-    /// 1-100 items whose quantity times unit price add up to `amount` exactly.
-    items: Option<Vec<pipeline::domain::Item>>,
-    /// At most 20 pairs; keys 1-40, values up to 256 characters.
-    metadata: Option<BTreeMap<String, String>>,
+/// The characters of a transaction id, as `is_identifier` allows them.
+pub const IDENTIFIER_PATTERN: &str = "^[A-Za-z0-9._:-]+$";
+/// A positive decimal written out (no sign, no exponent, not all zeros).
+const POSITIVE_DECIMAL_PATTERN: &str = "^(0*[1-9][0-9]*(\\.[0-9]+)?|0+\\.[0-9]*[1-9][0-9]*)$";
+/// A decimal of zero or more written out.
+const DECIMAL_PATTERN: &str = "^[0-9]+(\\.[0-9]+)?$";
+
+/// A transaction as a shop sends it.
+pub struct NewTransaction;
+
+impl PartialSchema for NewTransaction {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .description(Some(
+                "A transaction as a shop sends it. Unknown fields are rejected; extras belong \
+                 in `metadata`. A field sent as `null` counts as absent. A name may appear only \
+                 once in each object.",
+            ))
+            .property("transaction_id", transaction_id())
+            .required("transaction_id")
+            .property("amount", amount())
+            .required("amount")
+            .property("currency", currency())
+            .property("timestamp", timestamp())
+            .required("timestamp")
+            .property(
+                "type",
+                choice::<TransactionType>("purchase", "The kind of transaction."),
+            )
+            .property(
+                "customer_id",
+                nullable(free_text(
+                    1,
+                    MAX_ID_CHARS as usize,
+                    "The shop's id of the customer.",
+                )),
+            )
+            .property(
+                "payment_method",
+                choice::<PaymentMethod>("card", "How it was paid."),
+            )
+            .property("items", items())
+            .property("metadata", nullable_object(metadata()))
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .into()
+    }
 }
 
-/// Documentation of `transaction_id`: a string or a non-negative integer.
-pub struct IdInput;
+impl ToSchema for NewTransaction {}
 
-impl PartialSchema for IdInput {
-    fn schema() -> RefOr<Schema> {
-        one_of(
+fn nullable(schema: ObjectBuilder) -> ObjectBuilder {
+    schema.schema_type(schema::SchemaType::from_iter([Type::String, Type::Null]))
+}
+
+fn nullable_object(schema: ObjectBuilder) -> ObjectBuilder {
+    schema.schema_type(schema::SchemaType::from_iter([Type::Object, Type::Null]))
+}
+
+fn transaction_id() -> RefOr<Schema> {
+    OneOfBuilder::new()
+        .item(
             ObjectBuilder::new()
                 .schema_type(Type::String)
                 .min_length(Some(1))
-                .max_length(Some(64))
-                .pattern(Some("^[A-Za-z0-9._:-]+$")),
+                .max_length(Some(MAX_ID_CHARS as usize))
+                .pattern(Some(IDENTIFIER_PATTERN)),
+        )
+        .item(
             ObjectBuilder::new()
                 .schema_type(Type::Integer)
-                .minimum(Some(0)),
-            serde_json::json!("order-1001"),
+                .minimum(Some(0))
+                .maximum(Some(u64::MAX)),
         )
-    }
+        .description(Some(format!(
+            "1-{MAX_ID_CHARS} characters from `A-Z a-z 0-9 . _ : -`, or a non-negative \
+             integer (kept as a string)."
+        )))
+        .examples([serde_json::json!("order-1001")])
+        .into()
 }
 
-impl ToSchema for IdInput {}
-
-/// Documentation of `amount`: a JSON number or a decimal string, both read exactly.
-pub struct AmountInput;
-
-impl PartialSchema for AmountInput {
-    fn schema() -> RefOr<Schema> {
-        one_of(
+fn amount() -> RefOr<Schema> {
+    OneOfBuilder::new()
+        .item(
             ObjectBuilder::new()
                 .schema_type(Type::String)
-                .pattern(Some("^-?[0-9]+(\\.[0-9]+)?$")),
-            ObjectBuilder::new().schema_type(Type::Number),
-            serde_json::json!("100.00"),
+                .pattern(Some(POSITIVE_DECIMAL_PATTERN)),
         )
-    }
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Number)
+                .exclusive_minimum(Some(0))
+                .maximum(Some(MAX_AMOUNT.to_string().parse::<f64>().unwrap_or(1e9))),
+        )
+        .description(Some(format!(
+            "Greater than 0 and at most {MAX_AMOUNT}, with no more decimal places than the \
+             currency has minor units (USD 2, JPY 0, KWD 3; see `x-minor-units` on \
+             `currency`). Read exactly: a number is never rounded; send a string to keep it \
+             exact in every JSON library."
+        )))
+        .examples([serde_json::json!("100.00")])
+        .into()
 }
 
-impl ToSchema for AmountInput {}
+fn currency() -> ObjectBuilder {
+    let currencies = payment_currencies();
+    let minor_units: serde_json::Map<String, serde_json::Value> = currencies
+        .iter()
+        .map(|(code, units)| (code.clone(), serde_json::json!(units)))
+        .collect();
+    nullable(ObjectBuilder::new())
+        .enum_values(Some(currencies.iter().map(|(code, _)| code.clone())))
+        .description(Some(
+            "ISO 4217 alphabetic code of a currency with minor units; USD when absent.",
+        ))
+        .default(Some(serde_json::json!("USD")))
+        .examples([serde_json::json!("USD")])
+        .extensions(Some(
+            ExtensionsBuilder::new()
+                .add("x-minor-units", serde_json::Value::Object(minor_units))
+                .build(),
+        ))
+}
 
-fn one_of(
-    first: ObjectBuilder,
-    second: ObjectBuilder,
-    example: serde_json::Value,
-) -> RefOr<Schema> {
-    OneOfBuilder::new()
-        .item(first)
-        .item(second)
-        .examples([example])
-        .into()
+fn timestamp() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+        .pattern(Some(TIMESTAMP_PATTERN))
+        .description(Some(format!(
+            "When it happened: RFC 3339 with an offset, not before {EARLIEST_TIMESTAMP} and \
+             at most 5 minutes in the future; a leap second (`:60`) only on a day that had one."
+        )))
+        .examples([serde_json::json!("2024-08-09T12:34:56Z")])
+}
+
+fn choice<T: Named>(example: &str, what: &str) -> ObjectBuilder {
+    nullable(ObjectBuilder::new())
+        .enum_values(Some(T::names()))
+        .description(Some(what))
+        .examples([serde_json::json!(example)])
+}
+
+fn free_text(min: usize, max: usize, what: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(min))
+        .max_length(Some(max))
+        .pattern(Some(NO_CONTROL_CHARACTERS_PATTERN))
+        .description(Some(format!(
+            "{what} {min}-{max} characters, no control characters."
+        )))
+}
+
+fn items() -> ArrayBuilder {
+    let unit_price = OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(DECIMAL_PATTERN)),
+        )
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Number)
+                .minimum(Some(0)),
+        )
+        .description(Some(
+            "0 or more, with no more decimal places than the currency has minor units.",
+        ))
+        .examples([serde_json::json!("19.99")]);
+    let item = ObjectBuilder::new()
+        .property("sku", free_text(1, MAX_SKU_CHARS as usize, "The product."))
+        .required("sku")
+        .property(
+            "quantity",
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1))
+                .maximum(Some(u32::MAX)),
+        )
+        .required("quantity")
+        .property("unit_price", unit_price)
+        .required("unit_price")
+        .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+    ArrayBuilder::new()
+        .schema_type(schema::SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(item)
+        .min_items(Some(1))
+        .max_items(Some(MAX_ITEMS as usize))
+        .description(Some(format!(
+            "1-{MAX_ITEMS} items whose quantity times unit price add up to `amount` exactly."
+        )))
+}
+
+fn metadata() -> ObjectBuilder {
+    let value = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(MAX_METADATA_VALUE_CHARS))
+        .pattern(Some(NO_CONTROL_CHARACTERS_PATTERN));
+    let key = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_METADATA_KEY_CHARS))
+        .pattern(Some(NO_CONTROL_CHARACTERS_PATTERN));
+    ObjectBuilder::new()
+        .max_properties(Some(MAX_METADATA_PAIRS))
+        .property_names(Some(key))
+        .additional_properties(Some(AdditionalProperties::RefOr(RefOr::T(value.into()))))
+        .description(Some(format!(
+            "At most {MAX_METADATA_PAIRS} string pairs; keys 1-{MAX_METADATA_KEY_CHARS} \
+             characters, values up to {MAX_METADATA_VALUE_CHARS}; no control characters."
+        )))
 }

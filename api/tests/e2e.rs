@@ -6,6 +6,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use pipeline::adapters::embedded::{QueueSettings, SqliteNotifier, SqliteQueue};
 use pipeline::domain::ShopId;
 use pipeline::ports::{OutgoingMessage, Queue};
@@ -224,6 +225,90 @@ async fn sigkill_after_a_burst_loses_no_accepted_transaction() {
         let stored = restarted.stored(DEV_KEY, id).await;
         assert_eq!(stored["amount"], "42.00");
     }
+}
+
+/// SIGKILL while POSTs are in flight, five times over the same data: every transaction that
+/// was answered 202 is stored after the restart, and each alert is sent once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkills_under_load_lose_no_acknowledged_transaction() {
+    const KILLS: usize = 5;
+    const POSTS: usize = 200;
+    let temp = tempfile::tempdir().expect("temp");
+    let data = data_dir(&temp);
+    let settings = [("QUEUE_VISIBILITY_TIMEOUT", "1")];
+    let mut acknowledged: Vec<String> = Vec::new();
+    for round in 0..KILLS {
+        let server = Server::start(&data, &settings).await;
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let posts = futures_util::stream::iter(0..POSTS)
+            .map(|i| {
+                let server = &server;
+                let accepted = accepted.clone();
+                async move {
+                    let id = format!("kill-{round}-{i}");
+                    let amount = if i % 10 == 0 { "1500.00" } else { "15.00" };
+                    let status = server
+                        .http
+                        .post(format!("{}/transactions", server.base))
+                        .bearer_auth(DEV_KEY)
+                        .header("content-type", "application/json")
+                        .body(transaction(&id, amount))
+                        .send()
+                        .await
+                        .map(|response| response.status());
+                    if matches!(status, Ok(StatusCode::ACCEPTED)) {
+                        // The kill lands in the middle of the load.
+                        if accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1
+                            == POSTS / 4
+                        {
+                            server.kill_now();
+                        }
+                        Some(id)
+                    } else {
+                        None
+                    }
+                }
+            })
+            .buffer_unordered(32)
+            .collect::<Vec<_>>()
+            .await;
+        let round_acks: Vec<String> = posts.into_iter().flatten().collect();
+        assert!(
+            round_acks.len() >= POSTS / 4,
+            "round {round}: {}",
+            round_acks.len()
+        );
+        assert!(
+            round_acks.len() < POSTS,
+            "round {round}: the kill came after the load"
+        );
+        acknowledged.extend(round_acks);
+        drop(server);
+    }
+    let server = Server::start(&data, &settings).await;
+    for id in &acknowledged {
+        server.stored(DEV_KEY, id).await;
+    }
+    // Every tenth post alerts; transactions whose 202 was lost with the kill may alert too.
+    let alerting = |id: &&String| {
+        id.rsplit('-')
+            .next()
+            .and_then(|n| n.parse::<usize>().ok())
+            .is_some_and(|n| n % 10 == 0)
+    };
+    let expected_alerts = acknowledged.iter().filter(alerting).count();
+    let alerts = eventually("every alert sent", || async {
+        let alerts = alerts_of(&data, "demo").await;
+        (alerts.len() >= expected_alerts).then_some(alerts)
+    })
+    .await;
+    let unique: std::collections::HashSet<&String> = alerts.iter().collect();
+    assert_eq!(unique.len(), alerts.len(), "an alert was published twice");
+    println!(
+        "RESULT kills={KILLS} acknowledged={} lost=0 alerts={}",
+        acknowledged.len(),
+        alerts.len()
+    );
 }
 
 #[tokio::test]

@@ -152,6 +152,15 @@ impl Server {
         self.child.id().expect("running").to_string()
     }
 
+    /// Sends SIGKILL now, while requests may be in flight; the process is reaped on drop.
+    pub fn kill_now(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-KILL", &self.pid()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
     pub async fn signal(mut self, signal: &str) -> std::process::ExitStatus {
         let status = std::process::Command::new("kill")
             .args([signal, &self.pid()])

@@ -110,6 +110,17 @@ pub fn minor_units(code: &str) -> Option<u32> {
     currency.exponent().map(u32::from)
 }
 
+/// Every currency a payment can be in (ISO 4217, with minor units), by code, with its minor
+/// units: what `currency` accepts, for the API contract.
+pub fn payment_currencies() -> Vec<(String, u32)> {
+    use iso_currency::IntoEnumIterator;
+    let mut currencies: Vec<(String, u32)> = Currency::iter()
+        .filter_map(|currency| Some((currency.code().to_owned(), u32::from(currency.exponent()?))))
+        .collect();
+    currencies.sort();
+    currencies
+}
+
 /// Whether `code` is an alphabetic ISO 4217 code of a currency with minor units.
 pub fn is_payment_currency(code: &str) -> bool {
     minor_units(code).is_some()

@@ -69,6 +69,15 @@ pub enum TransactionError {
     },
 }
 
+/// Free text (customer ids, SKUs, metadata) refuses control characters; this is the same rule
+/// as an ECMA-262 pattern, for the API contract.
+pub const NO_CONTROL_CHARACTERS_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$";
+
+/// What a timestamp must look like: RFC 3339 with an offset, from 1970 on, with a `T` between
+/// date and time and no leap second (those of past days are accepted too, but a pattern cannot
+/// name them). The dates themselves are checked as dates.
+pub const TIMESTAMP_PATTERN: &str = "^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]+)?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$";
+
 /// An answer lists at most this many broken rules (and says how many there were): enough to
 /// fix a transaction, too few for a hostile body to turn into a large answer.
 pub const MAX_REPORTED_ERRORS: usize = 20;
@@ -368,11 +377,9 @@ fn read_transaction_id(raw: &str, errors: &mut Errors) -> Option<String> {
         if is_identifier(&id) {
             return Some(id);
         }
-    } else if raw.bytes().all(|b| b.is_ascii_digit()) {
+    } else if let Some(number) = whole_number::<u64>(raw) {
         // Integer ids of the original system are kept as strings: "12345".
-        if let Ok(number) = raw.parse::<u64>() {
-            return Some(number.to_string());
-        }
+        return Some(number.to_string());
     }
     errors.push(
         "transaction_id",
@@ -380,6 +387,20 @@ fn read_transaction_id(raw: &str, errors: &mut Errors) -> Option<String> {
         format!("{} or a non-negative integer", identifier_rule()),
     );
     None
+}
+
+/// A JSON number that is a whole number in range: `3`, and also `3.0` or `3e0`, which JSON
+/// (and JSON Schema's `integer`) count as the same number.
+fn whole_number<T: TryFrom<u64>>(raw: &str) -> Option<T> {
+    if raw.starts_with('"') {
+        return None;
+    }
+    let value = money::decimal_from_json_text(raw).ok()?;
+    if !value.fract().is_zero() || value.is_sign_negative() {
+        return None;
+    }
+    let whole: u64 = value.trunc().to_string().parse().ok()?;
+    T::try_from(whole).ok()
 }
 
 fn read_decimal(field: &str, raw: &str, errors: &mut Errors) -> Option<Decimal> {
@@ -591,9 +612,9 @@ fn read_item(index: usize, raw: &str, errors: &mut Errors) -> ItemDraft {
     }
     match field("quantity") {
         None => errors.required(&path("quantity")),
-        Some(raw) => match raw.parse::<u32>() {
-            Ok(quantity) => item.quantity = Some(quantity),
-            Err(_) => errors.push(
+        Some(raw) => match whole_number::<u32>(raw) {
+            Some(quantity) => item.quantity = Some(quantity),
+            None => errors.push(
                 path("quantity"),
                 "type",
                 "must be a whole number from 1 to 4294967295",

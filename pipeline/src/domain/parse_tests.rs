@@ -509,3 +509,25 @@ fn timestamps_start_at_the_epoch_and_leap_seconds_only_where_they_happened() {
         "leap_second",
     );
 }
+
+#[test]
+fn a_whole_number_is_an_integer_however_it_is_written() {
+    let body = json!({"transaction_id": 12345.0, "amount": "6.00", "timestamp": "2024-08-09T12:34:56Z",
+        "items": [{"sku": "a", "quantity": 3e0, "unit_price": "2.00"}]});
+    let transaction = accepted(body);
+    assert_eq!(transaction.transaction_id, "12345");
+    assert_eq!(transaction.items.expect("items")[0].quantity, 3);
+    rejected(
+        with(
+            "items",
+            json!([{"sku": "a", "quantity": 1.5, "unit_price": "100.00"}]),
+        ),
+        "items[0].quantity",
+        "type",
+    );
+    rejected(
+        with("transaction_id", json!(-1.0)),
+        "transaction_id",
+        "format",
+    );
+}

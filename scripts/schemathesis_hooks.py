@@ -1,0 +1,97 @@
+"""Schemathesis hooks for the contract fuzzing run (scripts/fuzz.sh).
+
+The contract (openapi/openapi.json) states every rule of a transaction that JSON Schema can
+express. A few it cannot: decimal places that depend on the currency (the contract lists them
+as `x-minor-units`), items whose quantities times unit prices add up to the amount, an amount
+at most 1,000,000,000 when sent as a string, and a timestamp at most 5 minutes ahead of the
+server's clock. A generated transaction that breaks one of those is not what the schema
+promised would be accepted: the fuzzing phase does not generate it (`filter_body`), and in the
+other phases a "schema-valid request rejected" failure (ST202) on such a body is dropped
+(`filter_failure`). Every other failure of every check stands.
+"""
+import json
+import os
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+
+import schemathesis
+
+CONTRACT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "openapi", "openapi.json")
+with open(CONTRACT, encoding="utf-8") as file:
+    _schemas = json.load(file)["components"]["schemas"]
+MINOR_UNITS = _schemas["NewTransaction"]["properties"]["currency"]["x-minor-units"]
+MAX_AMOUNT = Decimal(1_000_000_000)
+
+
+def _decimal(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+def _places(value):
+    exponent = value.normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+def _timestamp(text):
+    if not isinstance(text, str) or len(text) < 20:
+        return None
+    head, tail = text[:19], text[19:]
+    if tail.startswith("."):
+        rest = tail[1:]
+        offset = rest.lstrip("0123456789")
+        fraction = rest[: len(rest) - len(offset)]
+        tail = "." + (fraction + "000000")[:6] + offset
+    try:
+        return datetime.fromisoformat((head + tail).replace("z", "Z").replace("t", "T"))
+    except ValueError:
+        return None
+
+
+def expressible(body):
+    """False for a transaction whose only fault is a rule JSON Schema cannot state."""
+    if not isinstance(body, dict):
+        return True
+    units = MINOR_UNITS.get(body.get("currency") or "USD")
+    if units is None:
+        return True
+    amount = _decimal(body.get("amount"))
+    if amount is not None and (amount > MAX_AMOUNT or _places(amount) > units):
+        return False
+    items = body.get("items")
+    if isinstance(items, list) and items and amount is not None:
+        total = Decimal(0)
+        for item in items:
+            if not isinstance(item, dict):
+                return True
+            price, quantity = _decimal(item.get("unit_price")), item.get("quantity")
+            if isinstance(quantity, float) and quantity.is_integer():
+                quantity = int(quantity)
+            if price is None or not isinstance(quantity, int) or isinstance(quantity, bool):
+                return True
+            if _places(price) > units:
+                return False
+            total += price * quantity
+        if total != amount:
+            return False
+    moment = _timestamp(body.get("timestamp"))
+    if moment is not None and moment.tzinfo is not None:
+        if moment > datetime.now(timezone.utc) + timedelta(minutes=4):
+            return False
+    return True
+
+
+@schemathesis.hook
+def filter_body(ctx, body):
+    return expressible(body)
+
+
+@schemathesis.hook
+def filter_failure(ctx, failure, case, response):
+    if getattr(failure, "code", None) != "ST202":
+        return True
+    return expressible(case.body)
