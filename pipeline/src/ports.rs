@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use crate::domain::Alert;
-use crate::domain::{ShopId, TransactionRecord};
+use crate::domain::{ListQuery, Page, RefusedResend, ShopId, TransactionRecord};
 
 /// The single error type of the ports.
 ///
@@ -253,6 +253,20 @@ pub trait Store: Send + Sync {
         shop_id: &ShopId,
         transaction_id: &str,
     ) -> Result<Option<TransactionRecord>, PortError>;
+
+    /// One page of the shop's transactions, newest first, from an index: never a scan of the
+    /// shop's rows. Examines at most `MAX_EXAMINED_PER_PAGE` rows (or the AWS equivalent in
+    /// `Query` calls); a filter that rejects more returns a shorter page with `next` set.
+    async fn list(&self, shop_id: &ShopId, query: &ListQuery) -> Result<Page, PortError>;
+
+    /// Records a refused re-send with another payload beside the stored transaction. The same
+    /// refused request reported twice (a redelivery) is counted once.
+    async fn record_conflict(
+        &self,
+        shop_id: &ShopId,
+        transaction_id: &str,
+        refused: &RefusedResend,
+    ) -> Result<(), PortError>;
 
     /// Claims a pending alert for publishing, atomically: of concurrent callers, one gets
     /// `Claimed`, the others `HeldElsewhere`.

@@ -99,3 +99,24 @@ async fn dead_letters_are_listed_and_redriven() {
     let (_resources, backend) = backend(5).await;
     contract::dead_letters_are_listed_and_redriven(backend.queue).await;
 }
+
+/// At least 2,000 transactions over all 8 shards and two shops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_visit_every_transaction_once() {
+    let (_resources, backend) = backend(5).await;
+    // Pages of 100: moto answers each Query by reading the whole table, so fewer calls.
+    contract::pages_visit_every_transaction_once(backend.store as Arc<dyn Store>, 2_000, 100).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_pick_exactly_the_matching_records() {
+    let (_resources, backend) = backend(5).await;
+    contract::filters_pick_exactly_the_matching_records(backend.store as Arc<dyn Store>, 400, 50)
+        .await;
+}
+
+#[tokio::test]
+async fn conflicts_are_counted_once_per_request() {
+    let (_resources, backend) = backend(5).await;
+    contract::conflicts_are_counted_once_per_request(backend.store as Arc<dyn Store>).await;
+}

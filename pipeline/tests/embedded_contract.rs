@@ -125,3 +125,21 @@ async fn dead_letters_are_listed_and_redriven() {
     let dir = tempfile::tempdir().expect("temp dir");
     contract::dead_letters_are_listed_and_redriven(queue_at(&dir.path().join("q.db"), 5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_visit_every_transaction_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    contract::pages_visit_every_transaction_once(store(&dir), 3_000, 37).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_pick_exactly_the_matching_records() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    contract::filters_pick_exactly_the_matching_records(store(&dir), 1_500, 13).await;
+}
+
+#[tokio::test]
+async fn conflicts_are_counted_once_per_request() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    contract::conflicts_are_counted_once_per_request(store(&dir)).await;
+}

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::{StreamExt, stream};
-use pipeline::domain::{Alert, AlertDecision, AlertPolicy, Envelope, TransactionRecord};
+use pipeline::domain::{
+    Alert, AlertDecision, AlertPolicy, Envelope, RefusedResend, TransactionRecord,
+};
 use pipeline::ports::{
     AlertClaim, ClaimOutcome, Notifier, PortError, PutOutcome, Queue, ReceivedMessage, Store,
 };
@@ -186,6 +188,19 @@ impl Processor {
                 (existing, Outcome::Duplicate)
             }
             Ok(PutOutcome::Conflict(existing)) => {
+                let refused = RefusedResend {
+                    request_id: record.request_id.clone(),
+                    accepted_at: record.accepted_at,
+                };
+                let shop_id = &record.shop_id;
+                let transaction_id = &record.transaction.transaction_id;
+                if let Err(error) = self
+                    .store
+                    .record_conflict(shop_id, transaction_id, &refused)
+                    .await
+                {
+                    return Outcome::Failed(error);
+                }
                 metrics::counter!(telemetry::CONFLICTS).increment(1);
                 tracing::warn!(
                     shop_id = %record.shop_id,

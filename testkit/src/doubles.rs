@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pipeline::domain::{Alert, ShopId, TransactionRecord};
+use pipeline::domain::{Alert, ListQuery, Page, RefusedResend, ShopId, TransactionRecord};
 use pipeline::ports::{
     AlertClaim, ClaimOutcome, DeadLetter, Notifier, OutgoingMessage, PortError, PutOutcome, Queue,
     QueueDepth, ReceivedMessage, Redrive, Store,
@@ -124,6 +124,21 @@ impl Store for FaultyStore {
             panic!("a bug in a handler");
         }
         self.inner.get(shop_id, id).await
+    }
+
+    async fn list(&self, shop_id: &ShopId, query: &ListQuery) -> Result<Page, PortError> {
+        self.check_all()?;
+        self.inner.list(shop_id, query).await
+    }
+
+    async fn record_conflict(
+        &self,
+        shop_id: &ShopId,
+        id: &str,
+        refused: &RefusedResend,
+    ) -> Result<(), PortError> {
+        self.check_write(id)?;
+        self.inner.record_conflict(shop_id, id, refused).await
     }
 
     async fn claim_alert(

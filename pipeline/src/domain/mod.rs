@@ -2,6 +2,7 @@
 
 pub mod alert;
 pub mod envelope;
+pub mod listing;
 pub mod money;
 pub mod names;
 pub mod parse;
@@ -10,9 +11,10 @@ pub mod transaction;
 
 pub use alert::{Alert, AlertDecision, AlertPolicy};
 pub use envelope::{Envelope, EnvelopeError};
+pub use listing::{AlertFilter, ListFilters, ListQuery, Page, Position};
 pub use names::Named;
 pub use parse::{FieldError, TransactionError, parse_transaction};
-pub use record::{AlertState, AlertStatus, TransactionRecord};
+pub use record::{AlertState, AlertStatus, Conflicts, RefusedResend, TransactionRecord};
 pub use transaction::{
     Item, MAX_ID_CHARS, PaymentMethod, ShopId, Transaction, TransactionType, is_identifier,
 };

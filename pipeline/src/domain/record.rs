@@ -22,6 +22,30 @@ pub struct TransactionRecord {
     /// One per rule that fired, each with its own progress.
     #[serde(default)]
     pub alerts: Vec<AlertStatus>,
+    /// Re-sends of this id with another payload, refused: kept beside the record, which is
+    /// never changed by them.
+    #[serde(default)]
+    pub conflicts: Conflicts,
+}
+
+/// What became of re-sends of a transaction id with a different payload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Conflicts {
+    /// How many different requests re-sent this id with another payload (a redelivery of the
+    /// same refused request is counted once).
+    pub count: u32,
+    /// The request id of the last refused re-send.
+    pub last_request_id: Option<String>,
+    /// When the last refused re-send was accepted by the API.
+    pub last_refused_at: Option<DateTime<Utc>>,
+}
+
+/// One refused re-send, as the processor reports it to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedResend {
+    pub request_id: String,
+    pub accepted_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +94,7 @@ impl TransactionRecord {
                     sent_at: None,
                 })
                 .collect(),
+            conflicts: Conflicts::default(),
         }
     }
 

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use pipeline::domain::{
-    AlertPolicy, AlertState, Envelope, ShopId, TransactionRecord, parse_transaction,
+    AlertFilter, AlertPolicy, AlertState, Envelope, ListFilters, ListQuery, Position,
+    RefusedResend, ShopId, TransactionRecord, TransactionType, parse_transaction,
 };
 use pipeline::ports::{
     AlertClaim, ClaimOutcome, OutgoingMessage, PutOutcome, Queue, ReceivedMessage, Redrive, Store,
@@ -370,4 +371,306 @@ pub async fn dead_letters_are_listed_and_redriven(queue: Arc<dyn Queue>) {
     let mut bodies: Vec<&str> = rest.iter().map(|m| m.body.as_str()).collect();
     bodies.sort_unstable();
     assert_eq!(bodies, ["poison-b", "poison-c"]);
+}
+
+/// A varied transaction for list tests: its time, type, currency, customer and amount all
+/// follow from `n`; every 7th alerts.
+pub fn listed_record(shop: &str, n: usize) -> TransactionRecord {
+    let kinds = ["purchase", "refund", "chargeback"];
+    let currencies = ["USD", "EUR", "JPY"];
+    let currency = currencies[n % 3];
+    let amount = if currency == "JPY" {
+        format!("{}", 100 + (n * 37) % 5000)
+    } else {
+        format!("{}.{:02}", 1 + (n * 37) % 2000, n % 100)
+    };
+    // Every third pair shares a second, so that ties are broken by id.
+    let seconds = 1_700_000_000 + (n / 2) as i64 * 60;
+    let timestamp = chrono::DateTime::from_timestamp(seconds, 0)
+        .expect("valid")
+        .to_rfc3339();
+    let mut body = serde_json::json!({
+        "transaction_id": format!("t{n:05}"),
+        "amount": amount,
+        "currency": currency,
+        "timestamp": timestamp,
+        "type": kinds[n % 3],
+    });
+    if n % 4 != 0 {
+        body["customer_id"] = serde_json::json!(format!("c{}", n % 5));
+    }
+    let transaction = parse_transaction(body.to_string().as_bytes(), Utc::now()).expect("valid");
+    let shop = ShopId::parse(shop).expect("valid shop");
+    let envelope = Envelope::new(shop, transaction, Utc::now(), format!("req-{n}"));
+    let decisions = if n % 7 == 0 {
+        vec![pipeline::domain::AlertDecision {
+            rule: "test_rule".to_owned(),
+            reason: "every seventh".to_owned(),
+            facts: Default::default(),
+        }]
+    } else {
+        Vec::new()
+    };
+    TransactionRecord::new(envelope, decisions, Utc::now())
+}
+
+/// Stores records concurrently (16 at a time).
+pub async fn put_all(store: &Arc<dyn Store>, records: &[TransactionRecord]) {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(records)
+        .map(|record| {
+            let store = store.clone();
+            async move { store.put_if_absent(record).await.expect("put") }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+}
+
+/// Walks every page of a list; returns the ids in the order seen and the number of pages.
+pub async fn walk(
+    store: &dyn Store,
+    shop: &ShopId,
+    filters: &ListFilters,
+    limit: usize,
+    mut between_pages: impl AsyncFnMut(usize),
+) -> (Vec<TransactionRecord>, usize) {
+    let mut seen = Vec::new();
+    let mut after = None;
+    let mut pages = 0;
+    loop {
+        let query = ListQuery {
+            filters: filters.clone(),
+            limit,
+            after: after.clone(),
+        };
+        let page = store.list(shop, &query).await.expect("list");
+        pages += 1;
+        assert!(page.records.len() <= limit);
+        seen.extend(page.records);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return (seen, pages),
+        }
+        between_pages(pages).await;
+        assert!(pages < 10_000, "the walk does not end");
+    }
+}
+
+fn in_list_order(records: &[TransactionRecord]) -> bool {
+    records.windows(2).all(|pair| {
+        let (a, b) = (Position::of(&pair[0]), Position::of(&pair[1]));
+        (a.micros, &a.transaction_id) > (b.micros, &b.transaction_id)
+    })
+}
+
+/// Pages of a shop's transactions, newest first with ties broken by id, visit every
+/// transaction that existed when the walk began exactly once, even while new ones (older and
+/// newer) arrive, and never show another shop's. `count` transactions in all, four in five of
+/// them the walking shop's.
+pub async fn pages_visit_every_transaction_once(store: Arc<dyn Store>, count: usize, page: usize) {
+    let count_mine = count * 4 / 5;
+    let mine: Vec<TransactionRecord> = (0..count_mine)
+        .map(|n| listed_record("shop-a", n))
+        .collect();
+    let theirs: Vec<TransactionRecord> = (0..count - count_mine)
+        .map(|n| listed_record("shop-b", n))
+        .collect();
+    put_all(&store, &mine).await;
+    put_all(&store, &theirs).await;
+    let shop = ShopId::parse("shop-a").expect("shop");
+    let (seen, pages) = walk(
+        store.as_ref(),
+        &shop,
+        &ListFilters::default(),
+        37,
+        async |page| {
+            // Arrivals during the walk: one newer than everything, one among the oldest (which
+            // the walk has not reached yet) and one among the newest (which it has passed).
+            for (time_of, name) in [
+                (count_mine + 10 * page, "newest"),
+                (page, "old"),
+                (count_mine - page, "recent"),
+            ] {
+                let mut late = listed_record("shop-a", time_of);
+                late.transaction.transaction_id = format!("late-{name}-{page}");
+                store.put_if_absent(&late).await.expect("put late");
+            }
+        },
+    )
+    .await;
+    assert!(pages > count_mine / page, "{pages} pages");
+    assert!(
+        seen.iter().all(|r| r.shop_id == shop),
+        "another shop's transaction"
+    );
+    assert!(in_list_order(&seen), "out of order");
+    let ids: Vec<&str> = seen
+        .iter()
+        .map(|r| r.transaction.transaction_id.as_str())
+        .collect();
+    let unique: std::collections::HashSet<&str> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "a transaction was seen twice");
+    for record in &mine {
+        assert!(
+            unique.contains(record.transaction.transaction_id.as_str()),
+            "{} was skipped",
+            record.transaction.transaction_id
+        );
+    }
+}
+
+/// Every filter, alone and combined, gives exactly the records `ListFilters::matches` picks.
+pub async fn filters_pick_exactly_the_matching_records(
+    store: Arc<dyn Store>,
+    count: usize,
+    page: usize,
+) {
+    let records: Vec<TransactionRecord> = (0..count).map(|n| listed_record("shop-f", n)).collect();
+    put_all(&store, &records).await;
+    let shop = ShopId::parse("shop-f").expect("shop");
+    // Some alerts sent, some conflicts recorded, so that those filters have both sides.
+    for record in records.iter().filter(|r| !r.alerts.is_empty()).step_by(2) {
+        let id = &record.transaction.transaction_id;
+        store
+            .mark_alert_sent(&shop, id, "test_rule", Utc::now())
+            .await
+            .expect("mark");
+    }
+    for record in records.iter().step_by(11) {
+        let refused = RefusedResend {
+            request_id: "conflicting".to_owned(),
+            accepted_at: Utc::now(),
+        };
+        store
+            .record_conflict(&shop, &record.transaction.transaction_id, &refused)
+            .await
+            .expect("conflict");
+    }
+    let (everything, _) = walk(
+        store.as_ref(),
+        &shop,
+        &ListFilters::default(),
+        100,
+        async |_| {},
+    )
+    .await;
+    assert_eq!(everything.len(), count);
+    let at = |n: usize| Position::of(&records[n]).micros;
+    let time = |micros: i64| chrono::DateTime::from_timestamp_micros(micros).expect("time");
+    let cases = vec![
+        ListFilters {
+            kind: Some(TransactionType::Refund),
+            ..Default::default()
+        },
+        ListFilters {
+            currency: Some("JPY".to_owned()),
+            ..Default::default()
+        },
+        ListFilters {
+            customer_id: Some("c3".to_owned()),
+            ..Default::default()
+        },
+        ListFilters {
+            min_amount: Some("100.50".parse().expect("decimal")),
+            max_amount: Some("900".parse().expect("decimal")),
+            currency: Some("USD".to_owned()),
+            ..Default::default()
+        },
+        ListFilters {
+            alert: Some(AlertFilter::None),
+            ..Default::default()
+        },
+        ListFilters {
+            alert: Some(AlertFilter::Pending),
+            ..Default::default()
+        },
+        ListFilters {
+            alert: Some(AlertFilter::Sent),
+            ..Default::default()
+        },
+        ListFilters {
+            alert: Some(AlertFilter::Any),
+            ..Default::default()
+        },
+        ListFilters {
+            conflicted: Some(true),
+            ..Default::default()
+        },
+        ListFilters {
+            conflicted: Some(false),
+            kind: Some(TransactionType::Purchase),
+            ..Default::default()
+        },
+        ListFilters {
+            from: Some(time(at(count / 4))),
+            to: Some(time(at(count / 2))),
+            ..Default::default()
+        },
+        ListFilters {
+            from: Some(time(at(10))),
+            customer_id: Some("c1".to_owned()),
+            alert: Some(AlertFilter::None),
+            ..Default::default()
+        },
+    ];
+    for filters in cases {
+        let (found, _) = walk(store.as_ref(), &shop, &filters, page, async |_| {}).await;
+        let mut expected: Vec<&str> = everything
+            .iter()
+            .filter(|record| filters.matches(record))
+            .map(|record| record.transaction.transaction_id.as_str())
+            .collect();
+        let mut got: Vec<&str> = found
+            .iter()
+            .map(|r| r.transaction.transaction_id.as_str())
+            .collect();
+        assert!(in_list_order(&found), "{filters:?}: out of order");
+        expected.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, expected, "{filters:?}");
+        assert!(
+            !expected.is_empty(),
+            "{filters:?} matches nothing: a weak case"
+        );
+    }
+}
+
+/// A re-send with another payload is recorded beside the original, once per refused request.
+pub async fn conflicts_are_counted_once_per_request(store: Arc<dyn Store>) {
+    let original = record("shop-a", "tx-conflicted", "10.00", false);
+    store.put_if_absent(&original).await.expect("put");
+    let shop = original.shop_id.clone();
+    let first = RefusedResend {
+        request_id: "req-1".to_owned(),
+        accepted_at: Utc::now(),
+    };
+    let second = RefusedResend {
+        request_id: "req-2".to_owned(),
+        accepted_at: first.accepted_at + chrono::Duration::seconds(5),
+    };
+    for refused in [&first, &first, &second, &first] {
+        store
+            .record_conflict(&shop, "tx-conflicted", refused)
+            .await
+            .expect("record");
+    }
+    let stored = store
+        .get(&shop, "tx-conflicted")
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(stored.conflicts.count, 2);
+    assert_eq!(stored.conflicts.last_request_id.as_deref(), Some("req-2"));
+    assert_eq!(
+        stored
+            .conflicts
+            .last_refused_at
+            .map(|t| t.timestamp_micros()),
+        Some(second.accepted_at.timestamp_micros())
+    );
+    assert_eq!(
+        stored.transaction, original.transaction,
+        "the original is kept"
+    );
 }
