@@ -396,13 +396,13 @@ pub fn listed_record(shop: &str, n: usize) -> TransactionRecord {
         "timestamp": timestamp,
         "type": kinds[n % 3],
     });
-    if n % 4 != 0 {
+    if !n.is_multiple_of(4) {
         body["customer_id"] = serde_json::json!(format!("c{}", n % 5));
     }
     let transaction = parse_transaction(body.to_string().as_bytes(), Utc::now()).expect("valid");
     let shop = ShopId::parse(shop).expect("valid shop");
     let envelope = Envelope::new(shop, transaction, Utc::now(), format!("req-{n}"));
-    let decisions = if n % 7 == 0 {
+    let decisions = if n.is_multiple_of(7) {
         vec![pipeline::domain::AlertDecision {
             rule: "test_rule".to_owned(),
             reason: "every seventh".to_owned(),
