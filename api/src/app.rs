@@ -21,7 +21,10 @@ use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
     let ingest = Router::new()
-        .route("/transactions", post(transactions::create))
+        .route(
+            "/transactions",
+            post(transactions::create).get(transactions::list),
+        )
         .route_layer(middleware::from_fn(count_ingest_outcomes));
     Router::new()
         .merge(ingest)
@@ -43,6 +46,9 @@ pub fn router(state: AppState) -> Router {
 /// Counts each POST as accepted or, by the problem's slug, rejected: every way a request can
 /// fail (key, media type, size, JSON, rules, queue) is counted in one place.
 async fn count_ingest_outcomes(request: Request, next: Next) -> Response {
+    if request.method() != axum::http::Method::POST {
+        return next.run(request).await;
+    }
     let response = next.run(request).await;
     match response.extensions().get::<ProblemSlug>() {
         Some(ProblemSlug(reason)) => {

@@ -234,3 +234,46 @@ fn metadata() -> ObjectBuilder {
              characters, values up to {MAX_METADATA_VALUE_CHARS}; no control characters."
         )))
 }
+
+/// The query parameters of `GET /transactions`, for the contract (the reader is
+/// `listing::ListParams`, which refuses anything else by name).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // read by the derive only
+pub struct ListParamsDoc {
+    /// Transactions per page, 1-100.
+    #[param(minimum = 1, maximum = 100, example = 20, default = 20)]
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page, with the same filters; absent for the first page.
+    #[param(example = "")]
+    cursor: Option<String>,
+    /// Only transactions at or after this time (RFC 3339; encode `+` as `%2B`).
+    #[param(value_type = Option<String>, format = DateTime, example = "2024-08-09T00:00:00Z")]
+    from: Option<String>,
+    /// Only transactions before this time (RFC 3339); after `from`.
+    #[param(value_type = Option<String>, format = DateTime, example = "2024-08-10T00:00:00Z")]
+    to: Option<String>,
+    /// Only this kind.
+    #[param(value_type = Option<TransactionType>)]
+    r#type: Option<String>,
+    /// Only this currency (ISO 4217).
+    #[param(pattern = "^[A-Z]{3}$", example = "USD")]
+    currency: Option<String>,
+    /// Only this customer's (1-64 characters).
+    #[param(min_length = 1, max_length = 64, example = "cust-42")]
+    customer_id: Option<String>,
+    /// Amount at least this (exact decimal, at most as many decimal places as `currency` has,
+    /// 4 without it).
+    #[param(pattern = "^[0-9]+(\\.[0-9]+)?$", example = "1000")]
+    min_amount: Option<String>,
+    /// Amount at most this (exact decimal); not below `min_amount`.
+    #[param(pattern = "^[0-9]+(\\.[0-9]+)?$", example = "5000.00")]
+    max_amount: Option<String>,
+    /// `none`: raised no alert; `pending`: an alert not yet published; `sent`: alerts all
+    /// published; `any`: raised an alert.
+    #[param(value_type = Option<pipeline::domain::AlertFilter>, example = "any")]
+    alert: Option<String>,
+    /// `true`: re-sent with another payload at least once; `false`: never.
+    #[param(example = false)]
+    conflicted: Option<bool>,
+}

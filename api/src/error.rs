@@ -28,6 +28,8 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("{} query parameter(s) are not valid", .0.len())]
+    InvalidParameters(Vec<FieldError>),
     #[error("the body did not arrive within {0:?}")]
     RequestTimeout(std::time::Duration),
     #[error("the transaction breaks {total} rule(s){}", listed_note(errors.len(), *total))]
@@ -95,6 +97,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::InvalidParameters(_) => StatusCode::BAD_REQUEST,
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Port(PortError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Port(PortError::Rejected { .. }) | Self::Internal(_) => {
@@ -113,6 +116,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload-too-large",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::RequestTimeout(_) => "request-timeout",
+            Self::InvalidParameters(_) => "invalid-parameters",
             Self::Invalid { .. } => "validation",
             Self::Port(PortError::Unavailable { .. }) => "unavailable",
             Self::Port(PortError::Rejected { .. }) => "refused-by-backend",
@@ -129,6 +133,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "Payload too large",
             Self::UnsupportedMediaType(_) => "Unsupported media type",
             Self::RequestTimeout(_) => "Request timeout",
+            Self::InvalidParameters(_) => "Invalid query parameters",
             Self::Invalid { .. } => "Invalid transaction",
             Self::Port(PortError::Unavailable { .. }) => "Service unavailable",
             Self::Port(PortError::Rejected { .. }) => "Refused by a backend service",
@@ -161,11 +166,14 @@ impl ApiError {
             status: self.status().as_u16(),
             detail: self.detail(),
             errors: match self {
-                Self::Invalid { errors, .. } => Some(errors.clone()),
+                Self::Invalid { errors, .. } | Self::InvalidParameters(errors) => {
+                    Some(errors.clone())
+                }
                 _ => None,
             },
             error_count: match self {
                 Self::Invalid { total, .. } => Some(*total),
+                Self::InvalidParameters(errors) => Some(errors.len()),
                 _ => None,
             },
         }

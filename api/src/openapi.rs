@@ -18,7 +18,13 @@ use crate::routes::{ops, transactions};
                        Authorize and paste it.",
         license(name = "MIT OR Apache-2.0")
     ),
-    paths(transactions::create, transactions::read, ops::health, ops::metrics),
+    paths(
+        transactions::create,
+        transactions::list,
+        transactions::read,
+        ops::health,
+        ops::metrics
+    ),
     components(schemas(Problem, pipeline::domain::FieldError)),
     modifiers(&BearerKey),
     tags(

@@ -259,3 +259,69 @@ async fn api_keys_from_ssm_change_without_a_restart() {
     );
     server.signal("-TERM").await;
 }
+
+/// The list through the API on DynamoDB (emulator): a walk in pages of 9 over two shops'
+/// transactions returns the caller's, each once, newest first, and filters apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_list_pages_through_dynamodb_and_never_shows_another_shop() {
+    let resources = testkit::resources(ResourceOptions::default()).await;
+    let store = resources.ports().store;
+    let now = chrono::Utc::now();
+    for (shop, count) in [("demo", 60), ("other", 20)] {
+        for i in 0..count {
+            let body = json!({"transaction_id": format!("{shop}-{i:03}"), "amount": format!("{}.00", 10 + i),
+                              "currency": if i % 2 == 0 { "USD" } else { "EUR" },
+                              "timestamp": format!("2024-08-09T12:{:02}:00Z", i % 60)});
+            let transaction = pipeline::domain::parse_transaction(body.to_string().as_bytes(), now)
+                .expect("valid");
+            let envelope = pipeline::domain::Envelope::new(
+                pipeline::domain::ShopId::parse(shop).expect("shop"),
+                transaction,
+                now,
+                format!("r-{i}"),
+            );
+            let record = pipeline::domain::TransactionRecord::new(envelope, Vec::new(), now);
+            pipeline::ports::Store::put_if_absent(store.as_ref(), &record)
+                .await
+                .expect("put");
+        }
+    }
+    let temp = tempfile::tempdir().expect("temp");
+    let server = Server::start(&temp.path().join("unused"), &resources.api_env()).await;
+    let walk = |filter: &'static str| {
+        let server = &server;
+        async move {
+            let mut seen: Vec<Value> = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut url = format!("{}/transactions?limit=9{filter}", server.base);
+                if let Some(cursor) = &cursor {
+                    url.push_str(&format!("&cursor={cursor}"));
+                }
+                let page: Value = server
+                    .http
+                    .get(url)
+                    .bearer_auth(DEV_KEY)
+                    .send()
+                    .await
+                    .expect("GET")
+                    .json()
+                    .await
+                    .expect("JSON");
+                seen.extend(page["data"].as_array().expect("data").iter().cloned());
+                match page["next_cursor"].as_str() {
+                    Some(next) => cursor = Some(next.to_owned()),
+                    None => return seen,
+                }
+            }
+        }
+    };
+    let all = walk("").await;
+    assert_eq!(all.len(), 60);
+    assert!(all.iter().all(|t| t["shop_id"] == "demo"));
+    let times: Vec<&str> = all.iter().filter_map(|t| t["timestamp"].as_str()).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
+    let euros = walk("&currency=EUR").await;
+    assert_eq!(euros.len(), 30);
+    assert!(euros.iter().all(|t| t["currency"] == "EUR"));
+}

@@ -235,7 +235,12 @@ async fn sigkills_under_load_lose_no_acknowledged_transaction() {
     const POSTS: usize = 200;
     let temp = tempfile::tempdir().expect("temp");
     let data = data_dir(&temp);
-    let settings = [("QUEUE_VISIBILITY_TIMEOUT", "1")];
+    // A kill between an alert's claim and its publish holds the alert until the claim expires:
+    // a short claim keeps the test short.
+    let settings = [
+        ("QUEUE_VISIBILITY_TIMEOUT", "1"),
+        ("ALERT_CLAIM_TIMEOUT", "2"),
+    ];
     let mut acknowledged: Vec<String> = Vec::new();
     for round in 0..KILLS {
         let server = Server::start(&data, &settings).await;
@@ -555,4 +560,105 @@ async fn every_request_leaves_one_access_log_line() {
         header.as_str(),
         "one id for the request"
     );
+}
+
+/// A re-POST of an id with another payload is refused beside the original: GET shows it, the
+/// list finds it with `conflicted=true`, and the metric counts it.
+#[tokio::test]
+async fn a_conflict_is_visible_through_get_and_the_list() {
+    let temp = tempfile::tempdir().expect("temp");
+    let server = Server::start(&data_dir(&temp), &[] as &[(&str, &str)]).await;
+    server.post(DEV_KEY, &transaction("keep-me", "10.00")).await;
+    server.post(DEV_KEY, &transaction("plain", "11.00")).await;
+    server.stored(DEV_KEY, "keep-me").await;
+    let refused = server
+        .post(DEV_KEY, &transaction("keep-me", "9999.00"))
+        .await;
+    assert_eq!(refused.status(), StatusCode::ACCEPTED);
+    let refused_request: Value = refused.json().await.expect("JSON");
+    let stored = eventually("the conflict recorded", || async {
+        let record = server.stored(DEV_KEY, "keep-me").await;
+        (record["conflicts"]["count"] == 1).then_some(record)
+    })
+    .await;
+    assert_eq!(stored["amount"], "10.00", "the original is kept");
+    assert_eq!(
+        stored["conflicts"]["last_request_id"],
+        refused_request["request_id"]
+    );
+    assert!(stored["conflicts"]["last_refused_at"].is_string());
+    let listed: Value = server
+        .http
+        .get(format!("{}/transactions?conflicted=true", server.base))
+        .bearer_auth(DEV_KEY)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    let ids: Vec<&str> = listed["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|t| t["transaction_id"].as_str())
+        .collect();
+    assert_eq!(ids, ["keep-me"]);
+    assert_eq!(server.metric("transactions_conflicts_total").await, 1.0);
+}
+
+/// Walking every page through the API while new transactions arrive: each transaction that
+/// existed when the walk began is seen exactly once.
+#[tokio::test]
+async fn walking_the_pages_through_the_api_sees_each_transaction_once() {
+    let temp = tempfile::tempdir().expect("temp");
+    let server = Server::start(&data_dir(&temp), &[] as &[(&str, &str)]).await;
+    let body = |id: &str, minute: usize| {
+        json!({"transaction_id": id, "amount": "5.00",
+               "timestamp": format!("2024-08-09T{:02}:{:02}:00Z", minute / 60, minute % 60)})
+        .to_string()
+    };
+    let ids: Vec<String> = (0..120).map(|i| format!("w-{i:03}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        server.post(DEV_KEY, &body(id, i % 90)).await;
+    }
+    for id in &ids {
+        server.stored(DEV_KEY, id).await;
+    }
+    let mut seen: Vec<String> = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut page = 0;
+    loop {
+        let mut url = format!("{}/transactions?limit=25", server.base);
+        if let Some(cursor) = &cursor {
+            url.push_str(&format!("&cursor={cursor}"));
+        }
+        let listed: Value = server
+            .http
+            .get(url)
+            .bearer_auth(DEV_KEY)
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON");
+        for record in listed["data"].as_array().expect("data") {
+            seen.push(record["transaction_id"].as_str().expect("id").to_owned());
+        }
+        page += 1;
+        // Arrivals in the middle of the walk, older and newer than where it is.
+        server
+            .post(DEV_KEY, &body(&format!("late-{page}"), page * 7))
+            .await;
+        match listed["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => break,
+        }
+    }
+    let unique: std::collections::HashSet<&String> = seen.iter().collect();
+    assert_eq!(unique.len(), seen.len(), "a transaction was listed twice");
+    for id in &ids {
+        assert!(unique.contains(id), "{id} was skipped");
+    }
 }

@@ -441,3 +441,105 @@ async fn a_hanging_queue_fails_fast_after_a_few_timeouts() {
     let health = call(&router, get("/health", "")).await;
     assert_eq!(health.status, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+fn list(query: &str, key: &str) -> Request<Body> {
+    get(&format!("/transactions?{query}"), key)
+}
+
+/// Each bad parameter gets a 400 problem naming it; none is a 500.
+#[tokio::test]
+async fn bad_list_parameters_are_400_naming_the_parameter() {
+    let h = harness();
+    let cases = [
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=ten", "limit"),
+        ("from=2024-08-10T00:00:00Z&to=2024-08-09T00:00:00Z", "from"),
+        ("from=yesterday", "from"),
+        ("colour=red", "colour"),
+        ("type=gift", "type"),
+        ("currency=usd", "currency"),
+        ("currency=JPY&min_amount=10.5", "min_amount"),
+        ("currency=USD&max_amount=1.005", "max_amount"),
+        ("min_amount=-1", "min_amount"),
+        ("min_amount=1e3", "min_amount"),
+        ("min_amount=50&max_amount=10", "min_amount"),
+        ("alert=maybe", "alert"),
+        ("conflicted=yes", "conflicted"),
+        ("limit=5&limit=6", "limit"),
+        ("cursor=not-a-cursor", "cursor"),
+        ("customer_id=", "customer_id"),
+    ];
+    for (query, parameter) in cases {
+        let answer = call(&h.router, list(query, DEVELOPMENT_KEY)).await;
+        assert_problem(&answer, StatusCode::BAD_REQUEST);
+        let named = answer.body["errors"]
+            .as_array()
+            .is_some_and(|errors| errors.iter().any(|e| e["field"] == parameter));
+        assert!(named, "{query}: {parameter} not named in {}", answer.text);
+    }
+}
+
+/// A cursor is bound to the shop and the filters it was made with.
+#[tokio::test]
+async fn a_cursor_works_only_for_its_shop_and_its_filters() {
+    let h = harness();
+    let now = Utc::now();
+    for i in 0..5 {
+        let body = format!(
+            r#"{{"transaction_id": "c-{i}", "amount": "{}.00", "timestamp": "2024-08-09T12:34:5{i}Z"}}"#,
+            10 + i
+        );
+        let transaction = pipeline::domain::parse_transaction(body.as_bytes(), now).expect("valid");
+        let envelope = pipeline::domain::Envelope::new(
+            ShopId::parse("demo").expect("shop"),
+            transaction,
+            now,
+            format!("r{i}"),
+        );
+        let record = TransactionRecord::new(envelope, Vec::new(), now);
+        h.backend.store.put_if_absent(&record).await.expect("put");
+    }
+    let first = call(&h.router, list("limit=2&currency=USD", DEVELOPMENT_KEY)).await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    assert_eq!(first.body["data"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        first.body["data"][0]["transaction_id"], "c-4",
+        "newest first"
+    );
+    assert_eq!(first.body["has_more"], true);
+    let cursor = first.body["next_cursor"]
+        .as_str()
+        .expect("a cursor")
+        .to_owned();
+    let next = call(
+        &h.router,
+        list(
+            &format!("limit=2&currency=USD&cursor={cursor}"),
+            DEVELOPMENT_KEY,
+        ),
+    )
+    .await;
+    assert_eq!(next.status, StatusCode::OK, "{}", next.text);
+    assert_eq!(next.body["data"][0]["transaction_id"], "c-2");
+    for (query, key) in [
+        (format!("limit=2&currency=USD&cursor={cursor}"), "other-key"),
+        (
+            format!("limit=2&currency=EUR&cursor={cursor}"),
+            DEVELOPMENT_KEY,
+        ),
+        (format!("limit=2&cursor={cursor}"), DEVELOPMENT_KEY),
+    ] {
+        let answer = call(&h.router, list(&query, key)).await;
+        assert_problem(&answer, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            answer.body["errors"][0]["field"], "cursor",
+            "{}",
+            answer.text
+        );
+    }
+    // Another shop sees none of these.
+    let theirs = call(&h.router, list("", "other-key")).await;
+    assert_eq!(theirs.body["data"], json!([]));
+    assert_eq!(theirs.body["has_more"], false);
+}

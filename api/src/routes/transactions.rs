@@ -7,7 +7,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
-use pipeline::domain::{AlertStatus, Envelope, Named, Transaction, is_identifier};
+use pipeline::domain::{
+    AlertStatus, Conflicts, Envelope, ListQuery, Named, Transaction, TransactionRecord,
+    is_identifier,
+};
 use pipeline::ports::{OutgoingMessage, Store};
 use serde::Serialize;
 use std::sync::Arc;
@@ -15,9 +18,10 @@ use tower_http::request_id::RequestId;
 use utoipa::ToSchema;
 
 use crate::auth::Shop;
-use crate::docs::NewTransaction;
+use crate::docs::{ListParamsDoc, NewTransaction};
 use crate::error::{ApiError, Problem};
 use crate::extract::ValidatedTransaction;
+use crate::listing::{Cursor, ListParams};
 use crate::state::{AppState, PathPrefix};
 
 /// The answer to an accepted POST: the transaction is durably on the queue.
@@ -42,6 +46,8 @@ pub struct StoredTransaction {
     pub request_id: String,
     pub accepted_at: DateTime<Utc>,
     pub processed_at: DateTime<Utc>,
+    /// Re-sends of this id with another payload, which were refused (the original is kept).
+    pub conflicts: Conflicts,
     /// Every alert the transaction raised, one per rule, with its state.
     pub alerts: Vec<AlertStatus>,
     /// The first of `alerts`, or `null`: kept for clients of the single-rule version.
@@ -161,13 +167,76 @@ pub async fn read(
         .get(&shop_id, &transaction_id)
         .await?
         .ok_or_else(not_found)?;
-    Ok(Json(StoredTransaction {
-        shop_id: record.shop_id.to_string(),
-        request_id: record.request_id,
-        accepted_at: record.accepted_at,
-        processed_at: record.processed_at,
-        alert: record.alerts.first().cloned(),
-        alerts: record.alerts,
-        transaction: record.transaction,
+    Ok(Json(StoredTransaction::from(record)))
+}
+
+impl From<TransactionRecord> for StoredTransaction {
+    fn from(record: TransactionRecord) -> Self {
+        Self {
+            shop_id: record.shop_id.to_string(),
+            request_id: record.request_id,
+            accepted_at: record.accepted_at,
+            processed_at: record.processed_at,
+            alert: record.alerts.first().cloned(),
+            alerts: record.alerts,
+            conflicts: record.conflicts,
+            transaction: record.transaction,
+        }
+    }
+}
+
+/// One page of a shop's transactions.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TransactionList {
+    /// Newest first by `timestamp`, ties broken by id.
+    pub data: Vec<StoredTransaction>,
+    /// Whether there may be more: then `next_cursor` gives the next page.
+    pub has_more: bool,
+    /// Pass as `cursor`, with the same filters, for the next page.
+    pub next_cursor: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/transactions",
+    tag = "transactions",
+    security(("api_key" = [])),
+    params(ListParamsDoc),
+    responses(
+        (status = 200, description = "A page of the shop's transactions", body = TransactionList),
+        (status = 400, description = "A parameter is not valid: each is named in `errors` (an unknown parameter, limit out of 1-100, `from` not before `to`, a cursor of another shop or other filters)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    )
+)]
+pub async fn list(
+    State(store): State<Arc<dyn Store>>,
+    Shop(shop_id): Shop,
+    params: ListParams,
+) -> Result<Json<TransactionList>, ApiError> {
+    let after = params
+        .cursor
+        .as_ref()
+        .map(|cursor| cursor.position_for(&shop_id, &params.filters))
+        .transpose()?;
+    let query = ListQuery {
+        filters: params.filters,
+        limit: params.limit,
+        after,
+    };
+    let page = store.list(&shop_id, &query).await?;
+    let next_cursor = page
+        .next
+        .as_ref()
+        .map(|position| Cursor::encode(&shop_id, &query.filters, position));
+    Ok(Json(TransactionList {
+        data: page
+            .records
+            .into_iter()
+            .map(StoredTransaction::from)
+            .collect(),
+        has_more: next_cursor.is_some(),
+        next_cursor,
     }))
 }

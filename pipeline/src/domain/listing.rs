@@ -19,6 +19,7 @@ pub const MAX_EXAMINED_PER_PAGE: usize = 5_000;
 
 /// `alert`: which transactions by their alerts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AlertFilter {
     /// Raised no alert.

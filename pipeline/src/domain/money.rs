@@ -6,6 +6,9 @@ use std::str::FromStr;
 use iso_currency::Currency;
 use rust_decimal::Decimal;
 
+/// The most minor units any currency has (CLF, UYW: 4).
+pub const MAX_MINOR_UNITS: u32 = 4;
+
 /// Largest accepted amount; anything above is almost certainly a unit mistake.
 pub const MAX_AMOUNT: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 0);
 

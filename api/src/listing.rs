@@ -1,0 +1,285 @@
+//! `GET /transactions`: reading the query string strictly (every bad parameter is named, and
+//! an unknown one is refused rather than ignored) and the opaque cursor of a walk.
+//!
+//! A cursor is the position a walk reached, bound to the shop and to the filters of the first
+//! page: base64url of `{v, shop, filters, micros, id}`. It carries nothing secret (it names a
+//! transaction of the caller's own shop), so it is checked, not signed: another shop's
+//! cursor, or one sent with other filters, is refused.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{FromRequestParts, RawQuery};
+use axum::http::request::Parts;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use pipeline::domain::listing::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use pipeline::domain::money::{MAX_MINOR_UNITS, minor_units, significant_scale};
+use pipeline::domain::{
+    AlertFilter, FieldError, ListFilters, MAX_ID_CHARS, Named, Position, ShopId, TransactionType,
+};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+
+/// The parameters a list takes, in the order the contract documents them.
+pub const PARAMETERS: [&str; 11] = [
+    "limit",
+    "cursor",
+    "from",
+    "to",
+    "type",
+    "currency",
+    "customer_id",
+    "min_amount",
+    "max_amount",
+    "alert",
+    "conflicted",
+];
+
+/// A list request, read from the query string.
+#[derive(Debug)]
+pub struct ListParams {
+    pub filters: ListFilters,
+    pub limit: usize,
+    pub cursor: Option<Cursor>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    v: u32,
+    shop: String,
+    filters: String,
+    micros: i64,
+    id: String,
+}
+
+const CURSOR_VERSION: u32 = 1;
+
+/// A short digest of the filters, normalised so that `100.5` and `100.50` are the same filter.
+pub fn filters_digest(filters: &ListFilters) -> String {
+    let mut normal = filters.clone();
+    normal.min_amount = normal.min_amount.map(|d| d.normalize());
+    normal.max_amount = normal.max_amount.map(|d| d.normalize());
+    let json =
+        serde_json::to_string(&normal).expect("filters are plain data, which always serialise");
+    hex::encode(&Sha256::digest(json.as_bytes())[..8])
+}
+
+impl Cursor {
+    pub fn encode(shop: &ShopId, filters: &ListFilters, position: &Position) -> String {
+        let cursor = Cursor {
+            v: CURSOR_VERSION,
+            shop: shop.to_string(),
+            filters: filters_digest(filters),
+            micros: position.micros,
+            id: position.transaction_id.clone(),
+        };
+        let json =
+            serde_json::to_vec(&cursor).expect("a cursor is plain data, which always serialises");
+        URL_SAFE_NO_PAD.encode(json)
+    }
+
+    fn decode(text: &str) -> Option<Self> {
+        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+        let cursor: Cursor = serde_json::from_slice(&bytes).ok()?;
+        (cursor.v == CURSOR_VERSION).then_some(cursor)
+    }
+
+    /// The position to continue after, if this cursor was made for this shop and filters.
+    pub fn position_for(&self, shop: &ShopId, filters: &ListFilters) -> Result<Position, ApiError> {
+        let refuse =
+            |message: &str| ApiError::InvalidParameters(vec![problem("cursor", "cursor", message)]);
+        if self.shop != shop.as_str() {
+            return Err(refuse("was not made for this shop"));
+        }
+        if self.filters != filters_digest(filters) {
+            return Err(refuse(
+                "was made with other filters; send the same filters as for the first page",
+            ));
+        }
+        Ok(Position {
+            micros: self.micros,
+            transaction_id: self.id.clone(),
+        })
+    }
+}
+
+fn problem(field: &str, code: &str, message: &str) -> FieldError {
+    FieldError {
+        field: field.to_owned(),
+        code: code.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ListParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let RawQuery(query) = RawQuery::from_request_parts(parts, state)
+            .await
+            .unwrap_or(RawQuery(None));
+        ListParams::parse(query.as_deref().unwrap_or(""))
+    }
+}
+
+impl ListParams {
+    pub fn parse(query: &str) -> Result<Self, ApiError> {
+        let mut errors = Vec::new();
+        let mut given: BTreeMap<String, String> = BTreeMap::new();
+        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+            if !PARAMETERS.contains(&name.as_ref()) {
+                errors.push(problem(
+                    &name,
+                    "unknown_parameter",
+                    &format!(
+                        "is not a parameter of this list; use {}",
+                        PARAMETERS.join(", ")
+                    ),
+                ));
+            } else if given.insert(name.to_string(), value.into_owned()).is_some() {
+                errors.push(problem(&name, "repeated", "is given more than once"));
+            }
+        }
+        let mut read = Reader {
+            given: &given,
+            errors: &mut errors,
+        };
+        let limit = read
+            .parse(
+                "limit",
+                |text| {
+                    let limit: usize = text.parse().ok()?;
+                    (1..=MAX_PAGE_SIZE).contains(&limit).then_some(limit)
+                },
+                &format!("must be a whole number from 1 to {MAX_PAGE_SIZE}"),
+            )
+            .unwrap_or(DEFAULT_PAGE_SIZE);
+        let from = read.parse("from", parse_time, TIME_RULE);
+        let to = read.parse("to", parse_time, TIME_RULE);
+        let kind = read.parse(
+            "type",
+            TransactionType::from_name,
+            &one_of::<TransactionType>(),
+        );
+        let currency = read.parse(
+            "currency",
+            |code| minor_units(code).map(|_| code.to_owned()),
+            "must be an ISO 4217 alphabetic currency code with minor units, such as USD",
+        );
+        let customer_id = read.parse(
+            "customer_id",
+            |text| {
+                let fits = (1..=MAX_ID_CHARS as usize).contains(&text.chars().count())
+                    && !text.chars().any(char::is_control);
+                fits.then(|| text.to_owned())
+            },
+            &format!("must be 1-{MAX_ID_CHARS} characters without control characters"),
+        );
+        let places = currency
+            .as_deref()
+            .and_then(minor_units)
+            .unwrap_or(MAX_MINOR_UNITS);
+        let amount_rule = format!(
+            "must be a decimal such as 100.50, 0 or more, with at most {places} decimal places{}",
+            currency
+                .as_ref()
+                .map(|c| format!(" for {c}"))
+                .unwrap_or_default()
+        );
+        let amount = |text: &str| {
+            let value: Decimal = text.parse().ok()?;
+            let plain = text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+            (plain && significant_scale(value) <= places).then_some(value)
+        };
+        let min_amount = read.parse("min_amount", amount, &amount_rule);
+        let max_amount = read.parse("max_amount", amount, &amount_rule);
+        let alert = read.parse("alert", AlertFilter::from_name, &one_of::<AlertFilter>());
+        let conflicted = read.parse(
+            "conflicted",
+            |text| match text {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            },
+            "must be true or false",
+        );
+        let cursor = read.parse(
+            "cursor",
+            Cursor::decode,
+            "is not a cursor this API gave; use next_cursor from the previous page",
+        );
+        if let (Some(from), Some(to)) = (from, to)
+            && from >= to
+        {
+            errors.push(problem("from", "range", "must be before `to`"));
+        }
+        if let (Some(min), Some(max)) = (min_amount, max_amount)
+            && min > max
+        {
+            errors.push(problem(
+                "min_amount",
+                "range",
+                "must not be more than `max_amount`",
+            ));
+        }
+        if !errors.is_empty() {
+            return Err(ApiError::InvalidParameters(errors));
+        }
+        Ok(ListParams {
+            filters: ListFilters {
+                from,
+                to,
+                kind,
+                currency,
+                customer_id,
+                min_amount,
+                max_amount,
+                alert,
+                conflicted,
+            },
+            limit,
+            cursor,
+        })
+    }
+}
+
+const TIME_RULE: &str =
+    "must be an RFC 3339 date-time with an offset, such as 2024-08-09T12:34:56Z (encode + as %2B)";
+
+fn one_of<T: Named>() -> String {
+    format!("must be one of {}", T::names().join(", "))
+}
+
+/// RFC 3339; a `+` of an offset that arrived unencoded (and so as a space) is taken back.
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    let parse = |text: &str| DateTime::parse_from_rfc3339(text).ok();
+    parse(text)
+        .or_else(|| parse(&text.replacen(' ', "+", 1)))
+        .map(|time| time.with_timezone(&Utc))
+}
+
+struct Reader<'a> {
+    given: &'a BTreeMap<String, String>,
+    errors: &'a mut Vec<FieldError>,
+}
+
+impl Reader<'_> {
+    /// The parameter read by `read`, or an error naming it with `rule`.
+    fn parse<T>(
+        &mut self,
+        name: &str,
+        read: impl FnOnce(&str) -> Option<T>,
+        rule: &str,
+    ) -> Option<T> {
+        let text = self.given.get(name)?;
+        let value = read(text);
+        if value.is_none() {
+            self.errors.push(problem(name, "invalid", rule));
+        }
+        value
+    }
+}
