@@ -16,7 +16,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::access_log;
 use crate::error::{ApiError, ProblemSlug};
 use crate::openapi::ApiDoc;
-use crate::routes::{ops, transactions};
+use crate::routes::{batch, ops, transactions};
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
@@ -28,6 +28,10 @@ pub fn router(state: AppState) -> Router {
         .route_layer(middleware::from_fn(count_ingest_outcomes));
     Router::new()
         .merge(ingest)
+        .route(
+            "/transactions/batch",
+            post(batch::create).get(transactions::read_named_batch),
+        )
         .route("/transactions/{transaction_id}", get(transactions::read))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))

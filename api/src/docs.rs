@@ -235,6 +235,30 @@ fn metadata() -> ObjectBuilder {
         )))
 }
 
+/// A batch of transactions, each validated on its own.
+pub struct NewBatch;
+
+impl PartialSchema for NewBatch {
+    fn schema() -> RefOr<Schema> {
+        let transactions = ArrayBuilder::new()
+            .items(NewTransaction::schema())
+            .min_items(Some(1))
+            .max_items(Some(crate::limits::MAX_BATCH_ITEMS))
+            .description(Some(format!(
+                "1-{} transactions, in at most {} bytes in all.",
+                crate::limits::MAX_BATCH_ITEMS,
+                crate::limits::MAX_BATCH_BYTES
+            )));
+        ObjectBuilder::new()
+            .property("transactions", transactions)
+            .required("transactions")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)))
+            .into()
+    }
+}
+
+impl ToSchema for NewBatch {}
+
 /// The query parameters of `GET /transactions`, for the contract (the reader is
 /// `listing::ListParams`, which refuses anything else by name).
 #[derive(utoipa::IntoParams)]

@@ -26,6 +26,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error("a batch holds at most {limit} transactions")]
+    TooManyItems { limit: usize },
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("{} query parameter(s) are not valid", .0.len())]
@@ -94,7 +96,9 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge { .. } | Self::TooManyItems { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::InvalidParameters(_) => StatusCode::BAD_REQUEST,
@@ -113,7 +117,7 @@ impl ApiError {
             Self::Unauthorized(_) => "unauthorized",
             Self::NotFound(_) => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
-            Self::PayloadTooLarge { .. } => "payload-too-large",
+            Self::PayloadTooLarge { .. } | Self::TooManyItems { .. } => "payload-too-large",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::RequestTimeout(_) => "request-timeout",
             Self::InvalidParameters(_) => "invalid-parameters",
@@ -130,7 +134,7 @@ impl ApiError {
             Self::Unauthorized(_) => "Missing or unknown API key",
             Self::NotFound(_) => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
-            Self::PayloadTooLarge { .. } => "Payload too large",
+            Self::PayloadTooLarge { .. } | Self::TooManyItems { .. } => "Payload too large",
             Self::UnsupportedMediaType(_) => "Unsupported media type",
             Self::RequestTimeout(_) => "Request timeout",
             Self::InvalidParameters(_) => "Invalid query parameters",

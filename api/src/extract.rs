@@ -10,8 +10,7 @@ use pipeline::domain::{Transaction, parse_transaction};
 use crate::error::ApiError;
 use crate::state::BodyReadTimeout;
 
-/// Request bodies above this are refused with 413 before they are read in full.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub use crate::limits::MAX_BODY_BYTES;
 
 /// A JSON request body, read whole: the media type is checked (415) and its size bounded (413).
 pub struct JsonBody<const LIMIT: usize>(pub Bytes);

@@ -14,6 +14,7 @@ pub mod error;
 pub mod extract;
 pub mod http_server;
 pub mod lambda;
+pub mod limits;
 pub mod listing;
 pub mod openapi;
 pub mod routes;

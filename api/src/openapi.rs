@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::Problem;
-use crate::routes::{ops, transactions};
+use crate::routes::{batch, ops, transactions};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,6 +20,7 @@ use crate::routes::{ops, transactions};
     ),
     paths(
         transactions::create,
+        batch::create,
         transactions::list,
         transactions::read,
         ops::health,

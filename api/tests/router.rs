@@ -543,3 +543,223 @@ async fn a_cursor_works_only_for_its_shop_and_its_filters() {
     assert_eq!(theirs.body["data"], json!([]));
     assert_eq!(theirs.body["has_more"], false);
 }
+
+fn post_batch(body: impl Into<Body>) -> Request<Body> {
+    Request::post("/transactions/batch")
+        .header(header::AUTHORIZATION, format!("Bearer {DEVELOPMENT_KEY}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(body.into())
+        .expect("request")
+}
+
+fn item(id: &str, amount: &str) -> Value {
+    json!({"transaction_id": id, "amount": amount, "timestamp": "2024-08-09T12:34:56Z"})
+}
+
+fn batch(items: Vec<Value>) -> String {
+    json!({ "transactions": items }).to_string()
+}
+
+#[tokio::test]
+async fn a_batch_of_valid_transactions_is_202_and_every_item_is_on_the_queue() {
+    let h = harness();
+    let answer = call(
+        &h.router,
+        post_batch(batch(
+            (0..25).map(|i| item(&format!("b-{i}"), "5.00")).collect(),
+        )),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+    assert_eq!(answer.body["accepted"], 25);
+    assert_eq!(answer.body["rejected"], 0);
+    assert_eq!(answer.body["results"][3]["status"], "accepted");
+    assert_eq!(answer.body["results"][3]["transaction_id"], "b-3");
+    let queued = queued_bodies(&h.backend).await;
+    assert_eq!(queued.len(), 25);
+    let request_id = answer.body["request_id"].as_str().expect("request id");
+    assert!(
+        queued
+            .iter()
+            .any(|envelope| envelope["request_id"] == format!("{request_id}#3"))
+    );
+}
+
+#[tokio::test]
+async fn a_mixed_batch_is_207_listing_each_rejected_item_with_its_errors() {
+    let h = harness();
+    let items = vec![
+        item("ok-1", "5.00"),
+        item("bad id", "-5"),
+        json!("not an object"),
+        item("ok-2", "7.00"),
+    ];
+    let answer = call(&h.router, post_batch(batch(items))).await;
+    assert_eq!(answer.status, StatusCode::MULTI_STATUS, "{}", answer.text);
+    assert_eq!(answer.body["accepted"], 2);
+    assert_eq!(answer.body["rejected"], 2);
+    let second = &answer.body["results"][1];
+    assert_eq!(second["status"], "rejected");
+    assert!(
+        second["errors"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["field"] == "amount"))
+    );
+    assert_eq!(answer.body["results"][2]["status"], "rejected");
+    assert_eq!(
+        queued_bodies(&h.backend).await.len(),
+        2,
+        "only the accepted are queued"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_with_nothing_valid_is_a_422_problem_listing_every_item() {
+    let h = harness();
+    let answer = call(
+        &h.router,
+        post_batch(batch(vec![item("x", "0"), item("y", "abc")])),
+    )
+    .await;
+    assert_problem(&answer, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer.body["results"].as_array().map(Vec::len), Some(2));
+    assert!(queued_bodies(&h.backend).await.is_empty());
+    let empty = call(&h.router, post_batch(batch(Vec::new()))).await;
+    assert_problem(&empty, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(empty.body["errors"][0]["field"], "transactions");
+}
+
+#[tokio::test]
+async fn batches_over_the_limits_are_413_naming_the_limit_and_other_shapes_400() {
+    let h = harness();
+    let too_many = call(
+        &h.router,
+        post_batch(batch(
+            (0..1001).map(|i| item(&format!("m-{i}"), "1")).collect(),
+        )),
+    )
+    .await;
+    assert_problem(&too_many, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        too_many.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("1000")),
+        "{}",
+        too_many.text
+    );
+    let huge = format!(
+        r#"{{"transactions": [{{"transaction_id": "h", "metadata": {{"k": "{}"}}}}]}}"#,
+        "v".repeat(1100 * 1024)
+    );
+    let too_big = call(&h.router, post_batch(huge)).await;
+    assert_problem(&too_big, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        too_big.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("1048576")),
+        "{}",
+        too_big.text
+    );
+    for shape in [
+        r#"[]"#,
+        r#"{"transactions": 5}"#,
+        r#"{"items": []}"#,
+        r#"{"transactions": [], "x": 1}"#,
+        "{",
+    ] {
+        assert_problem(
+            &call(&h.router, post_batch(shape)).await,
+            StatusCode::BAD_REQUEST,
+        );
+    }
+    assert!(queued_bodies(&h.backend).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_repeated_id_in_one_batch_is_accepted_once_or_refused_as_a_conflict() {
+    let h = harness();
+    let items = vec![
+        item("same", "5.00"),
+        item("same", "5"),
+        item("same", "6.00"),
+    ];
+    let answer = call(&h.router, post_batch(batch(items))).await;
+    assert_eq!(answer.status, StatusCode::MULTI_STATUS, "{}", answer.text);
+    assert_eq!(answer.body["results"][1]["status"], "accepted");
+    assert_eq!(answer.body["results"][1]["duplicate_of"], 0);
+    assert_eq!(answer.body["results"][2]["status"], "rejected");
+    assert_eq!(answer.body["results"][2]["errors"][0]["code"], "conflict");
+    assert_eq!(
+        queued_bodies(&h.backend).await.len(),
+        1,
+        "the same payload is queued once"
+    );
+}
+
+#[tokio::test]
+async fn a_batch_the_queue_cannot_take_is_503_with_nothing_accepted() {
+    let h = harness();
+    let queue = FaultyQueue::failing(h.backend.queue.clone(), broken_disk());
+    let router = router(state(Arc::new(queue), h.backend.store.clone()));
+    let answer = call(
+        &router,
+        post_batch(batch(vec![item("q-1", "5"), item("q-2", "6")])),
+    )
+    .await;
+    assert_problem(&answer, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(answer.headers.get(header::RETRY_AFTER).is_some());
+    assert!(answer.body.get("accepted").is_none(), "{}", answer.text);
+    assert!(queued_bodies(&h.backend).await.is_empty());
+}
+
+async fn sqs_stand_in_queue() -> (testkit::sqs_stand_in::SqsStandIn, Arc<dyn Queue>) {
+    let stand_in = testkit::sqs_stand_in::SqsStandIn::start().await;
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&stand_in.endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "t", "t", None, None, "test",
+        ))
+        .load()
+        .await;
+    let queue = pipeline::adapters::aws::SqsQueue::new(
+        aws_sdk_sqs::Client::new(&config),
+        format!("{}/123456789012/q", stand_in.endpoint),
+        None,
+    );
+    (stand_in, Arc::new(queue))
+}
+
+/// On SQS, entries of a batch fail on their own: a transient failure is retried and then
+/// accepted; the sender's fault rejects that item alone (207); an entry that keeps failing
+/// makes the whole request a 503.
+#[tokio::test]
+async fn partial_sqs_batch_failures_are_retried_rejected_or_a_503() {
+    let h = harness();
+    let (_stand_in, queue) = sqs_stand_in_queue().await;
+    let router = router(state(queue, h.backend.store.clone()));
+    let retried = call(
+        &router,
+        post_batch(batch(vec![item("fine-1", "5"), item("fail-once-2", "6")])),
+    )
+    .await;
+    assert_eq!(retried.status, StatusCode::ACCEPTED, "{}", retried.text);
+    assert_eq!(retried.body["accepted"], 2);
+    let refused = call(
+        &router,
+        post_batch(batch(vec![item("fine-3", "5"), item("refuse-4", "6")])),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::MULTI_STATUS, "{}", refused.text);
+    assert_eq!(
+        refused.body["results"][1]["errors"][0]["code"],
+        "refused_by_queue"
+    );
+    let failing = call(
+        &router,
+        post_batch(batch(vec![item("fine-5", "5"), item("fail-always-6", "6")])),
+    )
+    .await;
+    assert_problem(&failing, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(failing.body.get("accepted").is_none());
+}

@@ -120,3 +120,51 @@ async fn conflicts_are_counted_once_per_request() {
     let (_resources, backend) = backend(5).await;
     contract::conflicts_are_counted_once_per_request(backend.store as Arc<dyn Store>).await;
 }
+
+/// A batch send where some entries fail: each result says what became of its own entry (in
+/// order), transient failures as `Unavailable`, the sender's fault as `Rejected`. moto never
+/// fails an entry, so this runs against the test kit's SQS stand-in, with the real SDK.
+#[tokio::test]
+async fn a_partial_batch_failure_is_mapped_entry_by_entry() {
+    use pipeline::ports::{OutgoingMessage, PortError};
+    let stand_in = testkit::sqs_stand_in::SqsStandIn::start().await;
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&stand_in.endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "t", "t", None, None, "test",
+        ))
+        .load()
+        .await;
+    let queue = pipeline::adapters::aws::SqsQueue::new(
+        aws_sdk_sqs::Client::new(&config),
+        format!("{}/123456789012/q", stand_in.endpoint),
+        None,
+    );
+    let bodies = ["ok-0", "fail-always-1", "ok-2", "refuse-3"]
+        .into_iter()
+        .chain((4..12).map(|_| "ok"))
+        .enumerate()
+        .map(|(i, body)| OutgoingMessage {
+            body: format!("{body}-{i}"),
+            attributes: Default::default(),
+        })
+        .collect();
+    let results = queue
+        .send_batch(bodies)
+        .await
+        .expect("the request itself succeeds");
+    assert_eq!(results.len(), 12);
+    assert!(results[0].is_ok() && results[2].is_ok() && results[11].is_ok());
+    assert!(
+        matches!(results[1], Err(PortError::Unavailable { .. })),
+        "{:?}",
+        results[1]
+    );
+    assert!(
+        matches!(results[3], Err(PortError::Rejected { .. })),
+        "{:?}",
+        results[3]
+    );
+    assert_eq!(stand_in.batch_sizes(), [10, 2], "batches of at most 10");
+}

@@ -5,6 +5,7 @@
 pub mod doubles;
 pub mod lambda_runtime_stub;
 pub mod proxy;
+pub mod sqs_stand_in;
 
 use std::net::TcpListener;
 use std::path::Path;

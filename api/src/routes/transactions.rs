@@ -155,6 +155,23 @@ pub async fn read(
     Shop(shop_id): Shop,
     Path(transaction_id): Path<String>,
 ) -> Result<Json<StoredTransaction>, ApiError> {
+    read_one(store.as_ref(), &shop_id, transaction_id).await
+}
+
+/// `GET /transactions/batch` reads the transaction whose id is `batch`: the batch route's path
+/// would otherwise hide it.
+pub async fn read_named_batch(
+    State(store): State<Arc<dyn Store>>,
+    Shop(shop_id): Shop,
+) -> Result<Json<StoredTransaction>, ApiError> {
+    read_one(store.as_ref(), &shop_id, "batch".to_owned()).await
+}
+
+async fn read_one(
+    store: &dyn Store,
+    shop_id: &pipeline::domain::ShopId,
+    transaction_id: String,
+) -> Result<Json<StoredTransaction>, ApiError> {
     // Only an id that could exist is echoed back: an 8 KB path is not repeated in the answer.
     if !is_identifier(&transaction_id) {
         return Err(ApiError::NotFound(
@@ -164,7 +181,7 @@ pub async fn read(
     let not_found =
         || ApiError::NotFound(format!("no transaction {transaction_id:?} for this shop"));
     let record = store
-        .get(&shop_id, &transaction_id)
+        .get(shop_id, &transaction_id)
         .await?
         .ok_or_else(not_found)?;
     Ok(Json(StoredTransaction::from(record)))

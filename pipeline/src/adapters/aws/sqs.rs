@@ -242,6 +242,36 @@ impl SqsQueue {
     }
 }
 
+/// SQS's limit on one `SendMessageBatch` request's payload (bodies and attributes).
+const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+fn payload_size(message: &OutgoingMessage) -> usize {
+    message.body.len()
+        + message
+            .attributes
+            .iter()
+            .map(|(name, value)| name.len() + value.len() + "String".len())
+            .sum::<usize>()
+}
+
+/// The messages in order, in groups of at most 10 and at most 256 KiB each.
+fn batches(messages: &[OutgoingMessage]) -> Vec<&[OutgoingMessage]> {
+    let mut groups = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (index, message) in messages.iter().enumerate() {
+        let size = payload_size(message);
+        if index > start && (index - start == BATCH_LIMIT || bytes + size > MAX_BATCH_BYTES) {
+            groups.push(&messages[start..index]);
+            (start, bytes) = (index, 0);
+        }
+        bytes += size;
+    }
+    if start < messages.len() {
+        groups.push(&messages[start..]);
+    }
+    groups
+}
+
 fn to_received(message: aws_sdk_sqs::types::Message) -> ReceivedMessage {
     let system = message.attributes.unwrap_or_default();
     let number = |name: MessageSystemAttributeName| {
@@ -282,7 +312,7 @@ impl Queue for SqsQueue {
         messages: Vec<OutgoingMessage>,
     ) -> Result<Vec<Result<String, PortError>>, PortError> {
         let mut results: Vec<Result<String, PortError>> = Vec::with_capacity(messages.len());
-        for chunk in messages.chunks(BATCH_LIMIT) {
+        for chunk in batches(&messages) {
             let entries = chunk
                 .iter()
                 .enumerate()
@@ -511,5 +541,28 @@ impl Queue for SqsQueue {
         }
         self.unhide(dead_letter_queue_url, kept).await;
         Ok(moved)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(bytes: usize) -> OutgoingMessage {
+        OutgoingMessage {
+            body: "x".repeat(bytes),
+            attributes: Default::default(),
+        }
+    }
+
+    #[test]
+    fn batches_hold_at_most_ten_messages_and_256_kib() {
+        let small: Vec<_> = (0..25).map(|_| message(100)).collect();
+        let sizes: Vec<usize> = batches(&small).iter().map(|group| group.len()).collect();
+        assert_eq!(sizes, [10, 10, 5]);
+        let big: Vec<_> = (0..10).map(|_| message(60 * 1024)).collect();
+        let sizes: Vec<usize> = batches(&big).iter().map(|group| group.len()).collect();
+        assert_eq!(sizes, [4, 4, 2]);
+        assert!(batches(&[]).is_empty());
     }
 }
