@@ -30,13 +30,13 @@ fn record(shop: &ShopId, n: usize, now: DateTime<Utc>) -> TransactionRecord {
         "currency": currency,
         // One a second, going back from the start of 2026.
         "timestamp": DateTime::from_timestamp(1_767_225_600 - n as i64, 0).expect("time").to_rfc3339(),
-        "type": if n % 50 == 0 { "refund" } else { "purchase" },
+        "type": if n.is_multiple_of(50) { "refund" } else { "purchase" },
         "customer_id": format!("cust-{}", n % 10_000),
     });
     let transaction = parse_transaction(body.to_string().as_bytes(), now).expect("valid");
     let envelope = Envelope::new(shop.clone(), transaction, now, format!("req-{n}"));
     // One in a hundred raised an alert.
-    let alerts = if n % 100 == 0 {
+    let alerts = if n.is_multiple_of(100) {
         vec![AlertDecision {
             rule: "amount_exceeds_threshold".to_owned(),
             reason: "bench".to_owned(),
