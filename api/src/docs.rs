@@ -12,7 +12,9 @@ use pipeline::domain::parse::{
     EARLIEST_TIMESTAMP, MAX_ITEMS, MAX_METADATA_KEY_CHARS, MAX_METADATA_PAIRS,
     MAX_METADATA_VALUE_CHARS, MAX_SKU_CHARS, NO_CONTROL_CHARACTERS_PATTERN, TIMESTAMP_PATTERN,
 };
-use pipeline::domain::{MAX_ID_CHARS, Named, PaymentMethod, TransactionType};
+use pipeline::domain::{
+    FINGERPRINT_PATTERN, MAX_FINGERPRINT_CHARS, MAX_ID_CHARS, Named, PaymentMethod, TransactionType,
+};
 use utoipa::openapi::extensions::ExtensionsBuilder;
 use utoipa::openapi::schema::{
     AdditionalProperties, ArrayBuilder, KnownFormat, ObjectBuilder, OneOfBuilder, Schema,
@@ -62,6 +64,7 @@ impl PartialSchema for NewTransaction {
                 "payment_method",
                 choice::<PaymentMethod>("card", "How it was paid."),
             )
+            .property("payment_fingerprint", payment_fingerprint())
             .property("items", items())
             .property("metadata", nullable_object(metadata()))
             .additional_properties(Some(AdditionalProperties::FreeForm(false)))
@@ -70,6 +73,20 @@ impl PartialSchema for NewTransaction {
 }
 
 impl ToSchema for NewTransaction {}
+
+fn payment_fingerprint() -> ObjectBuilder {
+    nullable(ObjectBuilder::new())
+        .min_length(Some(1))
+        .max_length(Some(MAX_FINGERPRINT_CHARS))
+        .pattern(Some(FINGERPRINT_PATTERN))
+        .description(Some(format!(
+            "A stable hash of the card or account paid with, made on the shop's side (for \
+             velocity rules per card). 1-{MAX_FINGERPRINT_CHARS} characters from \
+             `A-Z a-z 0-9 . _ : + / = -`. Never a card number: 13-19 digits passing the Luhn \
+             check are refused (`card_number`)."
+        )))
+        .examples([serde_json::json!("fp_9f86d081884c7d65")])
+}
 
 fn nullable(schema: ObjectBuilder) -> ObjectBuilder {
     schema.schema_type(schema::SchemaType::from_iter([Type::String, Type::Null]))

@@ -113,6 +113,7 @@ async fn start_embedded_processor(
         queue.clone(),
         ports.store().await?,
         ports.notifier().await?,
+        args.processor.rules(ports).await?,
         tuning,
     );
     Ok(tokio::spawn(worker::run(

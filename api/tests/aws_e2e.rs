@@ -22,7 +22,7 @@ fn processor(resources: &Resources) -> Processor {
         backend.queue,
         backend.store,
         backend.notifier,
-        Default::default(),
+        pipeline::domain::RuleSet::default(),
     )
     .with_concurrency(10)
 }

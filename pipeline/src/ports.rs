@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use crate::domain::Alert;
+use crate::domain::rules::{Contribution, WindowQuery, WindowTotal};
 use crate::domain::{ListQuery, Page, RefusedResend, ShopId, TransactionRecord};
 
 /// The single error type of the ports.
@@ -296,6 +297,24 @@ pub trait Store: Send + Sync {
         rule: &str,
         sent_at: DateTime<Utc>,
     ) -> Result<(), PortError>;
+
+    /// Adds one transaction's contributions to the windowed rules' counters, once: a second
+    /// call for the same (shop, transaction id) before `remember_until` changes nothing, and of
+    /// concurrent calls exactly one counts. All contributions are added, or none.
+    async fn count_once(
+        &self,
+        shop_id: &ShopId,
+        transaction_id: &str,
+        remember_until: DateTime<Utc>,
+        contributions: &[Contribution],
+    ) -> Result<(), PortError>;
+
+    /// The totals of each window, in the order asked, read after every count before it.
+    async fn window_totals(
+        &self,
+        shop_id: &ShopId,
+        windows: &[WindowQuery],
+    ) -> Result<Vec<WindowTotal>, PortError>;
 }
 
 #[async_trait]

@@ -4,9 +4,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::{StreamExt, stream};
-use pipeline::domain::{
-    Alert, AlertDecision, AlertPolicy, Envelope, RefusedResend, TransactionRecord,
-};
+use pipeline::domain::{Alert, AlertDecision, Envelope, RefusedResend, RuleSet, TransactionRecord};
 use pipeline::ports::{
     AlertClaim, ClaimOutcome, Notifier, PortError, PutOutcome, Queue, ReceivedMessage, Store,
 };
@@ -70,7 +68,7 @@ pub struct Processor {
     queue: Arc<dyn Queue>,
     store: Arc<dyn Store>,
     notifier: Arc<dyn Notifier>,
-    alerts: AlertPolicy,
+    rules: RuleSet,
     /// How many messages of a batch are in flight at once.
     concurrency: usize,
     /// How long a claim on publishing an alert lasts.
@@ -82,13 +80,13 @@ impl Processor {
         queue: Arc<dyn Queue>,
         store: Arc<dyn Store>,
         notifier: Arc<dyn Notifier>,
-        alerts: AlertPolicy,
+        rules: impl Into<RuleSet>,
     ) -> Self {
         Self {
             queue,
             store,
             notifier,
-            alerts,
+            rules: rules.into(),
             concurrency: 10,
             alert_claim: DEFAULT_ALERT_CLAIM,
         }
@@ -173,11 +171,18 @@ impl Processor {
     }
 
     async fn handle(&self, message: &ReceivedMessage, envelope: Envelope) -> Outcome {
-        let decision = self.alerts.evaluate(&envelope.transaction);
-        let record = TransactionRecord::new(envelope, decision, Utc::now());
+        let decisions = match self.decide(&envelope).await {
+            Ok(decisions) => decisions,
+            Err(error) => return Outcome::Failed(error),
+        };
+        let record = TransactionRecord::new(envelope, decisions, Utc::now());
         let (stored, outcome) = match self.store.put_if_absent(&record).await {
             Ok(PutOutcome::Inserted) => {
                 metrics::counter!(telemetry::PROCESSED).increment(1);
+                for alert in &record.alerts {
+                    metrics::counter!(telemetry::ALERTS_RAISED, "rule" => alert.decision.rule.clone())
+                        .increment(1);
+                }
                 let lag = record.processed_at - record.accepted_at;
                 metrics::histogram!(telemetry::PROCESSING_LAG)
                     .record(lag.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6);
@@ -221,6 +226,37 @@ impl Processor {
             }
         }
         outcome
+    }
+
+    /// The rules that fire. Windowed rules first count the transaction, once however often it
+    /// is delivered, then read their windows, which then include it. A redelivery may read
+    /// windows that have grown since; its decisions are thrown away, as the stored record's
+    /// (written by the first delivery that got through) are the ones that count.
+    async fn decide(&self, envelope: &Envelope) -> Result<Vec<AlertDecision>, PortError> {
+        let transaction = &envelope.transaction;
+        let shop_id = &envelope.shop_id;
+        let counting = self
+            .rules
+            .windowed_checks(transaction, shop_id.as_str(), Utc::now());
+        let Some(counting) = counting else {
+            if self.rules.has_windowed_rules() && self.rules.is_late(transaction, Utc::now()) {
+                metrics::counter!(telemetry::COUNTING_SKIPPED_LATE).increment(1);
+            }
+            return Ok(self.rules.decide(transaction, None, &[]));
+        };
+        self.store
+            .count_once(
+                shop_id,
+                &transaction.transaction_id,
+                counting.remember_until,
+                &counting.contributions(),
+            )
+            .await?;
+        let totals = self
+            .store
+            .window_totals(shop_id, &counting.queries())
+            .await?;
+        Ok(self.rules.decide(transaction, Some(&counting), &totals))
     }
 
     /// Publishes one alert exactly once across concurrent deliveries: claim it, publish, mark
@@ -289,7 +325,7 @@ impl Processor {
         self.store
             .mark_alert_sent(shop_id, transaction_id, &decision.rule, Utc::now())
             .await?;
-        metrics::counter!(telemetry::ALERTS_SENT).increment(1);
+        metrics::counter!(telemetry::ALERTS_SENT, "rule" => decision.rule.clone()).increment(1);
         Ok(())
     }
 }

@@ -8,6 +8,7 @@
 mod batch;
 pub mod lambda;
 pub mod retry;
+pub mod rules_source;
 pub mod settings;
 pub mod worker;
 

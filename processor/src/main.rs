@@ -104,9 +104,10 @@ async fn connect(args: &RunArgs) -> anyhow::Result<(Arc<Processor>, Arc<dyn Queu
     let store = ports.store().await?;
     let notifier = ports.notifier().await?;
     let tuning = args.processor.tuning(args.ports.queue_backend());
+    let rules = args.processor.rules(&ports).await?;
     let processor = args
         .processor
-        .processor(queue.clone(), store, notifier, tuning);
+        .processor(queue.clone(), store, notifier, rules, tuning);
     Ok((Arc::new(processor), queue, tuning))
 }
 

@@ -1,22 +1,34 @@
 //! The processor's settings, declared once and flattened into both binaries (`processor` and the
 //! `api`, which runs the processor in-process on the embedded backend).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use pipeline::adapters::select::{Backend, parse_seconds};
-use pipeline::domain::AlertPolicy;
+use pipeline::adapters::select::{Backend, Connector, parse_seconds};
+use pipeline::domain::{AlertPolicy, RuleSet};
 use pipeline::ports::{Notifier, Queue, Store};
 
-use crate::Processor;
 use crate::retry::{MAX_VISIBILITY, RetryPolicy};
+use crate::{Processor, rules_source};
 
 #[derive(Debug, Clone, Args)]
 pub struct ProcessorArgs {
-    /// Per-currency alert thresholds, e.g. `USD=1000,JPY=150000`; others use 1000.
+    /// Per-currency thresholds of the default rule, e.g. `USD=1000,JPY=150000`; others use
+    /// 1000. Without a rules file only; a rules file states its own thresholds.
     #[arg(long, env = "ALERT_THRESHOLDS", default_value = "", value_parser = str::parse::<AlertPolicy>)]
     pub alert_thresholds: AlertPolicy,
+
+    /// A TOML file of alert rules (see the README, "Writing alert rules"); without it, the
+    /// default rule (amount above 1000).
+    #[arg(long, env = "RULES_FILE", conflicts_with = "rules_parameter")]
+    pub rules_file: Option<PathBuf>,
+
+    /// The SSM parameter holding the rules file's text (on AWS). Read at start; while the
+    /// parameter does not exist, the default rule applies.
+    #[arg(long, env = "RULES_PARAMETER")]
+    pub rules_parameter: Option<String>,
 
     /// Messages leased per batch [default: 128 on the embedded queue; 10, SQS's maximum, on SQS].
     #[arg(long, env = "PROCESSOR_BATCH_SIZE")]
@@ -68,14 +80,34 @@ impl ProcessorArgs {
         }
     }
 
+    /// The rules in force, read in full or refused; announced in the log and in `/metrics`.
+    pub async fn rules(&self, ports: &Connector<'_>) -> anyhow::Result<RuleSet> {
+        let customised = self.alert_thresholds != AlertPolicy::default();
+        let rules = match (&self.rules_file, &self.rules_parameter) {
+            (Some(_), _) | (_, Some(_)) if customised => anyhow::bail!(
+                "ALERT_THRESHOLDS applies to the default rule only: with a rules file, put the \
+                 thresholds in its `above_by_currency`"
+            ),
+            (Some(path), _) => rules_source::from_file(path)?,
+            (None, Some(name)) => {
+                let client = aws_sdk_ssm::Client::new(ports.aws_config().await);
+                rules_source::from_parameter(&client, name, &self.alert_thresholds).await?
+            }
+            (None, None) => RuleSet::from(self.alert_thresholds.clone()),
+        };
+        rules_source::announce(&rules);
+        Ok(rules)
+    }
+
     pub fn processor(
         &self,
         queue: Arc<dyn Queue>,
         store: Arc<dyn Store>,
         notifier: Arc<dyn Notifier>,
+        rules: RuleSet,
         tuning: Tuning,
     ) -> Processor {
-        Processor::new(queue, store, notifier, self.alert_thresholds.clone())
+        Processor::new(queue, store, notifier, rules)
             .with_concurrency(tuning.concurrency)
             .with_alert_claim(self.alert_claim_timeout)
     }

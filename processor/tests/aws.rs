@@ -39,7 +39,7 @@ async fn a_batch_of_ten_with_poison_and_a_transient_failure() {
         backend.queue.clone(),
         store,
         backend.notifier.clone(),
-        Default::default(),
+        pipeline::domain::RuleSet::default(),
     )
     .with_concurrency(10);
     let response = handle_sqs_event(

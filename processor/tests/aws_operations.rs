@@ -238,7 +238,7 @@ async fn two_concurrent_invocations_with_one_message_publish_one_alert() {
             ports.queue.clone(),
             ports.store.clone(),
             ports.notifier.clone(),
-            Default::default(),
+            pipeline::domain::RuleSet::default(),
         )
     };
     let (a, b) = (processor(1), processor(2));

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use pipeline::domain::rules::{Contribution, WindowQuery, WindowTotal};
 use pipeline::domain::{Alert, ListQuery, Page, RefusedResend, ShopId, TransactionRecord};
 use pipeline::ports::{
     AlertClaim, ClaimOutcome, DeadLetter, Notifier, OutgoingMessage, PortError, PutOutcome, Queue,
@@ -174,6 +175,28 @@ impl Store for FaultyStore {
     ) -> Result<(), PortError> {
         self.check_write(id)?;
         self.inner.mark_alert_sent(shop_id, id, rule, at).await
+    }
+
+    async fn count_once(
+        &self,
+        shop_id: &ShopId,
+        id: &str,
+        remember_until: DateTime<Utc>,
+        contributions: &[Contribution],
+    ) -> Result<(), PortError> {
+        self.check_write(id)?;
+        self.inner
+            .count_once(shop_id, id, remember_until, contributions)
+            .await
+    }
+
+    async fn window_totals(
+        &self,
+        shop_id: &ShopId,
+        windows: &[WindowQuery],
+    ) -> Result<Vec<WindowTotal>, PortError> {
+        self.check_all()?;
+        self.inner.window_totals(shop_id, windows).await
     }
 }
 

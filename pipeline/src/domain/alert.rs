@@ -1,5 +1,6 @@
-//! The alert rule: a transaction whose amount *exceeds* its currency's threshold raises an alert.
-//! Thresholds are compared in decimal, so 1000.01 alerts and 1000.00 does not.
+//! The original system's alert rule, the default rule set: a transaction whose amount *exceeds*
+//! its currency's threshold raises an alert. Thresholds are compared in decimal, so 1000.01
+//! alerts and 1000.00 does not. Rules from a file are in `rules`.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -47,6 +48,15 @@ impl Default for AlertPolicy {
 }
 
 impl AlertPolicy {
+    pub fn default_threshold(&self) -> Decimal {
+        self.default_threshold
+    }
+
+    /// The per-currency thresholds that replace the default.
+    pub fn overrides(&self) -> &BTreeMap<String, Decimal> {
+        &self.per_currency
+    }
+
     pub fn threshold_for(&self, currency: &str) -> Decimal {
         self.per_currency
             .get(currency)

@@ -7,6 +7,7 @@ pub mod money;
 pub mod names;
 pub mod parse;
 pub mod record;
+pub mod rules;
 pub mod transaction;
 
 pub use alert::{Alert, AlertDecision, AlertPolicy};
@@ -15,6 +16,8 @@ pub use listing::{AlertFilter, ListFilters, ListQuery, Page, Position};
 pub use names::Named;
 pub use parse::{FieldError, TransactionError, parse_transaction};
 pub use record::{AlertState, AlertStatus, Conflicts, RefusedResend, TransactionRecord};
+pub use rules::{RuleSet, RulesFileError};
 pub use transaction::{
-    Item, MAX_ID_CHARS, PaymentMethod, ShopId, Transaction, TransactionType, is_identifier,
+    FINGERPRINT_PATTERN, Item, MAX_FINGERPRINT_CHARS, MAX_ID_CHARS, PaymentMethod, ShopId,
+    Transaction, TransactionType, is_identifier,
 };

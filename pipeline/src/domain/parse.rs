@@ -17,7 +17,8 @@ use validator::{Validate, ValidationError, ValidationErrors, ValidationErrorsKin
 use super::money::{self, DecimalTextError, MAX_AMOUNT};
 use super::names::Named;
 use super::transaction::{
-    Item, MAX_ID_CHARS, PaymentMethod, Transaction, TransactionType, identifier_rule, is_identifier,
+    self, Item, MAX_FINGERPRINT_CHARS, MAX_ID_CHARS, PaymentMethod, Transaction, TransactionType,
+    identifier_rule, is_identifier,
 };
 
 /// How far in the future a timestamp may be, to allow for clock skew between shop and us.
@@ -29,7 +30,7 @@ pub const MAX_METADATA_PAIRS: usize = 20;
 pub const MAX_METADATA_KEY_CHARS: usize = 40;
 pub const MAX_METADATA_VALUE_CHARS: usize = 256;
 
-const KNOWN_FIELDS: [&str; 9] = [
+const KNOWN_FIELDS: [&str; 10] = [
     "transaction_id",
     "amount",
     "currency",
@@ -37,6 +38,7 @@ const KNOWN_FIELDS: [&str; 9] = [
     "type",
     "customer_id",
     "payment_method",
+    "payment_fingerprint",
     "items",
     "metadata",
 ];
@@ -209,6 +211,7 @@ struct Draft {
     #[validate(length(min = 1, max = MAX_ID_CHARS, code = "length"))]
     customer_id: Option<String>,
     payment_method: Option<PaymentMethod>,
+    payment_fingerprint: Option<String>,
     #[validate(length(min = 1, max = MAX_ITEMS, code = "length"), nested)]
     items: Option<Vec<ItemDraft>>,
     #[validate(custom(function = "metadata_within_limits"))]
@@ -286,6 +289,8 @@ impl Draft {
             customer_id: field("customer_id")
                 .and_then(|raw| read_string("customer_id", raw, errors)),
             payment_method,
+            payment_fingerprint: field("payment_fingerprint")
+                .and_then(|raw| read_fingerprint(raw, errors)),
             items: field("items").and_then(|raw| read_items(raw, errors)),
             metadata: field("metadata").and_then(|raw| read_metadata(raw, errors)),
         }
@@ -365,6 +370,7 @@ impl Draft {
             kind: self.kind?,
             customer_id: self.customer_id,
             payment_method: self.payment_method,
+            payment_fingerprint: self.payment_fingerprint,
             items,
             metadata: self.metadata,
         })
@@ -435,6 +441,32 @@ fn read_string(field: &str, raw: &str, errors: &mut Errors) -> Option<String> {
             field,
             "control_character",
             "must not contain control characters (such as \\u0000 or a line break)",
+        );
+        return None;
+    }
+    Some(value)
+}
+
+/// A shop-side hash of the card or account: never a card number, which the pipeline must not
+/// store (PCI DSS), so one that looks like a PAN is refused rather than kept.
+fn read_fingerprint(raw: &str, errors: &mut Errors) -> Option<String> {
+    let field = "payment_fingerprint";
+    let value = read_string(field, raw, errors)?;
+    if transaction::looks_like_card_number(&value) {
+        errors.push(
+            field,
+            "card_number",
+            "looks like a card number (13-19 digits passing the Luhn check); send a stable \
+             hash of the card made on the shop's side, never the number",
+        );
+        return None;
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "._:+/=-".contains(c);
+    if !(1..=MAX_FINGERPRINT_CHARS).contains(&value.len()) || !value.chars().all(allowed) {
+        errors.push(
+            field,
+            "format",
+            format!("must be 1-{MAX_FINGERPRINT_CHARS} characters from A-Z a-z 0-9 . _ : + / = -"),
         );
         return None;
     }

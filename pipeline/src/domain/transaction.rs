@@ -12,6 +12,10 @@ use super::names::Named;
 
 /// Longest transaction, shop or customer id, in characters.
 pub const MAX_ID_CHARS: u64 = 64;
+/// Longest payment fingerprint, in characters: room for a hex SHA-512.
+pub const MAX_FINGERPRINT_CHARS: usize = 128;
+/// A fingerprint's characters: those of hex, base64 and base64url, and `. _ :`.
+pub const FINGERPRINT_PATTERN: &str = "^[A-Za-z0-9._:+/=-]+$";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -32,6 +36,9 @@ pub struct Transaction {
     pub customer_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_method: Option<PaymentMethod>,
+    /// The shop's stable hash of the card or account paid with; never the card number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_fingerprint: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub items: Option<Vec<Item>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,9 +160,60 @@ pub fn is_identifier(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
+/// Whether a value looks like a card number (PAN): 13 to 19 digits, perhaps grouped with spaces
+/// or dashes, that pass the Luhn check.
+pub fn looks_like_card_number(value: &str) -> bool {
+    let digits: Vec<u32> = value
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-'))
+        .map(|c| c.to_digit(10))
+        .collect::<Option<_>>()
+        .unwrap_or_default();
+    (13..=19).contains(&digits.len()) && luhn_valid(&digits)
+}
+
+fn luhn_valid(digits: &[u32]) -> bool {
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(position, &digit)| match (position % 2, digit * 2) {
+            (0, _) => digit,
+            (_, doubled) if doubled > 9 => doubled - 9,
+            (_, doubled) => doubled,
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn card_numbers_are_recognised_by_length_and_luhn() {
+        for pan in [
+            "4111111111111111",
+            "4111-1111-1111-1111",
+            "5500 0000 0000 0004",
+            "378282246310005",
+            "6011111111111117",
+            "4222222222222",
+            "6759649826438453",
+        ] {
+            assert!(looks_like_card_number(pan), "{pan}");
+        }
+        for other in [
+            "4111111111111112",
+            "411111111111",
+            "41111111111111111111",
+            "fp_4111111111111111",
+            "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+            "",
+        ] {
+            assert!(!looks_like_card_number(other), "{other}");
+        }
+    }
     use crate::domain::names::assert_names_round_trip;
 
     #[test]

@@ -18,6 +18,9 @@ pub const CONFLICTS: &str = "transactions_conflicts_total";
 pub const DEAD_LETTERED: &str = "transactions_dead_lettered_total";
 pub const RETRIED: &str = "transactions_retried_total";
 pub const ALERTS_SENT: &str = "alerts_sent_total";
+pub const ALERT_RULE: &str = "alert_rule";
+pub const ALERTS_RAISED: &str = "alerts_raised_total";
+pub const COUNTING_SKIPPED_LATE: &str = "rules_late_transactions_total";
 pub const PROCESSING_LAG: &str = "processing_lag_seconds";
 pub const BATCH_SIZE: &str = "processor_batch_size";
 pub const QUEUE_DEPTH: &str = "queue_depth";
@@ -39,7 +42,19 @@ pub fn describe() {
         RETRIED,
         "Messages given back to the queue after a transient failure"
     );
-    describe_counter!(ALERTS_SENT, "Alerts published");
+    describe_counter!(ALERTS_SENT, "Alerts published, by rule");
+    describe_counter!(
+        ALERTS_RAISED,
+        "Alerts raised by stored transactions, by rule"
+    );
+    describe_gauge!(
+        ALERT_RULE,
+        "The alert rules in force (1 each), with name, kind and rule"
+    );
+    describe_counter!(
+        COUNTING_SKIPPED_LATE,
+        "Transactions older than the late-arrival bound, left out of windowed rules"
+    );
     describe_histogram!(
         PROCESSING_LAG,
         Unit::Seconds,

@@ -59,6 +59,7 @@ pub fn adapter_calls() -> Vec<AwsCall> {
     [
         super::sqs::AWS_CALLS,
         super::dynamodb::AWS_CALLS,
+        super::counters::AWS_CALLS,
         super::sns::AWS_CALLS,
     ]
     .concat()

@@ -9,6 +9,8 @@
 //!   [`DEFAULT_INDEX_SHARDS`]) and `gsi1sk = "<timestamp>#<transaction_id>"`. Listing a shop's
 //!   transactions by time is one `Query` per shard, merged; the shards keep one shop's index
 //!   writes off a single partition too. No operation scans.
+//! - Counters of the windowed alert rules live in the same table under other keys (see
+//!   `counters`); they have no index attributes, so they never appear in a list.
 //! - `alerts`: a map from rule name to that alert's progress (`state`, `sent_at`, and while
 //!   someone is publishing it, `claim_owner` and `claim_until`), changed by conditional updates.
 
@@ -22,8 +24,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use sha2::{Digest, Sha256};
 
 use super::calls::{AwsCall, Caller::*};
-use super::describe;
+use super::{counters, describe};
 use crate::domain::listing::order_micros;
+use crate::domain::rules::{Contribution, WindowQuery, WindowTotal};
 use crate::domain::{
     AlertFilter, AlertState, ListQuery, Named, Page, Position, RefusedResend, ShopId,
     TransactionRecord,
@@ -432,6 +435,31 @@ impl Store for DynamoStore {
             Err(error) => Err(unavailable(error)),
             Ok(_) => Ok(()),
         }
+    }
+
+    async fn count_once(
+        &self,
+        shop_id: &ShopId,
+        transaction_id: &str,
+        remember_until: DateTime<Utc>,
+        contributions: &[Contribution],
+    ) -> Result<(), PortError> {
+        counters::count_once(
+            &self.client,
+            &self.table,
+            (shop_id.as_str(), transaction_id),
+            remember_until,
+            contributions,
+        )
+        .await
+    }
+
+    async fn window_totals(
+        &self,
+        shop_id: &ShopId,
+        windows: &[WindowQuery],
+    ) -> Result<Vec<WindowTotal>, PortError> {
+        counters::window_totals(&self.client, &self.table, shop_id.as_str(), windows).await
     }
 }
 

@@ -3,6 +3,7 @@
 //! server.
 
 pub mod calls;
+mod counters;
 mod dynamodb;
 mod sns;
 mod sqs;

@@ -2,6 +2,7 @@
 //! (WAL mode) under one data directory. Separate files keep one component's writes from
 //! waiting on another's lock, as separate services would.
 
+mod counters;
 mod notifier;
 mod queue;
 mod sqlite;

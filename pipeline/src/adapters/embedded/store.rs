@@ -7,6 +7,7 @@
 //! per page; they never scan a shop's rows.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -15,8 +16,10 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
+use super::counters;
 use super::sqlite::{SqliteDb, json_error};
 use crate::domain::listing::{MAX_EXAMINED_PER_PAGE, order_micros};
+use crate::domain::rules::{Contribution, WindowQuery, WindowTotal};
 use crate::domain::{
     AlertFilter, AlertState, ListFilters, ListQuery, Named, Page, Position, RefusedResend, ShopId,
     TransactionRecord,
@@ -30,7 +33,8 @@ const COMPONENT: &str = "store";
 const AMOUNT_SCALE: u32 = 4;
 
 /// 1: the first release, before versions were recorded. 2: alert progress per rule. 3: list
-/// columns and indexes, conflicts.
+/// columns and indexes, conflicts. The windowed rules' tables (`counters::SCHEMA`) came later
+/// as new tables only, which a version-3 file takes on without a change to its rows.
 const SCHEMA_VERSION: u32 = 3;
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS transactions (
@@ -80,12 +84,16 @@ CREATE TABLE IF NOT EXISTS conflicts (
 
 pub struct SqliteStore {
     db: SqliteDb,
+    /// Transactions counted by windowed rules, to purge expired counters now and then.
+    counted: AtomicU64,
 }
 
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, PortError> {
+        let schema = format!("{SCHEMA}{}", counters::SCHEMA);
         Ok(Self {
-            db: SqliteDb::open(path, COMPONENT, SCHEMA, SCHEMA_VERSION)?,
+            db: SqliteDb::open(path, COMPONENT, &schema, SCHEMA_VERSION)?,
+            counted: AtomicU64::new(0),
         })
     }
 }
@@ -543,6 +551,43 @@ impl Store for SqliteStore {
                 }
                 Ok(())
             })
+            .await
+    }
+
+    async fn count_once(
+        &self,
+        shop_id: &ShopId,
+        transaction_id: &str,
+        remember_until: DateTime<Utc>,
+        contributions: &[Contribution],
+    ) -> Result<(), PortError> {
+        let key = (shop_id.as_str().to_owned(), transaction_id.to_owned());
+        let contributions = contributions.to_vec();
+        let purge = self
+            .counted
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(counters::PURGE_EVERY);
+        let remember_until = remember_until.timestamp();
+        self.db
+            .write(move |connection| {
+                counters::count_once(connection, (&key.0, &key.1), remember_until, &contributions)?;
+                if purge {
+                    counters::purge_expired(connection, Utc::now().timestamp())?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn window_totals(
+        &self,
+        shop_id: &ShopId,
+        windows: &[WindowQuery],
+    ) -> Result<Vec<WindowTotal>, PortError> {
+        let shop_id = shop_id.as_str().to_owned();
+        let windows = windows.to_vec();
+        self.db
+            .read(move |connection| counters::window_totals(connection, &shop_id, &windows))
             .await
     }
 }

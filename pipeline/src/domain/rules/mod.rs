@@ -1,0 +1,445 @@
+//! Alert rules as configuration: amount thresholds, and counts, sums and distinct payment
+//! fingerprints over time windows on the transaction's own timestamp.
+//!
+//! A windowed rule needs state the store keeps: counters keyed by (rule, key, bucket). The
+//! processor asks [`RuleSet::windowed_checks`] what a transaction adds to which counters, has
+//! the store add it once per transaction ([`crate::ports::Store::count_once`]), reads the
+//! windows back, and asks [`RuleSet::decide`] which rules fire. This module does no I/O.
+
+mod file;
+mod window;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+use super::alert::{AMOUNT_RULE, AlertDecision, AlertPolicy};
+use super::names::Named;
+use super::transaction::{Transaction, TransactionType};
+
+pub use file::RulesFileError;
+pub use window::Window;
+
+/// How far behind the processing time a transaction's timestamp may be and still be counted,
+/// unless the rules file says otherwise.
+pub const DEFAULT_LATE_ARRIVAL: chrono::Duration = chrono::Duration::hours(24);
+/// At most this many rules: one transaction's counting is one DynamoDB transaction of at most
+/// 100 items (one marker and one counter per windowed rule).
+pub const MAX_RULES: usize = 50;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    late_arrival: chrono::Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// Stable, unique; the alert's `rule` and the SNS attribute `AlertType`.
+    pub name: String,
+    /// The transaction types the rule looks at; empty: all.
+    pub types: Vec<TransactionType>,
+    /// The currency the rule looks at; `None`: all.
+    pub currency: Option<String>,
+    pub kind: RuleKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleKind {
+    /// The amount exceeds `above` (or the currency's own figure).
+    Threshold {
+        above: Decimal,
+        above_by_currency: BTreeMap<String, Decimal>,
+    },
+    /// The count or the sum of amounts per key within the window exceeds `above`.
+    Velocity {
+        key: CounterKey,
+        measure: Measure,
+        window: Window,
+        above: Decimal,
+    },
+    /// The distinct payment fingerprints per customer within the window exceed `above`.
+    Distinct { window: Window, above: u64 },
+}
+
+/// What a velocity rule counts per.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CounterKey {
+    CustomerId,
+    PaymentFingerprint,
+    Shop,
+}
+
+impl Named for CounterKey {
+    const ALL: &'static [Self] = &[Self::CustomerId, Self::PaymentFingerprint, Self::Shop];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Measure {
+    Count,
+    Sum,
+}
+
+impl Named for Measure {
+    const ALL: &'static [Self] = &[Self::Count, Self::Sum];
+}
+
+/// One counter a transaction adds to: the rule, the key's value, and the bucket (its start,
+/// in Unix seconds) that holds the transaction's timestamp.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CounterId {
+    pub rule: String,
+    pub key: String,
+    pub bucket: i64,
+}
+
+/// What one transaction adds to one counter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contribution {
+    pub counter: CounterId,
+    pub amount: Decimal,
+    /// For a distinct rule, the member counted (the payment fingerprint).
+    pub member: Option<String>,
+    /// After this the counter is no window's part any more and may be dropped.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The buckets of one (rule, key) window, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowQuery {
+    pub rule: String,
+    pub key: String,
+    pub buckets: Vec<i64>,
+}
+
+/// A window's totals as the store reads them back.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WindowTotal {
+    pub count: u64,
+    pub sum: Decimal,
+    pub members: BTreeSet<String>,
+}
+
+/// One windowed rule applied to one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowedCheck {
+    rule: usize,
+    pub contribution: Contribution,
+    pub query: WindowQuery,
+}
+
+/// What the store must do for one transaction's windowed rules.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counting {
+    pub checks: Vec<WindowedCheck>,
+    /// Until when the store must remember that this transaction was counted: past the last
+    /// moment it could still be counted (its timestamp plus the late-arrival bound).
+    pub remember_until: DateTime<Utc>,
+}
+
+impl Counting {
+    pub fn contributions(&self) -> Vec<Contribution> {
+        self.checks.iter().map(|c| c.contribution.clone()).collect()
+    }
+
+    pub fn queries(&self) -> Vec<WindowQuery> {
+        self.checks.iter().map(|c| c.query.clone()).collect()
+    }
+}
+
+impl Default for RuleSet {
+    /// The original system's rule: an amount above 1000, in any currency.
+    fn default() -> Self {
+        Self::from(AlertPolicy::default())
+    }
+}
+
+/// The default rule set with the per-currency overrides of `ALERT_THRESHOLDS`.
+impl From<AlertPolicy> for RuleSet {
+    fn from(policy: AlertPolicy) -> Self {
+        Self {
+            rules: vec![Rule {
+                name: AMOUNT_RULE.to_owned(),
+                types: Vec::new(),
+                currency: None,
+                kind: RuleKind::Threshold {
+                    above: policy.default_threshold(),
+                    above_by_currency: policy.overrides().clone(),
+                },
+            }],
+            late_arrival: DEFAULT_LATE_ARRIVAL,
+        }
+    }
+}
+
+impl RuleSet {
+    /// Reads a rules file's text; `origin` names it in errors.
+    pub fn from_toml(origin: &str, text: &str) -> Result<Self, RulesFileError> {
+        file::parse(origin, text)
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub fn late_arrival(&self) -> chrono::Duration {
+        self.late_arrival
+    }
+
+    pub fn has_windowed_rules(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|rule| !matches!(rule.kind, RuleKind::Threshold { .. }))
+    }
+
+    /// Whether the transaction is behind `now` by more than the late-arrival bound.
+    pub fn is_late(&self, transaction: &Transaction, now: DateTime<Utc>) -> bool {
+        transaction.timestamp < now - self.late_arrival
+    }
+
+    /// What the transaction adds to the windowed rules' counters. `None` when no windowed rule
+    /// applies, or when the transaction is later than the late-arrival bound (its windows may
+    /// already be gone, and counting it would change decisions already taken).
+    pub fn windowed_checks(
+        &self,
+        transaction: &Transaction,
+        shop_id: &str,
+        now: DateTime<Utc>,
+    ) -> Option<Counting> {
+        if self.is_late(transaction, now) {
+            return None;
+        }
+        let checks: Vec<WindowedCheck> = self
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, rule)| rule.applies_to(transaction))
+            .filter_map(|(index, rule)| {
+                let (window, key, member) = match &rule.kind {
+                    RuleKind::Threshold { .. } => return None,
+                    RuleKind::Velocity { key, window, .. } => {
+                        (window, key_value(*key, transaction, shop_id)?, None)
+                    }
+                    RuleKind::Distinct { window, .. } => (
+                        window,
+                        transaction.customer_id.clone()?,
+                        Some(transaction.payment_fingerprint.clone()?),
+                    ),
+                };
+                let bucket = window.bucket_of(transaction.timestamp);
+                Some(WindowedCheck {
+                    rule: index,
+                    contribution: Contribution {
+                        counter: CounterId {
+                            rule: rule.name.clone(),
+                            key: key.clone(),
+                            bucket,
+                        },
+                        amount: transaction.amount,
+                        member,
+                        expires_at: window.bucket_expiry(bucket) + self.late_arrival,
+                    },
+                    query: WindowQuery {
+                        rule: rule.name.clone(),
+                        key,
+                        buckets: window.buckets_ending_at(bucket),
+                    },
+                })
+            })
+            .collect();
+        (!checks.is_empty()).then(|| Counting {
+            checks,
+            remember_until: transaction.timestamp + self.late_arrival + chrono::Duration::hours(1),
+        })
+    }
+
+    /// Every rule that fires: thresholds from the transaction alone, windowed rules from the
+    /// totals the store read for `counting`'s queries (in their order).
+    pub fn decide(
+        &self,
+        transaction: &Transaction,
+        counting: Option<&Counting>,
+        totals: &[WindowTotal],
+    ) -> Vec<AlertDecision> {
+        let mut decisions: Vec<AlertDecision> = self
+            .rules
+            .iter()
+            .filter(|rule| rule.applies_to(transaction))
+            .filter_map(|rule| rule.threshold_decision(transaction))
+            .collect();
+        if let Some(counting) = counting {
+            for (check, total) in counting.checks.iter().zip(totals) {
+                if let Some(decision) = self.rules[check.rule].window_decision(total) {
+                    decisions.push(decision);
+                }
+            }
+        }
+        decisions
+    }
+
+    /// One line per rule, for the start-up log and the `/metrics` labels.
+    pub fn describe(&self) -> Vec<(String, &'static str, String)> {
+        self.rules
+            .iter()
+            .map(|rule| (rule.name.clone(), rule.kind_name(), rule.describe()))
+            .collect()
+    }
+}
+
+fn key_value(key: CounterKey, transaction: &Transaction, shop_id: &str) -> Option<String> {
+    match key {
+        CounterKey::CustomerId => transaction.customer_id.clone(),
+        CounterKey::PaymentFingerprint => transaction.payment_fingerprint.clone(),
+        CounterKey::Shop => Some(shop_id.to_owned()),
+    }
+}
+
+impl Rule {
+    fn applies_to(&self, transaction: &Transaction) -> bool {
+        (self.types.is_empty() || self.types.contains(&transaction.kind))
+            && self
+                .currency
+                .as_ref()
+                .is_none_or(|currency| *currency == transaction.currency)
+    }
+
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            RuleKind::Threshold { .. } => "threshold",
+            RuleKind::Velocity { .. } => "velocity",
+            RuleKind::Distinct { .. } => "distinct",
+        }
+    }
+
+    fn threshold_decision(&self, transaction: &Transaction) -> Option<AlertDecision> {
+        let RuleKind::Threshold {
+            above,
+            above_by_currency,
+        } = &self.kind
+        else {
+            return None;
+        };
+        let threshold = above_by_currency
+            .get(&transaction.currency)
+            .copied()
+            .unwrap_or(*above);
+        (transaction.amount > threshold).then(|| AlertDecision {
+            rule: self.name.clone(),
+            reason: format!(
+                "amount {} {} exceeds the threshold {threshold}",
+                transaction.amount, transaction.currency
+            ),
+            facts: BTreeMap::from([("threshold".to_owned(), threshold.to_string())]),
+        })
+    }
+
+    fn window_decision(&self, total: &WindowTotal) -> Option<AlertDecision> {
+        let (observed, limit, reason, window) = match &self.kind {
+            RuleKind::Threshold { .. } => return None,
+            RuleKind::Velocity {
+                key,
+                measure: Measure::Count,
+                window,
+                above,
+            } => (
+                Decimal::from(total.count),
+                *above,
+                format!(
+                    "{} transactions for this {} in {window}, limit {above}",
+                    total.count,
+                    key.name()
+                ),
+                window,
+            ),
+            RuleKind::Velocity {
+                key,
+                measure: Measure::Sum,
+                window,
+                above,
+            } => (
+                total.sum,
+                *above,
+                format!(
+                    "{} {} for this {} in {window}, limit {above}",
+                    total.sum,
+                    self.currency.as_deref().unwrap_or_default(),
+                    key.name()
+                ),
+                window,
+            ),
+            RuleKind::Distinct { window, above } => (
+                Decimal::from(total.members.len() as u64),
+                Decimal::from(*above),
+                format!(
+                    "{} distinct payment fingerprints for this customer in {window}, limit {above}",
+                    total.members.len()
+                ),
+                window,
+            ),
+        };
+        (observed > limit).then(|| AlertDecision {
+            rule: self.name.clone(),
+            reason,
+            facts: BTreeMap::from([
+                ("observed".to_owned(), observed.to_string()),
+                ("limit".to_owned(), limit.to_string()),
+                ("window".to_owned(), window.to_string()),
+                ("transactions_in_window".to_owned(), total.count.to_string()),
+            ]),
+        })
+    }
+
+    fn describe(&self) -> String {
+        let scope = match (&self.currency, self.types.is_empty()) {
+            (None, true) => String::new(),
+            (currency, _) => {
+                let types: Vec<&str> = self.types.iter().map(|t| t.name()).collect();
+                format!(
+                    " [{}{}]",
+                    currency.as_deref().unwrap_or("any currency"),
+                    if types.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {}", types.join("|"))
+                    }
+                )
+            }
+        };
+        let what = match &self.kind {
+            RuleKind::Threshold {
+                above,
+                above_by_currency,
+            } => {
+                let overrides: Vec<String> = above_by_currency
+                    .iter()
+                    .map(|(currency, above)| format!("{currency} {above}"))
+                    .collect();
+                if overrides.is_empty() {
+                    format!("amount above {above}")
+                } else {
+                    format!("amount above {above} ({})", overrides.join(", "))
+                }
+            }
+            RuleKind::Velocity {
+                key,
+                measure,
+                window,
+                above,
+            } => format!(
+                "{} per {} in {window} above {above}",
+                measure.name(),
+                key.name()
+            ),
+            RuleKind::Distinct { window, above } => {
+                format!("distinct payment fingerprints per customer in {window} above {above}")
+            }
+        };
+        format!("{what}{scope}")
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,68 @@
+//! Where the alert rules come from: a file (`RULES_FILE`) locally, an SSM parameter
+//! (`RULES_PARAMETER`) on AWS, the original rule when neither is set. Whatever is found must
+//! read in full: a broken rule set stops the start, so that the processor never runs with fewer
+//! rules than its operators wrote.
+
+use std::path::Path;
+
+use anyhow::Context;
+use aws_sdk_ssm::error::ProvideErrorMetadata;
+use pipeline::adapters::aws::calls::{AwsCall, Caller};
+use pipeline::domain::{AlertPolicy, RuleSet};
+
+/// The processor's call to read its rules, for the permission test.
+pub const AWS_CALLS: &[AwsCall] = &[AwsCall::new(
+    "get_parameter",
+    "ssm:GetParameter",
+    "parameter:AlertRulesParameterName",
+    &[Caller::Processor],
+)];
+
+pub fn from_file(path: &Path) -> anyhow::Result<RuleSet> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("RULES_FILE {}: cannot be read", path.display()))?;
+    Ok(RuleSet::from_toml(&path.display().to_string(), &text)?)
+}
+
+/// The rules in the parameter; the original rule (with `ALERT_THRESHOLDS`) when the parameter
+/// does not exist yet, which is how a new stack starts.
+pub async fn from_parameter(
+    client: &aws_sdk_ssm::Client,
+    name: &str,
+    default: &AlertPolicy,
+) -> anyhow::Result<RuleSet> {
+    match client.get_parameter().name(name).send().await {
+        Ok(output) => {
+            let text = output
+                .parameter
+                .and_then(|parameter| parameter.value)
+                .unwrap_or_default();
+            Ok(RuleSet::from_toml(&format!("SSM parameter {name}"), &text)?)
+        }
+        Err(error) if error.code() == Some("ParameterNotFound") => {
+            tracing::warn!(
+                parameter = name,
+                "no rules parameter yet; the default rule applies"
+            );
+            Ok(RuleSet::from(default.clone()))
+        }
+        Err(error) => Err(anyhow::anyhow!(
+            "RULES_PARAMETER {name}: cannot be read: {}",
+            aws_sdk_ssm::error::DisplayErrorContext(error)
+        )),
+    }
+}
+
+/// Logs the rules in force and publishes them as `alert_rule{name, kind, rule}` = 1.
+pub fn announce(rules: &RuleSet) {
+    for (name, kind, description) in rules.describe() {
+        tracing::info!(rule = %name, kind, %description, "alert rule in force");
+        metrics::gauge!(
+            pipeline::telemetry::ALERT_RULE,
+            "name" => name,
+            "kind" => kind,
+            "rule" => description
+        )
+        .set(1.0);
+    }
+}
