@@ -252,6 +252,8 @@ def resource_arn(resolver, reference):
         table, index = target.split("/", 1)
         return f"{resolver.arn_of(table)}/index/{index}"
     if kind == "parameter":
+        if target not in resolver.parameters:
+            return None  # the template lacks the parameter the code reads: reported by check()
         name = resolver.parameters[target]
         separator = "" if name.startswith("/") else "/"
         return f"arn:{PARTITION}:ssm:{REGION}:{ACCOUNT}:parameter{separator}{name}"
@@ -275,6 +277,10 @@ def check(template, calls):
         problems += role_problems + too_broad(function, statements)
         for call in function_calls:
             arn = resource_arn(resolver, call["resource"])
+            if arn is None:
+                problems.append(f"{function}: the template has no parameter for {call['resource']} "
+                                f"(the code calls {call['operation']})")
+                continue
             context = {key: value.replace("{region}", REGION) for key, value in call.get("context", {}).items()}
             checked += 1
             if not allowed(statements, call["action"], arn, context):

@@ -19,6 +19,7 @@ fn every_call() -> Vec<AwsCall> {
         api::auth::AWS_CALLS.to_vec(),
         api::server::AWS_CALLS.to_vec(),
         processor::lambda::AWS_CALLS.to_vec(),
+        processor::rules_source::AWS_CALLS.to_vec(),
     ]
     .concat()
 }

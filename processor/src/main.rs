@@ -1,6 +1,7 @@
 //! `processor`: the SQS-triggered Lambda when started by the Lambda runtime; `processor poll`,
 //! a long-running poller over the same core for containers or local use against an emulator;
-//! and `processor dead-letters`, for operators to see and redrive what could not be processed.
+//! `processor dead-letters`, for operators to see and redrive what could not be processed; and
+//! `processor rules check FILE`, to read a rules file before it goes live.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -39,6 +40,18 @@ enum Command {
     /// See the dead letters and put them back on the queue after a fix.
     #[command(subcommand)]
     DeadLetters(DeadLettersCommand),
+    /// Alert rules files.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum RulesCommand {
+    /// Read a rules file as the processor would and list its rules, or say where it is wrong.
+    Check {
+        /// The TOML file.
+        file: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -83,6 +96,10 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let (args, lambda) = match cli.command {
         Some(Command::Poll(args)) => (*args, false),
+        Some(Command::Rules(RulesCommand::Check { file })) => {
+            init_logging(LogFormat::Pretty);
+            return exit_code(check_rules(&file));
+        }
         Some(Command::DeadLetters(command)) => {
             init_logging(LogFormat::Pretty);
             return exit_code(dead_letters(command).await);
@@ -95,6 +112,14 @@ async fn main() -> ExitCode {
     } else {
         poll(args).await
     })
+}
+
+fn check_rules(file: &std::path::Path) -> anyhow::Result<()> {
+    let rules = processor::rules_source::from_file(file)?;
+    for (name, kind, description) in rules.describe() {
+        println!("{name}\t{kind}\t{description}");
+    }
+    Ok(())
 }
 
 /// The processor over the configured ports, and the queue it drains.

@@ -531,3 +531,47 @@ fn a_whole_number_is_an_integer_however_it_is_written() {
         "format",
     );
 }
+
+#[test]
+fn a_payment_fingerprint_is_kept_and_a_card_number_is_refused() {
+    let kept = accepted(with("payment_fingerprint", json!("fp_9f86d081884c7d65")));
+    assert_eq!(
+        kept.payment_fingerprint.as_deref(),
+        Some("fp_9f86d081884c7d65")
+    );
+    for pan in [
+        "4111111111111111",
+        "4111 1111 1111 1111",
+        "5500-0000-0000-0004",
+    ] {
+        let errors = rejected(
+            with("payment_fingerprint", json!(pan)),
+            "payment_fingerprint",
+            "card_number",
+        );
+        assert!(
+            errors.iter().all(|e| !e.message.contains(pan)),
+            "the number is never echoed back"
+        );
+    }
+    rejected(
+        with("payment_fingerprint", json!("")),
+        "payment_fingerprint",
+        "format",
+    );
+    rejected(
+        with("payment_fingerprint", json!("a b")),
+        "payment_fingerprint",
+        "format",
+    );
+    rejected(
+        with("payment_fingerprint", json!("x".repeat(129))),
+        "payment_fingerprint",
+        "format",
+    );
+    rejected(
+        with("payment_fingerprint", json!(4111111111111111u64)),
+        "payment_fingerprint",
+        "type",
+    );
+}
