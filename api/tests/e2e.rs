@@ -662,3 +662,70 @@ async fn walking_the_pages_through_the_api_sees_each_transaction_once() {
         assert!(unique.contains(id), "{id} was skipped");
     }
 }
+
+/// `RULES_FILE` with the README's example: a PAN is refused; the sixth payment with one
+/// fingerprint, for more than 5,000 USD, raises three alerts, each its own, each sent, all shown
+/// by GET; the rules in force are listed in `/metrics`.
+#[tokio::test]
+async fn rules_from_a_file_raise_several_alerts_on_one_transaction() {
+    let temp = tempfile::tempdir().expect("temp");
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/example.toml");
+    let server = Server::start(&data_dir(&temp), &[("RULES_FILE", rules)]).await;
+    let payment = |id: &str, amount: &str, fingerprint: &str| {
+        json!({
+            "transaction_id": id, "amount": amount, "customer_id": "cust-e2e",
+            "payment_fingerprint": fingerprint,
+            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        })
+        .to_string()
+    };
+    let refused = server
+        .post(DEV_KEY, &payment("pan", "1.00", "4111 1111 1111 1111"))
+        .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: Value = refused.json().await.expect("problem");
+    assert_eq!(problem["errors"][0]["field"], "payment_fingerprint");
+    assert_eq!(problem["errors"][0]["code"], "card_number");
+
+    for i in 1..=5 {
+        let id = format!("small-{i}");
+        let response = server.post(DEV_KEY, &payment(&id, "1.00", "fp_e2e")).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        server.stored(DEV_KEY, &id).await;
+    }
+    server
+        .post(DEV_KEY, &payment("sixth", "5000.01", "fp_e2e"))
+        .await;
+    let sixth = eventually("three alerts sent", || async {
+        let record = server.stored(DEV_KEY, "sixth").await;
+        let alerts = record["alerts"].as_array()?;
+        (alerts.len() == 3 && alerts.iter().all(|a| a["state"] == "sent")).then_some(record)
+    })
+    .await;
+    let rules: Vec<&str> = sixth["alerts"]
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .filter_map(|alert| alert["rule"].as_str())
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            "amount_exceeds_threshold",
+            "card_testing",
+            "customer_daily_spend"
+        ]
+    );
+    assert_eq!(
+        sixth["alerts"][1]["reason"],
+        "6 transactions for this payment_fingerprint in 10m, limit 5"
+    );
+    assert_eq!(server.stored(DEV_KEY, "small-5").await["alerts"], json!([]));
+    assert_eq!(server.metric("alert_rule{").await, 5.0, "five rules listed");
+    assert_eq!(
+        server
+            .metric("alerts_sent_total{rule=\"card_testing\"}")
+            .await,
+        1.0
+    );
+}
