@@ -3,7 +3,7 @@
 //!
 //! A windowed rule needs state the store keeps: counters keyed by (rule, key, bucket). The
 //! processor asks [`RuleSet::windowed_checks`] what a transaction adds to which counters, has
-//! the store add it once per transaction ([`crate::ports::Store::count_once`]), reads the
+//! the store add it once per transaction (the store port's `count_once`), reads the
 //! windows back, and asks [`RuleSet::decide`] which rules fire. This module does no I/O.
 
 mod file;
