@@ -168,3 +168,16 @@ async fn a_partial_batch_failure_is_mapped_entry_by_entry() {
     );
     assert_eq!(stand_in.batch_sizes(), [10, 2], "batches of at most 10");
 }
+
+#[tokio::test]
+async fn counters_count_each_transaction_once() {
+    let (_resources, backend) = backend(5).await;
+    contract::counters_count_each_transaction_once(backend.store as Arc<dyn Store>).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_counts_lose_nothing_and_double_nothing() {
+    let (_resources, backend) = backend(5).await;
+    contract::concurrent_counts_lose_nothing_and_double_nothing(backend.store as Arc<dyn Store>)
+        .await;
+}

@@ -143,3 +143,15 @@ async fn conflicts_are_counted_once_per_request() {
     let dir = tempfile::tempdir().expect("temp dir");
     contract::conflicts_are_counted_once_per_request(store(&dir)).await;
 }
+
+#[tokio::test]
+async fn counters_count_each_transaction_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    contract::counters_count_each_transaction_once(store(&dir)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_counts_lose_nothing_and_double_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    contract::concurrent_counts_lose_nothing_and_double_nothing(store(&dir)).await;
+}
