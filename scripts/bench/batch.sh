@@ -9,7 +9,7 @@ duration="${1:-15}"
 export BATCH_SIZE="${BATCH_SIZE:-100}"
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-cargo build --release --quiet --bin api --example bare_accept
+scripts/bench/build.sh
 
 work=$(mktemp -d)
 pids=()

@@ -10,8 +10,7 @@ rate="${1:?usage: sustained.sh RATE [BATCH_SIZE] [DURATION_SECONDS]}"
 batch="${2:-100}"
 duration="${3:-60}"
 
-cargo build --release --quiet --bin api -p api
-cargo build --release --quiet --bin pipeline -p client
+scripts/bench/build.sh
 
 work=$(mktemp -d)
 pids=()

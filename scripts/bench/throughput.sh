@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 duration="${1:-15}"
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-cargo build --release --quiet --bin api --example bare_accept
+scripts/bench/build.sh
 
 work=$(mktemp -d)
 pids=()
@@ -46,7 +46,8 @@ api=$(wait_for_port "$work/api.out")
 api_result=$(run_wrk "$api"); echo "$api_result"
 
 rps() { sed -n 's/.*requests_per_sec=\([0-9]*\).*/\1/p' <<<"$1"; }
-depth=$(curl -s "$api/health" | sed -n 's/.*"depth":\([0-9]*\).*/\1/p')
+# /health says only ready or not; the depth is a gauge the processor refreshes every few seconds.
+depth=$(curl -s "$api/metrics" | sed -n 's/^queue_depth \([0-9.]*\).*/\1/p' | cut -d. -f1)
 processed=$(( $(rps "$api_result") * duration - depth ))
 echo "== api only / bare = $(( 100 * $(rps "$api_only_result") / $(rps "$bare_result") ))%"
 echo "== api with processor / bare = $(( 100 * $(rps "$api_result") / $(rps "$bare_result") ))%"
