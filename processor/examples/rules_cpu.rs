@@ -77,7 +77,7 @@ fn body(n: usize) -> String {
             "transaction_id": format!("tx-{n}"),
             "amount": format!("{}.{:02}", 1 + n % 1_500, n % 100),
             "currency": "USD",
-            "type": if n % 20 == 0 { "refund" } else { "purchase" },
+            "type": if n.is_multiple_of(20) { "refund" } else { "purchase" },
             "customer_id": format!("cust-{}", n % 5_000),
             "payment_fingerprint": format!("fp_{:08x}", n % 20_000),
             "timestamp": at.to_rfc3339_opts(SecondsFormat::Millis, true),

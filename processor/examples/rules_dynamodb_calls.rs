@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
-use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
 use aws_sdk_dynamodb::error::BoxError;
 use aws_sdk_dynamodb::operation::{
     batch_get_item::BatchGetItemInput, get_item::GetItemInput, put_item::PutItemInput,
@@ -35,7 +35,6 @@ impl Intercept for CallCounter {
     fn read_before_execution(
         &self,
         context: &BeforeSerializationInterceptorContextRef<'_>,
-        _runtime: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let input = context.input();
@@ -65,7 +64,7 @@ fn body(run: &str, n: usize) -> String {
         "transaction": {
             "transaction_id": format!("{run}-{n}"),
             // 1 in 100 above 1000, as in the README's cost table.
-            "amount": if n % 100 == 0 { "1500.00".to_owned() } else { format!("{}.00", 1 + n % 900) },
+            "amount": if n.is_multiple_of(100) { "1500.00".to_owned() } else { format!("{}.00", 1 + n % 900) },
             "currency": "USD",
             "customer_id": format!("cust-{}", n % 200),
             "payment_fingerprint": format!("fp_{}", n % 400),
@@ -126,6 +125,9 @@ async fn main() {
                 .await
                 .expect("receive");
             let report = processor.process_batch(batch).await;
+            if let Some((_, error)) = report.failed().next() {
+                eprintln!("{name}: a message failed and will be redelivered: {error}");
+            }
             let receipts = report.receipts_to_ack();
             done += receipts.len();
             ports.queue.ack(&receipts).await.expect("ack");
