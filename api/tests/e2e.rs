@@ -20,7 +20,11 @@ fn data_dir(temp: &tempfile::TempDir) -> PathBuf {
 }
 
 async fn alerts_of(data_dir: &Path, shop: &str) -> Vec<String> {
-    let notifier = SqliteNotifier::open(&data_dir.join("alerts.db")).expect("open alerts");
+    // A server starting up may hold the file's write lock while it creates its tables.
+    let notifier = eventually("the alerts file opens", || async {
+        SqliteNotifier::open(&data_dir.join("alerts.db")).ok()
+    })
+    .await;
     let shop = ShopId::parse(shop).expect("shop");
     notifier
         .published(&shop)
