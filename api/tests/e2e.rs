@@ -728,7 +728,7 @@ async fn rules_from_a_file_raise_several_alerts_on_one_transaction() {
     assert_eq!(server.metric("alert_rule{").await, 5.0, "five rules listed");
     assert_eq!(
         server
-            .metric("alerts_sent_total{rule=\"card_testing\"}")
+            .metric("alerts_raised_total{rule=\"card_testing\"}")
             .await,
         1.0
     );

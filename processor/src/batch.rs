@@ -325,7 +325,7 @@ impl Processor {
         self.store
             .mark_alert_sent(shop_id, transaction_id, &decision.rule, Utc::now())
             .await?;
-        metrics::counter!(telemetry::ALERTS_SENT, "rule" => decision.rule.clone()).increment(1);
+        metrics::counter!(telemetry::ALERTS_SENT).increment(1);
         Ok(())
     }
 }

@@ -42,7 +42,7 @@ pub fn describe() {
         RETRIED,
         "Messages given back to the queue after a transient failure"
     );
-    describe_counter!(ALERTS_SENT, "Alerts published, by rule");
+    describe_counter!(ALERTS_SENT, "Alerts published");
     describe_counter!(
         ALERTS_RAISED,
         "Alerts raised by stored transactions, by rule"
