@@ -10,7 +10,7 @@ min_cases="${MIN_CASES:-1000}"
 venv=target/tools/schemathesis
 if [ ! -x "$venv/bin/schemathesis" ]; then
   python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet schemathesis
+  "$venv/bin/python" -m pip install --quiet schemathesis==4.32.5
 fi
 
 work=$(mktemp -d)

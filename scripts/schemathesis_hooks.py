@@ -7,7 +7,18 @@ at most 1,000,000,000 when sent as a string, and a timestamp at most 5 minutes a
 server's clock. A generated transaction that breaks one of those is not what the schema
 promised would be accepted: the fuzzing phase does not generate it (`filter_body`), and in the
 other phases a "schema-valid request rejected" failure (ST202) on such a body is dropped
-(`filter_failure`). Every other failure of every check stands.
+(`filter_failure`). A batch is judged by its items: its 422 is dropped only when no item could
+have been accepted.
+
+A list's parameters have rules across parameters (`from` before `to`, `min_amount` not above
+`max_amount`, amounts with no more decimal places than `currency` has), and a cursor is valid
+only when this API made it, for this shop and these filters; the contract can only say which
+characters a cursor has. A list's 400 whose every error is one of those is dropped.
+
+A batch is validated item by item, as the contract says: a batch with a broken item is answered
+207 when another item was accepted, with the broken one marked rejected, and a batch over its
+limits is a 413. A "schema-violating request accepted" failure (ST201) on the batch is dropped
+only in those two cases, checked against the answer. Every other failure of every check stands.
 """
 import json
 import os
@@ -53,6 +64,14 @@ def _timestamp(text):
 
 
 def expressible(body):
+    """False for a request body whose only fault is a rule JSON Schema cannot state."""
+    if isinstance(body, dict) and isinstance(body.get("transactions"), list):
+        items = body["transactions"]
+        return not items or any(expressible_transaction(item) for item in items)
+    return expressible_transaction(body)
+
+
+def expressible_transaction(body):
     """False for a transaction whose only fault is a rule JSON Schema cannot state."""
     if not isinstance(body, dict):
         return True
@@ -85,13 +104,58 @@ def expressible(body):
     return True
 
 
+def _answer(response):
+    try:
+        return json.loads(response.content)
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+def _beyond_schema(error, query):
+    if not isinstance(error, dict):
+        return False
+    field, code = error.get("field"), error.get("code")
+    if field == "cursor" or code == "range":
+        return True
+    # Decimal places per currency: the pattern admits any number of places.
+    return field in ("min_amount", "max_amount") and code == "invalid" and "." in str(
+        query.get(field, "")
+    )
+
+
+def list_refused_beyond_schema(case, response):
+    answer = _answer(response)
+    errors = answer.get("errors") if isinstance(answer, dict) else None
+    query = case.query or {}
+    return bool(errors) and all(_beyond_schema(error, query) for error in errors)
+
+
+def batch_answered_item_by_item(response):
+    if response.status_code == 413:
+        return True
+    answer = _answer(response)
+    results = answer.get("results") if isinstance(answer, dict) else None
+    return response.status_code == 207 and any(
+        isinstance(result, dict) and result.get("status") == "rejected" for result in results or []
+    )
+
+
 @schemathesis.hook
 def filter_body(ctx, body):
+    if isinstance(body, dict) and isinstance(body.get("transactions"), list):
+        return all(expressible_transaction(item) for item in body["transactions"])
     return expressible(body)
 
 
 @schemathesis.hook
 def filter_failure(ctx, failure, case, response):
-    if getattr(failure, "code", None) != "ST202":
+    code = getattr(failure, "code", None)
+    if response is None:
         return True
+    if code == "ST201" and case.path == "/transactions/batch":
+        return not batch_answered_item_by_item(response)
+    if code != "ST202":
+        return True
+    if case.path == "/transactions" and case.method.upper() == "GET":
+        return not list_refused_beyond_schema(case, response)
     return expressible(case.body)

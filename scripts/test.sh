@@ -27,7 +27,7 @@ sam_venv=target/tools/sam
 if [ ! -x "$sam_venv/bin/sam" ]; then
   step "installing the SAM CLI into $sam_venv"
   python3 -m venv "$sam_venv"
-  "$sam_venv/bin/python" -m pip install --quiet aws-sam-cli
+  "$sam_venv/bin/python" -m pip install --quiet aws-sam-cli==1.170.0
 fi
 
 step "cfn-lint template.yaml"

@@ -276,6 +276,20 @@ impl PartialSchema for NewBatch {
 
 impl ToSchema for NewBatch {}
 
+/// `currency` in a query: one of the codes a transaction may have.
+pub struct QueryCurrency;
+
+impl PartialSchema for QueryCurrency {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(payment_currencies().into_iter().map(|(code, _)| code)))
+            .into()
+    }
+}
+
+impl ToSchema for QueryCurrency {}
+
 /// The query parameters of `GET /transactions`, for the contract (the reader is
 /// `listing::ListParams`, which refuses anything else by name).
 #[derive(utoipa::IntoParams)]
@@ -286,7 +300,7 @@ pub struct ListParamsDoc {
     #[param(minimum = 1, maximum = 100, example = 20, default = 20)]
     limit: Option<u32>,
     /// `next_cursor` of the previous page, with the same filters; absent for the first page.
-    #[param(example = "")]
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
     cursor: Option<String>,
     /// Only transactions at or after this time (RFC 3339; encode `+` as `%2B`).
     #[param(value_type = Option<String>, format = DateTime, example = "2024-08-09T00:00:00Z")]
@@ -298,10 +312,10 @@ pub struct ListParamsDoc {
     #[param(value_type = Option<TransactionType>)]
     r#type: Option<String>,
     /// Only this currency (ISO 4217).
-    #[param(pattern = "^[A-Z]{3}$", example = "USD")]
+    #[param(value_type = Option<QueryCurrency>, inline, example = "USD")]
     currency: Option<String>,
     /// Only this customer's (1-64 characters).
-    #[param(min_length = 1, max_length = 64, example = "cust-42")]
+    #[param(min_length = 1, max_length = 64, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "cust-42")]
     customer_id: Option<String>,
     /// Amount at least this (exact decimal, at most as many decimal places as `currency` has,
     /// 4 without it).

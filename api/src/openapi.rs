@@ -23,10 +23,11 @@ use crate::routes::{batch, ops, transactions};
         batch::create,
         transactions::list,
         transactions::read,
+        transactions::read_named_batch,
         ops::health,
         ops::metrics
     ),
-    components(schemas(Problem, pipeline::domain::FieldError)),
+    components(schemas(Problem, pipeline::domain::FieldError, pipeline::domain::AlertFilter)),
     modifiers(&BearerKey),
     tags(
         (name = "transactions", description = "Send and read transactions (API key needed)"),

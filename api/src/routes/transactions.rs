@@ -159,7 +159,20 @@ pub async fn read(
 }
 
 /// `GET /transactions/batch` reads the transaction whose id is `batch`: the batch route's path
-/// would otherwise hide it.
+/// would otherwise hide it. It is in the contract so that the path's `Allow` header (POST, GET)
+/// matches what the contract says.
+#[utoipa::path(
+    get,
+    path = "/transactions/batch",
+    tag = "transactions",
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The stored transaction whose id is `batch` (this path is also `POST /transactions/batch`)", body = StoredTransaction),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "This shop has no transaction with the id `batch` (or not processed yet)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn read_named_batch(
     State(store): State<Arc<dyn Store>>,
     Shop(shop_id): Shop,
