@@ -315,7 +315,12 @@ pub struct ListParamsDoc {
     #[param(value_type = Option<QueryCurrency>, inline, example = "USD")]
     currency: Option<String>,
     /// Only this customer's (1-64 characters).
-    #[param(min_length = 1, max_length = 64, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$", example = "cust-42")]
+    #[param(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$",
+        example = "cust-42"
+    )]
     customer_id: Option<String>,
     /// Amount at least this (exact decimal, at most as many decimal places as `currency` has,
     /// 4 without it).

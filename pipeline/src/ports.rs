@@ -315,6 +315,21 @@ pub trait Store: Send + Sync {
         shop_id: &ShopId,
         windows: &[WindowQuery],
     ) -> Result<Vec<WindowTotal>, PortError>;
+
+    /// `count_once`, then `window_totals`: what the processor does for each transaction. A
+    /// store that can do both in one step overrides it.
+    async fn count_then_total(
+        &self,
+        shop_id: &ShopId,
+        transaction_id: &str,
+        remember_until: DateTime<Utc>,
+        contributions: &[Contribution],
+        windows: &[WindowQuery],
+    ) -> Result<Vec<WindowTotal>, PortError> {
+        self.count_once(shop_id, transaction_id, remember_until, contributions)
+            .await?;
+        self.window_totals(shop_id, windows).await
+    }
 }
 
 #[async_trait]

@@ -244,17 +244,15 @@ impl Processor {
             }
             return Ok(self.rules.decide(transaction, None, &[]));
         };
-        self.store
-            .count_once(
+        let totals = self
+            .store
+            .count_then_total(
                 shop_id,
                 &transaction.transaction_id,
                 counting.remember_until,
                 &counting.contributions(),
+                &counting.queries(),
             )
-            .await?;
-        let totals = self
-            .store
-            .window_totals(shop_id, &counting.queries())
             .await?;
         Ok(self.rules.decide(transaction, Some(&counting), &totals))
     }

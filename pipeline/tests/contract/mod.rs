@@ -756,6 +756,42 @@ pub async fn counters_count_each_transaction_once(store: Arc<dyn Store>) {
     );
     assert_eq!(totals[1].members.len(), 2);
     assert_eq!(totals[2], WindowTotal::default());
+    // Counting and reading in one step (what the processor calls) agrees, and a third
+    // delivery of t1 still adds nothing.
+    let redelivered = store
+        .count_then_total(
+            &shop,
+            "t1",
+            until,
+            &[contribution("count_rule", "cust-1", 1_000, "0.10", None)],
+            &[
+                window("count_rule", "cust-1"),
+                window("distinct_rule", "cust-1"),
+                window("count_rule", "nobody"),
+            ],
+        )
+        .await
+        .expect("count and total");
+    assert_eq!(redelivered, totals);
+    let t4 = store
+        .count_then_total(
+            &shop,
+            "t4",
+            until,
+            &[contribution(
+                "distinct_rule",
+                "cust-1",
+                1_060,
+                "2",
+                Some("fp-3"),
+            )],
+            &[window("distinct_rule", "cust-1")],
+        )
+        .await
+        .expect("count and total");
+    assert_eq!(t4[0].count, 4, "the new transaction is in its own window");
+    assert_eq!(t4[0].members.len(), 3);
+    assert_eq!(t4[0].sum, "1002.31".parse().expect("decimal"));
 }
 
 /// Concurrent counts of the same transactions, as parallel invocations would make them: each is
@@ -770,18 +806,28 @@ pub async fn concurrent_counts_lose_nothing_and_double_nothing(store: Arc<dyn St
             // A conflict between two concurrent copies is transient: the loser is retried, as
             // the queue would redeliver it, and then finds the marker.
             let mut tries = 0;
+            let query = WindowQuery {
+                rule: "r".to_owned(),
+                key: "k".to_owned(),
+                buckets: vec![2_000],
+            };
             loop {
                 let counted = store
-                    .count_once(
+                    .count_then_total(
                         &shop,
                         &format!("c-{i}"),
                         until,
                         &[contribution("r", "k", 2_000, "1.5", None)],
+                        std::slice::from_ref(&query),
                     )
                     .await;
                 tries += 1;
                 match counted {
-                    Ok(()) => return,
+                    Ok(totals) => {
+                        // Read after its own count, before or after the others'.
+                        assert!((1..=20).contains(&totals[0].count), "{totals:?}");
+                        return;
+                    }
                     Err(error) if tries >= 10 => panic!("still failing: {error}"),
                     Err(_) => tokio::time::sleep(Duration::from_millis(20 * tries)).await,
                 }

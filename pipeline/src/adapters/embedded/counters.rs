@@ -1,13 +1,14 @@
 //! The windowed rules' counters in SQLite: one row per (shop, rule, key, bucket) with the count
 //! and the exact sum, one row per distinct member, and one row per counted transaction, so that
-//! a redelivery adds nothing. The store's single writer thread makes each count atomic.
+//! a redelivery adds nothing. The store's single writer thread makes each count atomic; the
+//! counting itself goes through `window_cache`, which keeps these rows in memory too.
 
 use std::str::FromStr;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use rust_decimal::Decimal;
 
-use crate::domain::rules::{Contribution, WindowQuery, WindowTotal};
+use crate::domain::rules::{WindowQuery, WindowTotal};
 
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS counted (
@@ -43,71 +44,6 @@ CREATE INDEX IF NOT EXISTS counter_members_expiry ON counter_members (expires_at
 /// Expired rows go every this many counted transactions, a bounded amount each time.
 pub const PURGE_EVERY: u64 = 1024;
 const PURGE_BATCH: i64 = 10_000;
-
-/// Adds the contributions unless this transaction was counted before. Runs inside the
-/// writer's transaction, so the marker and the counters commit together or not at all.
-pub fn count_once(
-    connection: &Connection,
-    (shop_id, transaction_id): (&str, &str),
-    remember_until: i64,
-    contributions: &[Contribution],
-) -> rusqlite::Result<()> {
-    let marked = connection
-        .prepare_cached(
-            "INSERT INTO counted (shop_id, transaction_id, expires_at) VALUES (?1, ?2, ?3)
-             ON CONFLICT DO NOTHING",
-        )?
-        .execute(params![shop_id, transaction_id, remember_until])?;
-    if marked == 0 {
-        return Ok(());
-    }
-    for contribution in contributions {
-        let counter = &contribution.counter;
-        let expires_at = contribution.expires_at.timestamp();
-        let sum: Option<String> = connection
-            .prepare_cached(
-                "SELECT sum FROM counters
-                  WHERE shop_id = ?1 AND rule = ?2 AND key = ?3 AND bucket = ?4",
-            )?
-            .query_row(
-                params![shop_id, counter.rule, counter.key, counter.bucket],
-                |row| row.get(0),
-            )
-            .optional()?;
-        let sum = decimal(sum.as_deref())? + contribution.amount;
-        connection
-            .prepare_cached(
-                "INSERT INTO counters (shop_id, rule, key, bucket, count, sum, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)
-                 ON CONFLICT (shop_id, rule, key, bucket)
-                 DO UPDATE SET count = count + 1, sum = excluded.sum",
-            )?
-            .execute(params![
-                shop_id,
-                counter.rule,
-                counter.key,
-                counter.bucket,
-                sum.to_string(),
-                expires_at
-            ])?;
-        if let Some(member) = &contribution.member {
-            connection
-                .prepare_cached(
-                    "INSERT INTO counter_members (shop_id, rule, key, bucket, member, expires_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
-                )?
-                .execute(params![
-                    shop_id,
-                    counter.rule,
-                    counter.key,
-                    counter.bucket,
-                    member,
-                    expires_at
-                ])?;
-        }
-    }
-    Ok(())
-}
 
 /// Drops counters, members and markers that no window can ask for any more, a bounded number
 /// at a time so that the writer is never held up for long.
@@ -166,7 +102,7 @@ pub fn window_totals(
         .collect()
 }
 
-fn decimal(text: Option<&str>) -> rusqlite::Result<Decimal> {
+pub fn decimal(text: Option<&str>) -> rusqlite::Result<Decimal> {
     match text {
         None => Ok(Decimal::ZERO),
         Some(text) => Decimal::from_str(text).map_err(|error| {

@@ -7,6 +7,7 @@ mod notifier;
 mod queue;
 mod sqlite;
 mod store;
+mod window_cache;
 
 pub use notifier::{PublishedAlert, SqliteNotifier};
 pub use queue::{QueueSettings, SqliteQueue};

@@ -4,9 +4,15 @@
 //! are waiting, runs each inside its own savepoint (so one failure does not undo the others),
 //! and commits them together: one transaction and one fsync for the whole group. Each caller
 //! hears back only after that commit, so "returned Ok" means "on disk".
+//!
+//! The savepoints keep a copy of each page they change (the sub-journal); with
+//! `temp_store = MEMORY` that copy stays in memory rather than being written to a temporary
+//! file, which took a fifth of the processor's CPU (BENCHMARKS.md). It is not needed after a
+//! crash: the WAL, not the sub-journal, is what recovery reads.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 
 use rusqlite::{Connection, OpenFlags};
@@ -31,6 +37,7 @@ pub struct SqliteDb {
     writer: mpsc::Sender<Job>,
     readers: Mutex<Vec<Connection>>,
     reader_slots: Semaphore,
+    failed_commits: Arc<AtomicU64>,
 }
 
 impl SqliteDb {
@@ -49,6 +56,7 @@ impl SqliteDb {
             .execute_batch(&format!(
                 "PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = FULL;
+                 PRAGMA temp_store = MEMORY;
                  PRAGMA busy_timeout = {BUSY_TIMEOUT_MS};"
             ))
             .map_err(unavailable)?;
@@ -59,9 +67,11 @@ impl SqliteDb {
             ))
             .map_err(unavailable)?;
         let (writer, jobs) = mpsc::channel(WRITE_BACKLOG);
+        let failed_commits = Arc::new(AtomicU64::new(0));
+        let counted_failures = failed_commits.clone();
         thread::Builder::new()
             .name(format!("{component}-writer"))
-            .spawn(move || write_loop(connection, jobs))
+            .spawn(move || write_loop(connection, jobs, &counted_failures))
             .map_err(|error| PortError::unavailable(component, error))?;
         Ok(Self {
             component,
@@ -69,7 +79,15 @@ impl SqliteDb {
             writer,
             readers: Mutex::new(Vec::new()),
             reader_slots: Semaphore::new(MAX_READERS),
+            failed_commits,
         })
+    }
+
+    /// How many group commits have failed (and were rolled back) so far. A write job that keeps
+    /// state beside the database (a cache) reads it on the writer thread, where it is exact,
+    /// to learn that writes it saw run were undone after all.
+    pub fn failed_commits(&self) -> Arc<AtomicU64> {
+        self.failed_commits.clone()
     }
 
     /// Runs `op` on the writer thread and returns once its group has committed.
@@ -180,7 +198,7 @@ fn check_schema_version(
     Ok(())
 }
 
-fn write_loop(connection: Connection, mut jobs: mpsc::Receiver<Job>) {
+fn write_loop(connection: Connection, mut jobs: mpsc::Receiver<Job>, failed_commits: &AtomicU64) {
     while let Some(first) = jobs.blocking_recv() {
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
@@ -189,15 +207,18 @@ fn write_loop(connection: Connection, mut jobs: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        commit_group(&connection, group);
+        if !commit_group(&connection, group) {
+            failed_commits.fetch_add(1, Ordering::SeqCst);
+        }
     }
 }
 
-fn commit_group(connection: &Connection, group: Vec<Job>) {
+/// Runs and commits one group; false when its writes were rolled back by a failed commit.
+fn commit_group(connection: &Connection, group: Vec<Job>) -> bool {
     if let Err(error) = connection.execute_batch("BEGIN IMMEDIATE") {
         // Dropping the jobs unrun tells each caller its write was not committed.
         tracing::warn!(%error, writes = group.len(), "could not begin a write transaction");
-        return;
+        return true;
     }
     let mut completions = Vec::with_capacity(group.len());
     for job in group {
@@ -214,12 +235,14 @@ fn commit_group(connection: &Connection, group: Vec<Job>) {
     let commit = connection
         .execute_batch("COMMIT")
         .map_err(|error| error.to_string());
-    if commit.is_err() {
+    let committed = commit.is_ok();
+    if !committed {
         let _ = connection.execute_batch("ROLLBACK");
     }
     for (completion, closed) in completions {
         completion(commit.clone().and(closed));
     }
+    committed
 }
 
 /// Milliseconds since the Unix epoch, the time unit of the embedded tables.
