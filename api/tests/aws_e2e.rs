@@ -298,16 +298,7 @@ async fn the_list_pages_through_dynamodb_and_never_shows_another_shop() {
                 if let Some(cursor) = &cursor {
                     url.push_str(&format!("&cursor={cursor}"));
                 }
-                let page: Value = server
-                    .http
-                    .get(url)
-                    .bearer_auth(DEV_KEY)
-                    .send()
-                    .await
-                    .expect("GET")
-                    .json()
-                    .await
-                    .expect("JSON");
+                let page: Value = server.get_json(url, Some(DEV_KEY)).await;
                 seen.extend(page["data"].as_array().expect("data").iter().cloned());
                 match page["next_cursor"].as_str() {
                     Some(next) => cursor = Some(next.to_owned()),

@@ -592,15 +592,11 @@ async fn a_conflict_is_visible_through_get_and_the_list() {
     );
     assert!(stored["conflicts"]["last_refused_at"].is_string());
     let listed: Value = server
-        .http
-        .get(format!("{}/transactions?conflicted=true", server.base))
-        .bearer_auth(DEV_KEY)
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("JSON");
+        .get_json(
+            format!("{}/transactions?conflicted=true", server.base),
+            Some(DEV_KEY),
+        )
+        .await;
     let ids: Vec<&str> = listed["data"]
         .as_array()
         .expect("data")
@@ -637,16 +633,7 @@ async fn walking_the_pages_through_the_api_sees_each_transaction_once() {
         if let Some(cursor) = &cursor {
             url.push_str(&format!("&cursor={cursor}"));
         }
-        let listed: Value = server
-            .http
-            .get(url)
-            .bearer_auth(DEV_KEY)
-            .send()
-            .await
-            .expect("GET")
-            .json()
-            .await
-            .expect("JSON");
+        let listed: Value = server.get_json(url, Some(DEV_KEY)).await;
         for record in listed["data"].as_array().expect("data") {
             seen.push(record["transaction_id"].as_str().expect("id").to_owned());
         }

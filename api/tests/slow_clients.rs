@@ -163,13 +163,7 @@ async fn an_oversized_header_is_refused() {
     );
     // The server is fine afterwards.
     let health: Value = server
-        .http
-        .get(format!("{}/health", server.base))
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("JSON");
+        .get_json(format!("{}/health", server.base), None)
+        .await;
     assert_eq!(health["status"], "ok");
 }

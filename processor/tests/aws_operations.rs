@@ -1,7 +1,6 @@
 //! Operating the AWS path, on the emulator (moto): a store outage ridden out, dead letters put
 //! back with the operator command, and concurrent deliveries of one message.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::SqsEvent;
@@ -27,14 +26,7 @@ async fn all_stored(resources: &Resources, shop: &str, ids: &[String], within: D
 }
 
 fn poller(env: Vec<(&'static str, String)>) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_processor"))
-        .arg("poll")
-        .envs(env)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn processor poll")
+    testkit::poller(env!("CARGO_BIN_EXE_processor"), env)
 }
 
 /// DynamoDB refuses every connection for longer than the old retry budget (15 s over 5

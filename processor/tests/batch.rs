@@ -8,12 +8,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use pipeline::adapters::embedded::QueueSettings;
 use pipeline::domain::{AlertPolicy, AlertState, ShopId, TransactionRecord};
-use pipeline::ports::{
-    Alert, Notifier, OutgoingMessage, PortError, Queue, ReceivedMessage, Redrive, Store,
-};
+use pipeline::ports::{Alert, Notifier, OutgoingMessage, PortError, Queue, Redrive, Store};
 use processor::retry::RetryPolicy;
 use processor::{Outcome, Processor};
 use testkit::EmbeddedPorts;
+use testkit::deliver;
 use testkit::doubles::FaultyStore;
 
 struct Fixture {
@@ -51,32 +50,6 @@ fn processor(fixture: &Fixture) -> Processor {
         fixture.backend.store.clone(),
         fixture.backend.notifier.clone(),
     )
-}
-
-/// Sends the bodies and receives them all back, as the worker would.
-async fn deliver(queue: &dyn Queue, bodies: &[String]) -> Vec<ReceivedMessage> {
-    for body in bodies {
-        let message = OutgoingMessage {
-            body: body.clone(),
-            attributes: Default::default(),
-        };
-        queue.send(message).await.expect("send");
-    }
-    let mut received = Vec::new();
-    while received.len() < bodies.len() {
-        let batch = queue
-            .receive(100, Duration::from_secs(2))
-            .await
-            .expect("receive");
-        assert!(
-            !batch.is_empty(),
-            "queue ran dry after {} of {}",
-            received.len(),
-            bodies.len()
-        );
-        received.extend(batch);
-    }
-    received
 }
 
 async fn stored(fixture: &Fixture, shop_name: &str, id: &str) -> TransactionRecord {

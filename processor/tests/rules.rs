@@ -2,7 +2,6 @@
 //! message delivered twice, concurrent processors counting one key, and broken rules refused.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,9 +9,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use pipeline::adapters::embedded::QueueSettings;
 use pipeline::domain::rules::WindowTotal;
 use pipeline::domain::{RuleSet, ShopId, Transaction};
-use pipeline::ports::{OutgoingMessage, Queue, ReceivedMessage, Store};
+use pipeline::ports::{ReceivedMessage, Store};
 use processor::Processor;
 use testkit::ResourceOptions;
+use testkit::deliver;
 use testkit::doubles::CountingNotifier;
 
 const EXAMPLE: &str = include_str!("../../rules/example.toml");
@@ -66,26 +66,6 @@ async fn card_window(store: &dyn Store, rules: &RuleSet, body: &str) -> WindowTo
         .await
         .expect("totals");
     totals[0].clone()
-}
-
-async fn deliver(queue: &dyn Queue, bodies: &[String]) -> Vec<ReceivedMessage> {
-    for body in bodies {
-        let message = OutgoingMessage {
-            body: body.clone(),
-            attributes: Default::default(),
-        };
-        queue.send(message).await.expect("send");
-    }
-    let mut received = Vec::new();
-    while received.len() < bodies.len() {
-        let batch = queue
-            .receive(100, Duration::from_secs(2))
-            .await
-            .expect("receive");
-        assert!(!batch.is_empty(), "the queue ran dry");
-        received.extend(batch);
-    }
-    received
 }
 
 /// Which transactions alerted for which rule, from the stored records.
@@ -214,14 +194,7 @@ async fn concurrent_processors_count_one_key_exactly_on_the_embedded_store() {
 }
 
 fn poller(env: Vec<(&'static str, String)>) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_processor"))
-        .arg("poll")
-        .envs(env)
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn processor poll")
+    testkit::poller(env!("CARGO_BIN_EXE_processor"), env)
 }
 
 /// On the emulator, three `processor poll`s read the rules from the SSM parameter and drain the

@@ -2,10 +2,13 @@
 //! pipeline resources on it for each test, the adapters over them, and a stub of the Lambda
 //! Runtime API.
 
+mod delivery;
 pub mod doubles;
 pub mod lambda_runtime_stub;
 pub mod proxy;
 pub mod sqs_stand_in;
+
+pub use delivery::{deliver, poller};
 
 use std::net::TcpListener;
 use std::path::Path;

@@ -111,6 +111,21 @@ impl Server {
             .expect("GET")
     }
 
+    /// The JSON answer to a GET of `url` (a whole URL), with the key if one is given.
+    pub async fn get_json(&self, url: String, key: Option<&str>) -> Value {
+        let mut request = self.http.get(url);
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON")
+    }
+
     /// The stored transaction, once the processor has stored it.
     pub async fn stored(&self, key: &str, id: &str) -> Value {
         eventually(&format!("transaction {id} stored"), || async {
