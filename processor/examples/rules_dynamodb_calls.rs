@@ -2,7 +2,10 @@
 //! rules, counted by an SDK interceptor while the processor stores 500 transactions on the
 //! emulator (moto, started on a free port). BENCHMARKS.md, "Alert rules".
 //!
-//! Usage: `cargo run --release -p processor --example rules_dynamodb_calls`
+//! Usage: `cargo run --release -p processor --example rules_dynamodb_calls [COUNT] [ONLY]`
+//! (COUNT transactions per rule set, default 500; ONLY: run the sets whose name contains it,
+//! e.g. `10`. The emulator slows down as the table grows, so a set alone on a fresh table is
+//! quicker.)
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -21,7 +24,7 @@ use pipeline::ports::{OutgoingMessage, Queue};
 use processor::Processor;
 use testkit::ResourceOptions;
 
-const MESSAGES: usize = 500;
+const DEFAULT_MESSAGES: usize = 500;
 const EXAMPLE: &str = include_str!("../../rules/example.toml");
 
 #[derive(Debug, Default, Clone)]
@@ -76,6 +79,12 @@ fn body(run: &str, n: usize) -> String {
 
 #[tokio::main]
 async fn main() {
+    let mut args = std::env::args().skip(1);
+    let messages: usize = args
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(DEFAULT_MESSAGES);
+    let only = args.next().unwrap_or_default();
     let resources = testkit::resources(ResourceOptions::default()).await;
     let ten = format!(
         "{EXAMPLE}{}",
@@ -93,7 +102,7 @@ async fn main() {
         ),
         ("10 rules", RuleSet::from_toml("ten", &ten).expect("ten")),
     ];
-    for (name, rules) in sets {
+    for (name, rules) in sets.into_iter().filter(|(name, _)| name.contains(&only)) {
         let counter = CallCounter::default();
         let config = aws_sdk_dynamodb::config::Builder::from(&resources.config)
             .interceptor(counter.clone())
@@ -105,7 +114,7 @@ async fn main() {
         ));
         let ports = resources.ports();
         let run = name.replace(' ', "-");
-        for chunk in (0..MESSAGES).collect::<Vec<_>>().chunks(10) {
+        for chunk in (0..messages).collect::<Vec<_>>().chunks(10) {
             let messages = chunk
                 .iter()
                 .map(|&n| OutgoingMessage {
@@ -118,7 +127,7 @@ async fn main() {
         let processor = Processor::new(ports.queue.clone(), store, ports.notifier.clone(), rules)
             .with_concurrency(10);
         let mut done = 0;
-        while done < MESSAGES {
+        while done < messages {
             let batch = ports
                 .queue
                 .receive(10, std::time::Duration::from_secs(1))
@@ -136,11 +145,11 @@ async fn main() {
         let total: u64 = counts.values().sum();
         let each: Vec<String> = counts
             .iter()
-            .map(|(op, n)| format!("{op} {:.2}", *n as f64 / MESSAGES as f64))
+            .map(|(op, n)| format!("{op} {:.2}", *n as f64 / messages as f64))
             .collect();
         println!(
             "{name:<13} {:.2} DynamoDB calls per message ({})",
-            total as f64 / MESSAGES as f64,
+            total as f64 / messages as f64,
             each.join(", ")
         );
     }

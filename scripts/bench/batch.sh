@@ -5,25 +5,12 @@
 # Usage: scripts/bench/batch.sh [DURATION_SECONDS]   (default 15)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source scripts/bench/common.sh
 duration="${1:-15}"
 export BATCH_SIZE="${BATCH_SIZE:-100}"
 
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+need_wrk
 scripts/bench/build.sh
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-wait_for_port() { # the first stdout line is "listening on http://ADDR"
-  local out=$1
-  for _ in $(seq 1 100); do
-    grep -q '^listening on ' "$out" 2>/dev/null && { sed -n 's/^listening on //p' "$out" | head -1; return; }
-    sleep 0.1
-  done
-  echo "server did not start" >&2; exit 1
-}
 
 run_wrk() {
   wrk -t2 -c64 -d"${duration}s" --latency -s scripts/bench/batch.lua "$1" | tee -a "$work/wrk.log" | grep '^RESULT'

@@ -6,20 +6,15 @@
 # Usage: scripts/bench/sustained.sh RATE [BATCH_SIZE] [DURATION_SECONDS]   (defaults 100, 60)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source scripts/bench/common.sh
 rate="${1:?usage: sustained.sh RATE [BATCH_SIZE] [DURATION_SECONDS]}"
 batch="${2:-100}"
 duration="${3:-60}"
 
 scripts/bench/build.sh
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
 RUST_LOG=warn target/release/api --addr 127.0.0.1:0 --data-dir "$work/data" >"$work/api.out" 2>"$work/api.err" & pids+=($!)
-for _ in $(seq 1 100); do grep -q '^listening on ' "$work/api.out" 2>/dev/null && break; sleep 0.1; done
-url=$(sed -n 's/^listening on //p' "$work/api.out" | head -1)
+url=$(wait_for_port "$work/api.out")
 
 depth() { curl -s "$url/metrics" | sed -n 's/^queue_depth \([0-9.e+]*\).*/\1/p' | head -1; }
 stored() { python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from transactions").fetchone()[0])' "$work/data/store.db"; }
