@@ -235,11 +235,13 @@ impl Processor {
     async fn decide(&self, envelope: &Envelope) -> Result<Vec<AlertDecision>, PortError> {
         let transaction = &envelope.transaction;
         let shop_id = &envelope.shop_id;
+        // One clock reading, so that "not counted" and "late" are judged at the same moment.
+        let now = Utc::now();
         let counting = self
             .rules
-            .windowed_checks(transaction, shop_id.as_str(), Utc::now());
+            .windowed_checks(transaction, shop_id.as_str(), now);
         let Some(counting) = counting else {
-            if self.rules.has_windowed_rules() && self.rules.is_late(transaction, Utc::now()) {
+            if self.rules.has_windowed_rules() && self.rules.is_late(transaction, now) {
                 metrics::counter!(telemetry::COUNTING_SKIPPED_LATE).increment(1);
             }
             return Ok(self.rules.decide(transaction, None, &[]));

@@ -145,47 +145,45 @@ pub async fn window_totals(
     shop_id: &str,
     windows: &[WindowQuery],
 ) -> Result<Vec<WindowTotal>, PortError> {
-    let mut pks: Vec<String> = windows
+    let window_pks: Vec<Vec<String>> = windows
         .iter()
-        .flat_map(|window| {
-            window.buckets.iter().map(|&bucket| {
-                counter_pk(
-                    shop_id,
-                    &CounterId {
-                        rule: window.rule.clone(),
-                        key: window.key.clone(),
-                        bucket,
-                    },
-                )
-            })
-        })
+        .map(|window| bucket_pks(shop_id, window))
         .collect();
+    let mut pks: Vec<String> = window_pks.iter().flatten().cloned().collect();
     pks.sort_unstable();
     pks.dedup();
     let mut found: HashMap<String, HashMap<String, AttributeValue>> = HashMap::new();
     for chunk in pks.chunks(KEYS_PER_READ) {
         read_chunk(client, table, chunk, &mut found).await?;
     }
-    Ok(windows
+    Ok(window_pks
         .iter()
-        .map(|window| {
+        .map(|pks| {
             let mut total = WindowTotal::default();
-            for &bucket in &window.buckets {
-                let pk = counter_pk(
-                    shop_id,
-                    &CounterId {
-                        rule: window.rule.clone(),
-                        key: window.key.clone(),
-                        bucket,
-                    },
-                );
-                if let Some(item) = found.get(&pk) {
-                    add_item(&mut total, item);
-                }
+            for item in pks.iter().filter_map(|pk| found.get(pk)) {
+                add_item(&mut total, item);
             }
             total
         })
         .collect())
+}
+
+/// The counter items of a window's buckets.
+fn bucket_pks(shop_id: &str, window: &WindowQuery) -> Vec<String> {
+    window
+        .buckets
+        .iter()
+        .map(|&bucket| {
+            counter_pk(
+                shop_id,
+                &CounterId {
+                    rule: window.rule.clone(),
+                    key: window.key.clone(),
+                    bucket,
+                },
+            )
+        })
+        .collect()
 }
 
 async fn read_chunk(
