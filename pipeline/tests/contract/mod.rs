@@ -792,6 +792,11 @@ pub async fn counters_count_each_transaction_once(store: Arc<dyn Store>) {
     assert_eq!(t4[0].count, 4, "the new transaction is in its own window");
     assert_eq!(t4[0].members.len(), 3);
     assert_eq!(t4[0].sum, "1002.31".parse().expect("decimal"));
+    let read_back = store
+        .window_totals(&shop, &[window("distinct_rule", "cust-1")])
+        .await
+        .expect("totals");
+    assert_eq!(read_back, t4, "what was counted is what the store holds");
 }
 
 /// Concurrent counts of the same transactions, as parallel invocations would make them: each is

@@ -89,7 +89,7 @@ impl WindowCache {
             write(connection, shop_id, contributions, &added)?;
             // Only once the rows are written: a failed job leaves the cache as the tables are.
             let now = chrono::Utc::now().timestamp();
-            for (contribution, bucket) in contributions.iter().zip(added) {
+            for (contribution, Added { bucket, .. }) in contributions.iter().zip(added) {
                 let counter = &contribution.counter;
                 let entry = self.entry_mut(shop_id, &counter.rule, &counter.key);
                 entry.buckets.insert(counter.bucket, bucket);
@@ -169,7 +169,7 @@ impl WindowCache {
     }
 
     /// Each contribution's bucket as it will be with the contribution added.
-    fn added(&mut self, shop_id: &str, contributions: &[Contribution]) -> Vec<Bucket> {
+    fn added(&mut self, shop_id: &str, contributions: &[Contribution]) -> Vec<Added> {
         contributions
             .iter()
             .map(|contribution| {
@@ -183,10 +183,11 @@ impl WindowCache {
                 bucket.count += 1;
                 bucket.sum += contribution.amount;
                 bucket.expires_at = contribution.expires_at.timestamp();
-                if let Some(member) = &contribution.member {
-                    bucket.members.insert(member.clone());
-                }
-                bucket
+                let new_member = match &contribution.member {
+                    Some(member) => bucket.members.insert(member.clone()),
+                    None => false,
+                };
+                Added { bucket, new_member }
             })
             .collect()
     }
@@ -212,12 +213,19 @@ impl WindowCache {
     }
 }
 
+/// A contribution's bucket with the contribution added, and whether its member (for a distinct
+/// rule) is one the bucket did not hold yet.
+struct Added {
+    bucket: Bucket,
+    new_member: bool,
+}
+
 /// The new values of the contributions' counters, in one statement, and their new members.
 fn write(
     connection: &Connection,
     shop_id: &str,
     contributions: &[Contribution],
-    added: &[Bucket],
+    added: &[Added],
 ) -> rusqlite::Result<()> {
     let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; contributions.len()].join(", ");
     let sql = format!(
@@ -226,7 +234,7 @@ fn write(
          DO UPDATE SET count = excluded.count, sum = excluded.sum"
     );
     let mut values: Vec<rusqlite::types::Value> = Vec::with_capacity(7 * contributions.len());
-    for (contribution, bucket) in contributions.iter().zip(added) {
+    for (contribution, Added { bucket, .. }) in contributions.iter().zip(added) {
         let counter = &contribution.counter;
         values.extend([
             shop_id.to_owned().into(),
@@ -241,7 +249,11 @@ fn write(
     connection
         .prepare_cached(&sql)?
         .execute(params_from_iter(values))?;
-    for contribution in contributions {
+    for (contribution, _) in contributions
+        .iter()
+        .zip(added)
+        .filter(|(_, a)| a.new_member)
+    {
         if let Some(member) = &contribution.member {
             let counter = &contribution.counter;
             connection
