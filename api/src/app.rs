@@ -3,35 +3,34 @@
 use std::any::Any;
 
 use axum::Router;
-use axum::extract::Request;
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use pipeline::telemetry;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::access_log;
-use crate::error::{ApiError, ProblemSlug};
+use crate::error::ApiError;
 use crate::openapi::ApiDoc;
 use crate::routes::{batch, ops, transactions};
 use crate::state::AppState;
+use crate::{access_log, ingest};
 
 pub fn router(state: AppState) -> Router {
+    // Every ingest route inside the one layer that counts outcomes (it counts POSTs only).
     let ingest = Router::new()
         .route(
             "/transactions",
             post(transactions::create).get(transactions::list),
         )
-        .route_layer(middleware::from_fn(count_ingest_outcomes));
-    Router::new()
-        .merge(ingest)
         .route(
             "/transactions/batch",
             post(batch::create).get(transactions::read_named_batch),
         )
+        .route_layer(middleware::from_fn(ingest::count_outcomes));
+    Router::new()
+        .merge(ingest)
         .route("/transactions/{transaction_id}", get(transactions::read))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
@@ -45,25 +44,6 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
-}
-
-/// Counts each POST as accepted or, by the problem's slug, rejected: every way a request can
-/// fail (key, media type, size, JSON, rules, queue) is counted in one place.
-async fn count_ingest_outcomes(request: Request, next: Next) -> Response {
-    if request.method() != axum::http::Method::POST {
-        return next.run(request).await;
-    }
-    let response = next.run(request).await;
-    match response.extensions().get::<ProblemSlug>() {
-        Some(ProblemSlug(reason)) => {
-            metrics::counter!(telemetry::REJECTED, "reason" => *reason).increment(1)
-        }
-        None if response.status().is_success() => {
-            metrics::counter!(telemetry::ACCEPTED).increment(1)
-        }
-        None => {}
-    }
-    response
 }
 
 async fn not_found() -> ApiError {

@@ -9,26 +9,14 @@ use std::time::{Duration, Instant};
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use pipeline::adapters::aws::calls::{AwsCall, Caller};
-use pipeline::domain::ShopId;
-use pipeline::ports::PortError;
+use infra::domain::ShopId;
+use infra::ports::{Parameter, PortError};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::sync::RwLock;
 
 use crate::error::ApiError;
-
-/// The calls of the SSM key ring, for the permission test (see `pipeline::adapters::aws::calls`).
-pub const AWS_CALLS: &[AwsCall] = &[
-    AwsCall::new(
-        "get_parameter",
-        "ssm:GetParameter",
-        "parameter:ApiKeysParameterName",
-        &[Caller::Api],
-    ),
-    AwsCall::new("", "kms:Decrypt", "kms-key:any", &[Caller::Api]).via("ssm"),
-];
 
 /// Works only when no keys file is given and the server listens on a loopback address.
 pub const DEVELOPMENT_KEY: &str = "dev-key-for-the-demo-shop";
@@ -147,16 +135,14 @@ pub enum KeyRing {
 }
 
 pub struct SsmKeys {
-    client: aws_sdk_ssm::Client,
-    parameter: String,
+    parameter: Arc<dyn Parameter>,
     cache_for: Duration,
     cached: RwLock<Option<(Instant, Arc<ApiKeys>)>>,
 }
 
 impl SsmKeys {
-    pub fn new(client: aws_sdk_ssm::Client, parameter: String, cache_for: Duration) -> Self {
+    pub fn new(parameter: Arc<dyn Parameter>, cache_for: Duration) -> Self {
         Self {
-            client,
             parameter,
             cache_for,
             cached: RwLock::new(None),
@@ -191,20 +177,12 @@ impl SsmKeys {
     }
 
     async fn fetch(&self) -> Result<ApiKeys, PortError> {
-        let output = self
-            .client
-            .get_parameter()
-            .name(&self.parameter)
-            .with_decryption(true)
-            .send()
-            .await
-            .map_err(|error| {
-                PortError::unavailable("key store", aws_sdk_ssm::error::DisplayErrorContext(error))
-            })?;
-        let text = output
-            .parameter
-            .and_then(|parameter| parameter.value)
-            .unwrap_or_default();
+        let text = self.parameter.read().await?.ok_or_else(|| {
+            PortError::unavailable(
+                "key store",
+                format!("the parameter {} does not exist", self.parameter.name()),
+            )
+        })?;
         ApiKeys::parse(&text).map_err(|error| PortError::unavailable("key store", error))
     }
 }

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use pipeline::adapters::select::{PortArgs, parse_seconds};
-use pipeline::telemetry::TelemetryArgs;
+use infra::adapters::select::PortArgs;
+use infra::settings::parse_seconds;
+use infra::telemetry::TelemetryArgs;
 use processor::settings::ProcessorArgs;
 
 #[derive(Debug, Parser)]

@@ -1,4 +1,4 @@
-//! Schemas that exist only to document the contract. The parser in `pipeline::domain` is the
+//! Schemas that exist only to document the contract. The parser in `infra::domain` is the
 //! authority on what is accepted; these state its rules for OpenAPI and Swagger UI, built from
 //! the same constants, so that a client generated from the contract does not send what will be
 //! refused. `api/tests/openapi.rs` checks the two against each other.
@@ -7,12 +7,12 @@
 //! currency (`x-minor-units` lists them), items adding up to the amount, a timestamp at most
 //! five minutes ahead, and a leap second only on a day that had one.
 
-use pipeline::domain::money::{MAX_AMOUNT, payment_currencies};
-use pipeline::domain::parse::{
+use infra::domain::money::{MAX_AMOUNT, payment_currencies};
+use infra::domain::parse::{
     EARLIEST_TIMESTAMP, MAX_ITEMS, MAX_METADATA_KEY_CHARS, MAX_METADATA_PAIRS,
     MAX_METADATA_VALUE_CHARS, MAX_SKU_CHARS, NO_CONTROL_CHARACTERS_PATTERN, TIMESTAMP_PATTERN,
 };
-use pipeline::domain::{
+use infra::domain::{
     FINGERPRINT_PATTERN, MAX_FINGERPRINT_CHARS, MAX_ID_CHARS, Named, PaymentMethod, TransactionType,
 };
 use utoipa::openapi::extensions::ExtensionsBuilder;
@@ -331,7 +331,7 @@ pub struct ListParamsDoc {
     max_amount: Option<String>,
     /// `none`: raised no alert; `pending`: an alert not yet published; `sent`: alerts all
     /// published; `any`: raised an alert.
-    #[param(value_type = Option<pipeline::domain::AlertFilter>, example = "any")]
+    #[param(value_type = Option<infra::domain::AlertFilter>, example = "any")]
     alert: Option<String>,
     /// `true`: re-sent with another payload at least once; `false`: never.
     #[param(example = false)]

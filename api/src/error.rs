@@ -4,8 +4,8 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use pipeline::domain::{FieldError, TransactionError};
-use pipeline::ports::PortError;
+use infra::domain::{FieldError, TransactionError};
+use infra::ports::PortError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -38,6 +38,13 @@ pub enum ApiError {
     Invalid {
         errors: Vec<FieldError>,
         total: usize,
+    },
+    /// A batch none of whose items was accepted: each item's result is still listed.
+    #[error("none of the {rejected} transactions was accepted")]
+    NoneAccepted {
+        rejected: usize,
+        results: serde_json::Value,
+        request_id: String,
     },
     /// A port failed; transient failures are 503s, permanent refusals 500s.
     #[error(transparent)]
@@ -75,6 +82,13 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(example = 1)]
     pub error_count: Option<usize>,
+    /// A batch none of whose items was accepted: what became of each item, as in a 207.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub results: Option<serde_json::Value>,
+    /// With `results`: the batch's request id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 fn listed_note(listed: usize, total: usize) -> String {
@@ -102,7 +116,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::InvalidParameters(_) => StatusCode::BAD_REQUEST,
-            Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Invalid { .. } | Self::NoneAccepted { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Port(PortError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Port(PortError::Rejected { .. }) | Self::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -121,7 +135,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::RequestTimeout(_) => "request-timeout",
             Self::InvalidParameters(_) => "invalid-parameters",
-            Self::Invalid { .. } => "validation",
+            Self::Invalid { .. } | Self::NoneAccepted { .. } => "validation",
             Self::Port(PortError::Unavailable { .. }) => "unavailable",
             Self::Port(PortError::Rejected { .. }) => "refused-by-backend",
             Self::Internal(_) => "internal",
@@ -139,6 +153,7 @@ impl ApiError {
             Self::RequestTimeout(_) => "Request timeout",
             Self::InvalidParameters(_) => "Invalid query parameters",
             Self::Invalid { .. } => "Invalid transaction",
+            Self::NoneAccepted { .. } => "Invalid transactions",
             Self::Port(PortError::Unavailable { .. }) => "Service unavailable",
             Self::Port(PortError::Rejected { .. }) => "Refused by a backend service",
             Self::Internal(_) => "Internal server error",
@@ -178,6 +193,14 @@ impl ApiError {
             error_count: match self {
                 Self::Invalid { total, .. } => Some(*total),
                 Self::InvalidParameters(errors) => Some(errors.len()),
+                _ => None,
+            },
+            results: match self {
+                Self::NoneAccepted { results, .. } => Some(results.clone()),
+                _ => None,
+            },
+            request_id: match self {
+                Self::NoneAccepted { request_id, .. } => Some(request_id.clone()),
                 _ => None,
             },
         }

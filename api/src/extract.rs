@@ -5,7 +5,7 @@ use axum::body::{Bytes, to_bytes};
 use axum::extract::{FromRef, FromRequest, Request};
 use axum::http::{HeaderMap, header};
 use chrono::{DateTime, Utc};
-use pipeline::domain::{Transaction, parse_transaction};
+use infra::domain::{Transaction, parse_transaction};
 
 use crate::error::ApiError;
 use crate::state::BodyReadTimeout;

@@ -1,9 +1,10 @@
-//! The HTTP API: one axum router ([`app::router`]) served by `axum::serve` locally and, on AWS,
-//! by `lambda_http`. Handlers validate, enqueue and read; they never talk to a database directly
-//! but through the ports in [`state::AppState`].
+//! The HTTP API: one axum router ([`app::router`]) served locally by our own accept loop
+//! ([`http_server`], with limits `axum::serve` lacks) and, on AWS, by `lambda_http`. Handlers
+//! validate, enqueue and read; they never talk to a database directly but through the ports in
+//! [`state::AppState`].
 //!
-//! Modules depend in one direction: `server` → `app`, `lambda` → `routes` → `extract`, `auth`,
-//! `state`, `docs` → `error`. A test (tests/architecture.rs) keeps it so.
+//! Modules depend in one direction (ARCHITECTURE.md draws them); a test
+//! (tests/architecture.rs) fails on a cycle.
 
 pub mod access_log;
 pub mod app;
@@ -13,6 +14,7 @@ pub mod docs;
 pub mod error;
 pub mod extract;
 pub mod http_server;
+pub mod ingest;
 pub mod lambda;
 pub mod limits;
 pub mod listing;

@@ -13,9 +13,9 @@ use axum::http::request::Parts;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
-use pipeline::domain::listing::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
-use pipeline::domain::money::{MAX_MINOR_UNITS, minor_units, significant_scale};
-use pipeline::domain::{
+use infra::domain::listing::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use infra::domain::money::{MAX_MINOR_UNITS, minor_units, significant_scale};
+use infra::domain::{
     AlertFilter, FieldError, ListFilters, MAX_ID_CHARS, Named, Position, ShopId, TransactionType,
 };
 use rust_decimal::Decimal;

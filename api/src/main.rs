@@ -5,8 +5,8 @@ use api::auth::new_key;
 use api::config::{Cli, Command, KeysCommand, ServeArgs};
 use api::{openapi, server};
 use clap::Parser;
-use pipeline::domain::ShopId;
-use pipeline::telemetry::{self, LogFormat, exit_code, init_logging};
+use infra::domain::ShopId;
+use infra::telemetry::{self, LogFormat, exit_code, init_logging};
 
 // glibc's allocator showed up as a tenth of the CPU under load; mimalloc's per-thread heaps
 // cut that (see BENCHMARKS.md).

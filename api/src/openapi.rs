@@ -27,7 +27,7 @@ use crate::routes::{batch, ops, transactions};
         ops::health,
         ops::metrics
     ),
-    components(schemas(Problem, pipeline::domain::FieldError, pipeline::domain::AlertFilter)),
+    components(schemas(Problem, infra::domain::FieldError, infra::domain::AlertFilter)),
     modifiers(&BearerKey),
     tags(
         (name = "transactions", description = "Send and read transactions (API key needed)"),

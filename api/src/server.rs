@@ -1,17 +1,14 @@
-//! Wiring: connect the ports and the keys from the settings, then either serve HTTP with
-//! `axum::serve` (with the in-process processor when the queue is embedded) or, when started by
-//! the Lambda runtime, hand the same router to `lambda_http`.
+//! Wiring: connect the ports and the keys from the settings, then either serve HTTP with our
+//! accept loop (`http_server`, with the in-process processor when the queue is embedded) or,
+//! when started by the Lambda runtime, hand the same router to `lambda_http`.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use anyhow::Context;
-use pipeline::adapters::aws::calls::{AwsCall, Caller};
-use pipeline::adapters::breaker::BreakerQueue;
-use pipeline::adapters::select::{Backend, Connector, QueueRole};
-use pipeline::ports::Queue;
-use pipeline::{shutdown, telemetry};
-use processor::worker;
+use infra::adapters::select::{Backend, Connector};
+use infra::aws_calls::{AwsCall, Caller};
+use infra::{shutdown, telemetry};
+use processor::{wiring, worker};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -22,7 +19,7 @@ use crate::config::ServeArgs;
 use crate::http_server::{self, Limits};
 use crate::lambda;
 use crate::routes::ops::HEALTH_CACHE;
-use crate::state::{AppState, BodyReadTimeout, Readiness};
+use crate::state::{AppState, Timeouts};
 
 /// What Lambda does for the API function with its role, for the permission test.
 pub const AWS_CALLS: &[AwsCall] = &[
@@ -53,8 +50,7 @@ async fn key_ring(
 ) -> anyhow::Result<KeyRing> {
     if let Some(parameter) = &args.api_keys_ssm_parameter {
         let keys = SsmKeys::new(
-            aws_sdk_ssm::Client::new(ports.aws_config().await),
-            parameter.clone(),
+            ports.parameter(parameter).await,
             args.api_keys_cache_seconds,
         );
         // Read once now, so that a wrong parameter name shows at start rather than per request.
@@ -81,45 +77,39 @@ async fn key_ring(
     Ok(KeyRing::Fixed(keys))
 }
 
-/// The state the router needs: the queue it sends to (behind a circuit breaker that bounds each
-/// send by `ENQUEUE_TIMEOUT`) and the store it reads from.
+/// The state the router needs: the queue's sending side and the store's reading side.
 async fn app_state(
     args: &ServeArgs,
     ports: &Connector<'_>,
-    queue: Arc<dyn Queue>,
     keys: KeyRing,
     prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> anyhow::Result<AppState> {
-    let queue: Arc<dyn Queue> = Arc::new(BreakerQueue::new(queue, args.enqueue_timeout));
-    Ok(AppState {
-        readiness: Readiness::new(queue.clone(), HEALTH_CACHE),
-        queue,
-        store: ports.store().await?,
-        keys: Arc::new(keys),
+    let timeouts = Timeouts {
+        enqueue: args.enqueue_timeout,
+        body_read: args.body_read_timeout,
+        health_cache: HEALTH_CACHE,
+    };
+    Ok(AppState::new(
+        ports.producer().await?,
+        ports.record_reader().await?,
+        keys,
         prometheus,
-        body_read_timeout: BodyReadTimeout(args.body_read_timeout),
-    })
+        timeouts,
+    ))
 }
 
-/// The processor inside this process, draining the same embedded queue the API sends to.
+/// The processor inside this process, draining the same embedded queue the API sends to (the
+/// connector opened it once), without the API's breaker: the worker has its own retry schedule.
 async fn start_embedded_processor(
     args: &ServeArgs,
     ports: &Connector<'_>,
-    queue: Arc<dyn Queue>,
     stop: CancellationToken,
 ) -> anyhow::Result<JoinHandle<()>> {
-    let tuning = args.processor.tuning(Backend::Embedded);
-    let processor = args.processor.processor(
-        queue.clone(),
-        ports.store().await?,
-        ports.notifier().await?,
-        args.processor.rules(ports).await?,
-        tuning,
-    );
+    let wired = wiring::processor(ports, &args.processor).await?;
     Ok(tokio::spawn(worker::run(
-        Arc::new(processor),
-        queue,
-        tuning,
+        wired.processor,
+        wired.queue,
+        wired.tuning,
         stop,
     )))
 }
@@ -127,23 +117,12 @@ async fn start_embedded_processor(
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let ports = args.ports.connector();
     let keys = key_ring(&args, &ports, Some(args.addr.ip())).await?;
-    let queue = ports.queue(QueueRole::Producer).await?;
-    let state = app_state(
-        &args,
-        &ports,
-        queue.clone(),
-        keys,
-        Some(telemetry::prometheus()),
-    )
-    .await?;
+    let state = app_state(&args, &ports, keys, Some(telemetry::prometheus())).await?;
     let stop =
         shutdown::on_signal("no new requests; finishing those in flight and the current batch");
     let run_processor = args.embedded_processor && args.ports.queue_backend() == Backend::Embedded;
     let worker = if run_processor {
-        Some(
-            // The same queue, without the API's breaker: the worker has its own retry schedule.
-            start_embedded_processor(&args, &ports, queue, stop.child_token()).await?,
-        )
+        Some(start_embedded_processor(&args, &ports, stop.child_token()).await?)
     } else {
         None
     };
@@ -178,8 +157,7 @@ pub async fn run_lambda(args: ServeArgs) -> anyhow::Result<()> {
     let metrics = telemetry::cloudwatch_metrics(&args.telemetry.metrics_namespace)?;
     let ports = args.ports.connector();
     let keys = key_ring(&args, &ports, None).await?;
-    let queue = ports.queue(QueueRole::Producer).await?;
-    let state = app_state(&args, &ports, queue, keys, None).await?;
+    let state = app_state(&args, &ports, keys, None).await?;
     let service = tower::ServiceBuilder::new()
         .map_request(lambda::prepare)
         .service(router(state));

@@ -8,8 +8,9 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use axum::extract::FromRef;
+use infra::adapters::breaker::BreakerQueue;
+use infra::ports::{Producer, RecordReader};
 use metrics_exporter_prometheus::PrometheusHandle;
-use pipeline::ports::{Queue, Store};
 
 use crate::auth::KeyRing;
 
@@ -19,13 +20,47 @@ use crate::auth::KeyRing;
 pub struct AppState {
     /// The queue behind its circuit breaker, which bounds each send by `ENQUEUE_TIMEOUT` and
     /// fails fast while the queue is known to be down.
-    pub queue: Arc<dyn Queue>,
-    pub store: Arc<dyn Store>,
+    pub queue: Arc<dyn Producer>,
+    pub store: Arc<dyn RecordReader>,
     pub keys: Arc<KeyRing>,
     /// Prometheus text for `/metrics`; `None` where metrics leave another way (CloudWatch).
     pub prometheus: Option<PrometheusHandle>,
     pub readiness: Readiness,
     pub body_read_timeout: BodyReadTimeout,
+}
+
+impl AppState {
+    /// The one place the state is built, by the server, the Lambda entry point and the tests:
+    /// the queue goes behind its circuit breaker, which bounds each send by `enqueue_timeout`,
+    /// and readiness probes through the same breaker.
+    pub fn new(
+        queue: Arc<dyn Producer>,
+        store: Arc<dyn RecordReader>,
+        keys: KeyRing,
+        prometheus: Option<PrometheusHandle>,
+        timeouts: Timeouts,
+    ) -> Self {
+        let queue: Arc<dyn Producer> = Arc::new(BreakerQueue::new(queue, timeouts.enqueue));
+        Self {
+            readiness: Readiness::new(queue.clone(), timeouts.health_cache),
+            queue,
+            store,
+            keys: Arc::new(keys),
+            prometheus,
+            body_read_timeout: BodyReadTimeout(timeouts.body_read),
+        }
+    }
+}
+
+/// The deadlines the state enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Longest wait for the queue to take a transaction.
+    pub enqueue: Duration,
+    /// Longest wait for a request's body.
+    pub body_read: Duration,
+    /// How long a readiness answer is reused.
+    pub health_cache: Duration,
 }
 
 /// How long a client has to send a request's body; then it gets 408.
@@ -42,13 +77,13 @@ pub struct PathPrefix(pub String);
 /// shown to the anonymous caller.
 #[derive(Clone)]
 pub struct Readiness {
-    queue: Arc<dyn Queue>,
+    queue: Arc<dyn Producer>,
     remember_for: Duration,
     last: Arc<Mutex<Option<(Instant, bool)>>>,
 }
 
 impl Readiness {
-    pub fn new(queue: Arc<dyn Queue>, remember_for: Duration) -> Self {
+    pub fn new(queue: Arc<dyn Producer>, remember_for: Duration) -> Self {
         Self {
             queue,
             remember_for,

@@ -22,7 +22,7 @@ fn processor(resources: &Resources) -> Processor {
         backend.queue,
         backend.store,
         backend.notifier,
-        pipeline::domain::RuleSet::default(),
+        infra::domain::RuleSet::default(),
     )
     .with_concurrency(10)
 }
@@ -88,10 +88,10 @@ async fn a_transaction_travels_sqs_lambda_dynamodb_sns_once_even_when_delivered_
     let stored = server.stored(DEV_KEY, "aws-big").await;
     assert_eq!(stored["amount"], "2500.00");
     assert_eq!(stored["shop_id"], "demo");
-    assert_eq!(stored["alert"]["state"], "sent");
+    assert_eq!(stored["alerts"][0]["state"], "sent");
     assert_eq!(
-        server.stored(DEV_KEY, "aws-small").await["alert"],
-        Value::Null
+        server.stored(DEV_KEY, "aws-small").await["alerts"],
+        json!([])
     );
 
     // Exactly one alert reached the topic's subscriber, with the attributes filters use.
@@ -272,16 +272,16 @@ async fn the_list_pages_through_dynamodb_and_never_shows_another_shop() {
             let body = json!({"transaction_id": format!("{shop}-{i:03}"), "amount": format!("{}.00", 10 + i),
                               "currency": if i % 2 == 0 { "USD" } else { "EUR" },
                               "timestamp": format!("2024-08-09T12:{:02}:00Z", i % 60)});
-            let transaction = pipeline::domain::parse_transaction(body.to_string().as_bytes(), now)
-                .expect("valid");
-            let envelope = pipeline::domain::Envelope::new(
-                pipeline::domain::ShopId::parse(shop).expect("shop"),
+            let transaction =
+                infra::domain::parse_transaction(body.to_string().as_bytes(), now).expect("valid");
+            let envelope = infra::domain::Envelope::new(
+                infra::domain::ShopId::parse(shop).expect("shop"),
                 transaction,
                 now,
                 format!("r-{i}"),
             );
-            let record = pipeline::domain::TransactionRecord::new(envelope, Vec::new(), now);
-            pipeline::ports::Store::put_if_absent(store.as_ref(), &record)
+            let record = infra::domain::TransactionRecord::new(envelope, Vec::new(), now);
+            infra::ports::RecordWriter::put_if_absent(store.as_ref(), &record)
                 .await
                 .expect("put");
         }

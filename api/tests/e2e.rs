@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use pipeline::adapters::embedded::{QueueSettings, SqliteNotifier, SqliteQueue};
-use pipeline::domain::ShopId;
-use pipeline::ports::{OutgoingMessage, Queue};
+use infra::adapters::embedded::{QueueSettings, SqliteNotifier, SqliteQueue};
+use infra::domain::ShopId;
+use infra::ports::{Consumer, OutgoingMessage, Producer};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::{DEV_KEY, ORIGINAL, Server, eventually};
@@ -53,7 +53,7 @@ async fn the_original_test_message_round_trips() {
     assert_eq!(stored["type"], "purchase");
     assert_eq!(stored["timestamp"], "2024-08-09T12:34:56Z");
     assert_eq!(stored["shop_id"], "demo");
-    assert_eq!(stored["alert"], Value::Null);
+    assert_eq!(stored["alerts"], json!([]));
 }
 
 #[tokio::test]
@@ -65,14 +65,14 @@ async fn above_1000_alerts_and_exactly_1000_does_not() {
     // Stored with the alert pending, then sent: wait for the final state.
     let over = eventually("the alert for 1000.01 sent", || async {
         let record = server.stored(DEV_KEY, "over").await;
-        (record["alert"]["state"] == "sent").then_some(record)
+        (record["alerts"][0]["state"] == "sent").then_some(record)
     })
     .await;
     let equal = server.stored(DEV_KEY, "equal").await;
-    assert_eq!(over["alert"]["rule"], "amount_exceeds_threshold");
-    assert_eq!(over["alert"]["state"], "sent");
-    assert!(over["alert"]["sent_at"].is_string());
-    assert_eq!(equal["alert"], Value::Null);
+    assert_eq!(over["alerts"][0]["rule"], "amount_exceeds_threshold");
+    assert_eq!(over["alerts"][0]["state"], "sent");
+    assert!(over["alerts"][0]["sent_at"].is_string());
+    assert_eq!(equal["alerts"], json!([]));
     assert_eq!(alerts_of(&data_dir(&temp), "demo").await, ["over"]);
 }
 
@@ -86,8 +86,8 @@ async fn thresholds_are_configurable_per_currency() {
     server.post(DEV_KEY, &yen("yen-under", "150000")).await;
     server.post(DEV_KEY, &yen("yen-over", "150001")).await;
     assert_eq!(
-        server.stored(DEV_KEY, "yen-under").await["alert"],
-        Value::Null
+        server.stored(DEV_KEY, "yen-under").await["alerts"],
+        json!([])
     );
     assert_eq!(
         server.stored(DEV_KEY, "yen-over").await["alerts"][0]["facts"]["threshold"],
@@ -136,7 +136,7 @@ async fn the_same_id_with_another_amount_keeps_the_original_and_counts_a_conflic
     .await;
     let stored = server.stored(DEV_KEY, "tx").await;
     assert_eq!(stored["amount"], "10.00");
-    assert_eq!(stored["alert"], Value::Null);
+    assert_eq!(stored["alerts"], json!([]));
     assert!(alerts_of(&data_dir(&temp), "demo").await.is_empty());
 }
 

@@ -23,7 +23,7 @@ fn every_request_example_is_a_valid_transaction() {
     assert!(examples.len() >= 3);
     for (name, example) in examples {
         let body = example["value"].to_string();
-        let parsed = pipeline::domain::parse_transaction(body.as_bytes(), Utc::now());
+        let parsed = infra::domain::parse_transaction(body.as_bytes(), Utc::now());
         assert!(parsed.is_ok(), "example {name} is invalid: {parsed:?}");
     }
 }
@@ -34,7 +34,7 @@ fn new_transaction_schema() -> Value {
 }
 
 fn accepts(body: &Value) -> bool {
-    pipeline::domain::parse_transaction(body.to_string().as_bytes(), Utc::now()).is_ok()
+    infra::domain::parse_transaction(body.to_string().as_bytes(), Utc::now()).is_ok()
 }
 
 fn with(field: &str, value: Value) -> Value {

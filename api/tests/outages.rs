@@ -73,6 +73,39 @@ async fn a_stalled_queue_makes_posts_fail_fast_and_the_api_recovers() {
     server.stored(DEV_KEY, "after").await;
 }
 
+/// The batch route is counted by the same layer as the single one: a refused key, an oversized
+/// batch and a queue that cannot take it each appear in `transactions_rejected_total` by reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_on_the_batch_route_are_counted() {
+    let temp = tempfile::tempdir().expect("temp");
+    let data = temp.path().join("data");
+    let server = Server::start(&data, &[("ENQUEUE_TIMEOUT", "0.5")]).await;
+    let batch = |count: usize| {
+        let items: Vec<_> = (0..count)
+            .map(|i| json!({"transaction_id": format!("b-{i}"), "amount": "1.00", "timestamp": "2024-08-09T12:34:56Z"}))
+            .collect();
+        json!({ "transactions": items }).to_string()
+    };
+    let rejected = |reason: &str| format!("transactions_rejected_total{{reason=\"{reason}\"}}");
+
+    let unknown_key = server.post_batch("not-a-key", &batch(1)).await;
+    assert_eq!(unknown_key.status(), StatusCode::UNAUTHORIZED);
+    let too_many = server.post_batch(DEV_KEY, &batch(1001)).await;
+    assert_eq!(too_many.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let blocker = rusqlite::Connection::open(data.join("queue.db")).expect("open the queue");
+    blocker
+        .execute_batch("BEGIN EXCLUSIVE")
+        .expect("take the write lock");
+    let stalled = server.post_batch(DEV_KEY, &batch(2)).await;
+    assert_eq!(stalled.status(), StatusCode::SERVICE_UNAVAILABLE);
+    blocker.execute_batch("COMMIT").expect("release the lock");
+
+    assert_eq!(server.metric(&rejected("unauthorized")).await, 1.0);
+    assert_eq!(server.metric(&rejected("payload-too-large")).await, 1.0);
+    assert_eq!(server.metric(&rejected("unavailable")).await, 1.0);
+    assert_eq!(server.metric("transactions_accepted_total").await, 0.0);
+}
+
 /// A user namespace with its own mounts is how the test gets a small filesystem without root;
 /// some hosts forbid it.
 fn can_mount_privately() -> bool {

@@ -6,16 +6,15 @@ use std::time::Duration;
 
 use api::app::router;
 use api::auth::{ApiKeys, DEVELOPMENT_KEY, KeyRing};
-use api::state::{AppState, BodyReadTimeout, Readiness};
+use api::state::{AppState, Timeouts};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use chrono::Utc;
 use http_body_util::BodyExt;
-use pipeline::adapters::breaker::BreakerQueue;
-use pipeline::adapters::embedded::QueueSettings;
-use pipeline::domain::{ShopId, TransactionRecord};
-use pipeline::ports::{PortError, Queue, Store};
+use infra::adapters::embedded::QueueSettings;
+use infra::domain::{ShopId, TransactionRecord};
+use infra::ports::{Consumer, PortError, Producer, Queue, RecordReader, RecordWriter};
 use serde_json::{Value, json};
 use testkit::EmbeddedPorts;
 use testkit::doubles::{FaultyQueue, FaultyStore, StoreFault};
@@ -30,20 +29,23 @@ struct Harness {
     router: Router,
 }
 
-fn state(queue: Arc<dyn Queue>, store: Arc<dyn Store>) -> AppState {
+fn state(queue: Arc<dyn Producer>, store: Arc<dyn RecordReader>) -> AppState {
     let other_shop_line = format!("other:{}", hex::encode(api::auth::hash_key("other-key")));
     let demo_line = format!("demo:{}", hex::encode(api::auth::hash_key(DEVELOPMENT_KEY)));
-    let queue: Arc<dyn Queue> = Arc::new(BreakerQueue::new(queue, Duration::from_millis(300)));
-    AppState {
-        readiness: Readiness::new(queue.clone(), Duration::ZERO),
+    let keys =
+        KeyRing::Fixed(ApiKeys::parse(&format!("{demo_line}\n{other_shop_line}\n")).expect("keys"));
+    let timeouts = Timeouts {
+        enqueue: Duration::from_millis(300),
+        body_read: Duration::from_secs(2),
+        health_cache: Duration::ZERO,
+    };
+    AppState::new(
         queue,
         store,
-        keys: Arc::new(KeyRing::Fixed(
-            ApiKeys::parse(&format!("{demo_line}\n{other_shop_line}\n")).expect("keys"),
-        )),
-        prometheus: Some(pipeline::telemetry::prometheus()),
-        body_read_timeout: BodyReadTimeout(Duration::from_secs(2)),
-    }
+        keys,
+        Some(infra::telemetry::prometheus()),
+        timeouts,
+    )
 }
 
 fn harness() -> Harness {
@@ -166,8 +168,8 @@ async fn other_json_media_types_are_accepted() {
 async fn read_200_returns_the_stored_transaction_with_its_processing_facts() {
     let h = harness();
     let now = Utc::now();
-    let transaction = pipeline::domain::parse_transaction(ORIGINAL.as_bytes(), now).expect("valid");
-    let envelope = pipeline::domain::Envelope::new(
+    let transaction = infra::domain::parse_transaction(ORIGINAL.as_bytes(), now).expect("valid");
+    let envelope = infra::domain::Envelope::new(
         ShopId::parse("demo").expect("shop"),
         transaction,
         now,
@@ -180,7 +182,7 @@ async fn read_200_returns_the_stored_transaction_with_its_processing_facts() {
     assert_eq!(answer.body["transaction_id"], "12345");
     assert_eq!(answer.body["amount"], "100.00");
     assert_eq!(answer.body["currency"], "USD");
-    assert_eq!(answer.body["alert"], Value::Null);
+    assert_eq!(answer.body["alerts"], json!([]));
     assert!(answer.body["accepted_at"].is_string() && answer.body["processed_at"].is_string());
     // Another shop's key sees exactly what a missing id shows.
     let other = call(&h.router, get("/transactions/12345", "other-key")).await;
@@ -296,9 +298,9 @@ fn broken_disk() -> PortError {
 #[tokio::test]
 async fn a_queue_that_fails_or_hangs_is_503_with_retry_after() {
     let h = harness();
-    let real = || h.backend.queue.clone() as Arc<dyn Queue>;
+    let real = || h.backend.queue.clone() as Arc<dyn Producer>;
     for queue in [
-        Arc::new(FaultyQueue::failing(real(), broken_disk())) as Arc<dyn Queue>,
+        Arc::new(FaultyQueue::failing(real(), broken_disk())) as Arc<dyn Producer>,
         Arc::new(FaultyQueue::hanging(real())),
     ] {
         let router = router(state(queue, h.backend.store.clone()));
@@ -416,7 +418,7 @@ async fn a_hanging_queue_fails_fast_after_a_few_timeouts() {
         Arc::new(FaultyQueue::hanging(h.backend.queue.clone())),
         h.backend.store.clone(),
     ));
-    for _ in 0..pipeline::adapters::breaker::FAILURES_TO_OPEN {
+    for _ in 0..infra::adapters::breaker::FAILURES_TO_OPEN {
         let started = std::time::Instant::now();
         assert_problem(
             &call(&router, post(ORIGINAL)).await,
@@ -490,8 +492,8 @@ async fn a_cursor_works_only_for_its_shop_and_its_filters() {
             r#"{{"transaction_id": "c-{i}", "amount": "{}.00", "timestamp": "2024-08-09T12:34:5{i}Z"}}"#,
             10 + i
         );
-        let transaction = pipeline::domain::parse_transaction(body.as_bytes(), now).expect("valid");
-        let envelope = pipeline::domain::Envelope::new(
+        let transaction = infra::domain::parse_transaction(body.as_bytes(), now).expect("valid");
+        let envelope = infra::domain::Envelope::new(
             ShopId::parse("demo").expect("shop"),
             transaction,
             now,
@@ -722,7 +724,7 @@ async fn sqs_stand_in_queue() -> (testkit::sqs_stand_in::SqsStandIn, Arc<dyn Que
         ))
         .load()
         .await;
-    let queue = pipeline::adapters::aws::SqsQueue::new(
+    let queue = infra::adapters::aws::SqsQueue::new(
         aws_sdk_sqs::Client::new(&config),
         format!("{}/123456789012/q", stand_in.endpoint),
         None,

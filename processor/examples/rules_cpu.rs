@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
-use pipeline::adapters::embedded::{QueueSettings, SqliteNotifier, SqliteQueue, SqliteStore};
-use pipeline::domain::RuleSet;
-use pipeline::ports::{OutgoingMessage, Queue};
+use infra::adapters::embedded::{QueueSettings, SqliteNotifier, SqliteQueue, SqliteStore};
+use infra::domain::RuleSet;
+use infra::ports::{Consumer, OutgoingMessage, Producer};
 use processor::Processor;
 
 const EXAMPLE: &str = include_str!("../../rules/example.toml");

@@ -18,9 +18,9 @@ use aws_sdk_dynamodb::operation::{
     transact_write_items::TransactWriteItemsInput, update_item::UpdateItemInput,
 };
 use chrono::{SecondsFormat, Utc};
-use pipeline::adapters::aws::{DEFAULT_INDEX_SHARDS, DynamoStore};
-use pipeline::domain::RuleSet;
-use pipeline::ports::{OutgoingMessage, Queue};
+use infra::adapters::aws::{DEFAULT_INDEX_SHARDS, DynamoStore};
+use infra::domain::RuleSet;
+use infra::ports::{Consumer, OutgoingMessage, Producer};
 use processor::Processor;
 use testkit::ResourceOptions;
 

@@ -4,11 +4,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 use futures_util::{StreamExt, stream};
-use pipeline::domain::{Alert, AlertDecision, Envelope, RefusedResend, RuleSet, TransactionRecord};
-use pipeline::ports::{
-    AlertClaim, ClaimOutcome, Notifier, PortError, PutOutcome, Queue, ReceivedMessage, Store,
+use infra::domain::{Alert, AlertDecision, Envelope, RefusedResend, RuleSet, TransactionRecord};
+use infra::ports::{
+    AlertClaim, AlertLedger, ClaimOutcome, Consumer, Notifier, PortError, PutOutcome,
+    ReceivedMessage, RecordWriter, Store, WindowCounters,
 };
-use pipeline::telemetry;
+use infra::telemetry;
 
 /// What became of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,8 +66,11 @@ impl BatchReport {
 pub const DEFAULT_ALERT_CLAIM: Duration = Duration::from_secs(60);
 
 pub struct Processor {
-    queue: Arc<dyn Queue>,
-    store: Arc<dyn Store>,
+    /// Where poison goes.
+    queue: Arc<dyn Consumer>,
+    records: Arc<dyn RecordWriter>,
+    ledger: Arc<dyn AlertLedger>,
+    counters: Arc<dyn WindowCounters>,
     notifier: Arc<dyn Notifier>,
     rules: RuleSet,
     /// How many messages of a batch are in flight at once.
@@ -76,15 +80,18 @@ pub struct Processor {
 }
 
 impl Processor {
+    /// Takes a whole store and keeps each of its ports apart, holding only what it calls.
     pub fn new(
-        queue: Arc<dyn Queue>,
+        queue: Arc<dyn Consumer>,
         store: Arc<dyn Store>,
         notifier: Arc<dyn Notifier>,
         rules: impl Into<RuleSet>,
     ) -> Self {
         Self {
             queue,
-            store,
+            records: store.clone(),
+            ledger: store.clone(),
+            counters: store,
             notifier,
             rules: rules.into(),
             concurrency: 10,
@@ -176,7 +183,7 @@ impl Processor {
             Err(error) => return Outcome::Failed(error),
         };
         let record = TransactionRecord::new(envelope, decisions, Utc::now());
-        let (stored, outcome) = match self.store.put_if_absent(&record).await {
+        let (stored, outcome) = match self.records.put_if_absent(&record).await {
             Ok(PutOutcome::Inserted) => {
                 metrics::counter!(telemetry::PROCESSED).increment(1);
                 for alert in &record.alerts {
@@ -200,7 +207,7 @@ impl Processor {
                 let shop_id = &record.shop_id;
                 let transaction_id = &record.transaction.transaction_id;
                 if let Err(error) = self
-                    .store
+                    .records
                     .record_conflict(shop_id, transaction_id, &refused)
                     .await
                 {
@@ -247,7 +254,7 @@ impl Processor {
             return Ok(self.rules.decide(transaction, None, &[]));
         };
         let totals = self
-            .store
+            .counters
             .count_then_total(
                 shop_id,
                 &transaction.transaction_id,
@@ -277,7 +284,7 @@ impl Processor {
             until: now + self.alert_claim,
         };
         match self
-            .store
+            .ledger
             .claim_alert(shop_id, transaction_id, &decision.rule, &claim)
             .await?
         {
@@ -314,7 +321,7 @@ impl Processor {
         if let Err(error) = published {
             // Not sent: let the next delivery try without waiting for the claim to expire.
             if let Err(release) = self
-                .store
+                .ledger
                 .release_alert_claim(shop_id, transaction_id, &decision.rule, &claim.owner)
                 .await
             {
@@ -322,7 +329,7 @@ impl Processor {
             }
             return Err(error);
         }
-        self.store
+        self.ledger
             .mark_alert_sent(shop_id, transaction_id, &decision.rule, Utc::now())
             .await?;
         metrics::counter!(telemetry::ALERTS_SENT).increment(1);

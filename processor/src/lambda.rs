@@ -3,8 +3,8 @@
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use chrono::{DateTime, Utc};
-use pipeline::adapters::aws::calls::{AwsCall, Caller};
-use pipeline::ports::{Queue, ReceivedMessage};
+use infra::aws_calls::{AwsCall, Caller};
+use infra::ports::{Consumer, ReceivedMessage};
 
 use crate::Processor;
 use crate::retry::RetryPolicy;
@@ -27,7 +27,7 @@ pub const AWS_CALLS: &[AwsCall] = &[
 /// a back-off delay set on each one (rather than the queue's whole visibility timeout).
 pub async fn handle_sqs_event(
     processor: &Processor,
-    queue: &dyn Queue,
+    queue: &dyn Consumer,
     retry: RetryPolicy,
     event: SqsEvent,
 ) -> SqsBatchResponse {

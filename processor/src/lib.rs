@@ -10,6 +10,7 @@ pub mod lambda;
 pub mod retry;
 pub mod rules_source;
 pub mod settings;
+pub mod wiring;
 pub mod worker;
 
 pub use batch::{BatchReport, DEFAULT_ALERT_CLAIM, Outcome, Processor};

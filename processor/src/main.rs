@@ -4,20 +4,17 @@
 //! `processor rules check FILE`, to read a rules file before it goes live.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use clap::{Args, Parser, Subcommand};
+use infra::adapters::select::PortArgs;
+use infra::ports::Redrive;
+use infra::shutdown;
+use infra::telemetry::{self, LogFormat, TelemetryArgs, exit_code, init_logging};
 use lambda_runtime::LambdaEvent;
-use pipeline::adapters::select::{PortArgs, QueueRole};
-use pipeline::ports::Queue;
-use pipeline::ports::Redrive;
-use pipeline::shutdown;
-use pipeline::telemetry::{self, LogFormat, TelemetryArgs, exit_code, init_logging};
-use processor::Processor;
 use processor::lambda::handle_sqs_event;
-use processor::settings::{ProcessorArgs, Tuning};
-use processor::worker;
+use processor::settings::ProcessorArgs;
+use processor::{wiring, worker};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -123,22 +120,17 @@ fn check_rules(file: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// The processor over the configured ports, and the queue it drains.
-async fn connect(args: &RunArgs) -> anyhow::Result<(Arc<Processor>, Arc<dyn Queue>, Tuning)> {
-    let ports = args.ports.connector();
-    let queue = ports.queue(QueueRole::Consumer).await?;
-    let store = ports.store().await?;
-    let notifier = ports.notifier().await?;
-    let tuning = args.processor.tuning(args.ports.queue_backend());
-    let rules = args.processor.rules(&ports).await?;
-    let processor = args
-        .processor
-        .processor(queue.clone(), store, notifier, rules, tuning);
-    Ok((Arc::new(processor), queue, tuning))
+async fn connect(args: &RunArgs) -> anyhow::Result<wiring::Wired> {
+    wiring::processor(&args.ports.connector(), &args.processor).await
 }
 
 async fn run_lambda(args: RunArgs) -> anyhow::Result<()> {
     let metrics = telemetry::cloudwatch_metrics(&args.telemetry.metrics_namespace)?;
-    let (processor, queue, tuning) = connect(&args).await?;
+    let wiring::Wired {
+        processor,
+        queue,
+        tuning,
+    } = connect(&args).await?;
     let handler = move |event: LambdaEvent<SqsEvent>| {
         let processor = processor.clone();
         let queue = queue.clone();
@@ -154,7 +146,11 @@ async fn run_lambda(args: RunArgs) -> anyhow::Result<()> {
 }
 
 async fn poll(args: RunArgs) -> anyhow::Result<()> {
-    let (processor, queue, tuning) = connect(&args).await?;
+    let wiring::Wired {
+        processor,
+        queue,
+        tuning,
+    } = connect(&args).await?;
     let stop = shutdown::on_signal("finishing the current batch");
     tracing::info!(queue = ?args.ports.queue_backend(), store = ?args.ports.store_backend(), "polling the queue");
     worker::run(processor, queue, tuning, stop).await;
@@ -164,7 +160,7 @@ async fn poll(args: RunArgs) -> anyhow::Result<()> {
 async fn dead_letters(command: DeadLettersCommand) -> anyhow::Result<()> {
     match command {
         DeadLettersCommand::List { max, json, ports } => {
-            let queue = ports.connector().queue(QueueRole::Consumer).await?;
+            let queue = ports.connector().dead_letters().await?;
             let letters = queue.dead_letters(max).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&letters)?);
@@ -182,7 +178,7 @@ async fn dead_letters(command: DeadLettersCommand) -> anyhow::Result<()> {
             Ok(())
         }
         DeadLettersCommand::Redrive { all, ids, ports } => {
-            let queue = ports.connector().queue(QueueRole::Consumer).await?;
+            let queue = ports.connector().dead_letters().await?;
             let which = if all { Redrive::All } else { Redrive::Ids(ids) };
             let moved = queue.redrive(&which).await?;
             println!("redrove {moved} dead letter(s)");

@@ -6,17 +6,8 @@
 use std::path::Path;
 
 use anyhow::Context;
-use aws_sdk_ssm::error::ProvideErrorMetadata;
-use pipeline::adapters::aws::calls::{AwsCall, Caller};
-use pipeline::domain::{AlertPolicy, RuleSet};
-
-/// The processor's call to read its rules, for the permission test.
-pub const AWS_CALLS: &[AwsCall] = &[AwsCall::new(
-    "get_parameter",
-    "ssm:GetParameter",
-    "parameter:AlertRulesParameterName",
-    &[Caller::Processor],
-)];
+use infra::domain::{AlertPolicy, RuleSet};
+use infra::ports::Parameter;
 
 pub fn from_file(path: &Path) -> anyhow::Result<RuleSet> {
     let text = std::fs::read_to_string(path)
@@ -27,19 +18,13 @@ pub fn from_file(path: &Path) -> anyhow::Result<RuleSet> {
 /// The rules in the parameter; the original rule (with `ALERT_THRESHOLDS`) when the parameter
 /// does not exist yet, which is how a new stack starts.
 pub async fn from_parameter(
-    client: &aws_sdk_ssm::Client,
-    name: &str,
+    parameter: &dyn Parameter,
     default: &AlertPolicy,
 ) -> anyhow::Result<RuleSet> {
-    match client.get_parameter().name(name).send().await {
-        Ok(output) => {
-            let text = output
-                .parameter
-                .and_then(|parameter| parameter.value)
-                .unwrap_or_default();
-            Ok(RuleSet::from_toml(&format!("SSM parameter {name}"), &text)?)
-        }
-        Err(error) if error.code() == Some("ParameterNotFound") => {
+    let name = parameter.name();
+    match parameter.read().await {
+        Ok(Some(text)) => Ok(RuleSet::from_toml(&format!("SSM parameter {name}"), &text)?),
+        Ok(None) => {
             tracing::warn!(
                 parameter = name,
                 "no rules parameter yet; the default rule applies"
@@ -47,8 +32,7 @@ pub async fn from_parameter(
             Ok(RuleSet::from(default.clone()))
         }
         Err(error) => Err(anyhow::anyhow!(
-            "RULES_PARAMETER {name}: cannot be read: {}",
-            aws_sdk_ssm::error::DisplayErrorContext(error)
+            "RULES_PARAMETER {name}: cannot be read: {error}"
         )),
     }
 }
@@ -58,7 +42,7 @@ pub fn announce(rules: &RuleSet) {
     for (name, kind, description) in rules.describe() {
         tracing::info!(rule = %name, kind, %description, "alert rule in force");
         metrics::gauge!(
-            pipeline::telemetry::ALERT_RULE,
+            infra::telemetry::ALERT_RULE,
             "name" => name,
             "kind" => kind,
             "rule" => description

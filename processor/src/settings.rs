@@ -2,16 +2,15 @@
 //! `api`, which runs the processor in-process on the embedded backend).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use pipeline::adapters::select::{Backend, Connector, parse_seconds};
-use pipeline::domain::{AlertPolicy, RuleSet};
-use pipeline::ports::{Notifier, Queue, Store};
+use infra::adapters::select::{Backend, Connector};
+use infra::domain::{AlertPolicy, RuleSet};
+use infra::settings::parse_seconds;
 
 use crate::retry::{MAX_VISIBILITY, RetryPolicy};
-use crate::{Processor, rules_source};
+use crate::rules_source;
 
 #[derive(Debug, Clone, Args)]
 pub struct ProcessorArgs {
@@ -90,26 +89,13 @@ impl ProcessorArgs {
             ),
             (Some(path), _) => rules_source::from_file(path)?,
             (None, Some(name)) => {
-                let client = aws_sdk_ssm::Client::new(ports.aws_config().await);
-                rules_source::from_parameter(&client, name, &self.alert_thresholds).await?
+                let parameter = ports.parameter(name).await;
+                rules_source::from_parameter(parameter.as_ref(), &self.alert_thresholds).await?
             }
             (None, None) => RuleSet::from(self.alert_thresholds.clone()),
         };
         rules_source::announce(&rules);
         Ok(rules)
-    }
-
-    pub fn processor(
-        &self,
-        queue: Arc<dyn Queue>,
-        store: Arc<dyn Store>,
-        notifier: Arc<dyn Notifier>,
-        rules: RuleSet,
-        tuning: Tuning,
-    ) -> Processor {
-        Processor::new(queue, store, notifier, rules)
-            .with_concurrency(tuning.concurrency)
-            .with_alert_claim(self.alert_claim_timeout)
     }
 }
 

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pipeline::ports::Queue;
-use pipeline::telemetry;
+use infra::ports::Consumer;
+use infra::telemetry;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -19,7 +19,7 @@ const ERROR_PAUSE: Duration = Duration::from_secs(1);
 /// Runs until `shutdown` is cancelled; a batch already received is finished first.
 pub async fn run(
     processor: Arc<Processor>,
-    queue: Arc<dyn Queue>,
+    queue: Arc<dyn Consumer>,
     tuning: Tuning,
     shutdown: CancellationToken,
 ) {
@@ -53,7 +53,7 @@ pub async fn run(
 }
 
 /// Acks what was handled and hands failures back with a growing delay.
-pub async fn settle(queue: &dyn Queue, report: &BatchReport, retry: RetryPolicy) {
+pub async fn settle(queue: &dyn Consumer, report: &BatchReport, retry: RetryPolicy) {
     let receipts = report.receipts_to_ack();
     if !receipts.is_empty()
         && let Err(error) = queue.ack(&receipts).await
@@ -66,7 +66,7 @@ pub async fn settle(queue: &dyn Queue, report: &BatchReport, retry: RetryPolicy)
 
 /// Hands each failed message back with a delay that grows with its receive count, instead of
 /// leaving it invisible for the whole visibility timeout.
-pub async fn schedule_retries(queue: &dyn Queue, report: &BatchReport, retry: RetryPolicy) {
+pub async fn schedule_retries(queue: &dyn Consumer, report: &BatchReport, retry: RetryPolicy) {
     for (message, error) in report.failed() {
         metrics::counter!(telemetry::RETRIED).increment(1);
         let delay = retry.delay(message.receive_count, error.retry_hint());
@@ -80,7 +80,7 @@ pub async fn schedule_retries(queue: &dyn Queue, report: &BatchReport, retry: Re
     }
 }
 
-async fn record_depth(queue: &dyn Queue) {
+async fn record_depth(queue: &dyn Consumer) {
     match queue.depth().await {
         Ok(depth) => {
             metrics::gauge!(telemetry::QUEUE_DEPTH).set(depth.messages as f64);

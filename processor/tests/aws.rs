@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use pipeline::domain::ShopId;
-use pipeline::ports::{Queue, Store};
+use infra::domain::ShopId;
+use infra::ports::{DeadLetters, RecordReader, Store};
 use processor::Processor;
 use processor::lambda::handle_sqs_event;
 use processor::retry::RetryPolicy;
@@ -39,7 +39,7 @@ async fn a_batch_of_ten_with_poison_and_a_transient_failure() {
         backend.queue.clone(),
         store,
         backend.notifier.clone(),
-        pipeline::domain::RuleSet::default(),
+        infra::domain::RuleSet::default(),
     )
     .with_concurrency(10);
     let response = handle_sqs_event(

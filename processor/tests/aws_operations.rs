@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use pipeline::domain::{Named, ShopId};
-use pipeline::ports::{Queue, Store};
+use infra::domain::{Named, ShopId};
+use infra::ports::{Consumer, DeadLetters, Queue, RecordReader};
 use processor::Processor;
 use processor::lambda::handle_sqs_event;
 use processor::retry::RetryPolicy;
@@ -133,10 +133,7 @@ async fn the_operator_command_redrives_dead_letters_and_a_duplicate_is_stored_on
         sqs.send_message()
             .queue_url(&resources.aws.dead_letter_queue_url)
             .message_body(body)
-            .message_attributes(
-                pipeline::adapters::aws::DEAD_LETTER_REASON_ATTRIBUTE,
-                reason,
-            )
+            .message_attributes(infra::adapters::aws::DEAD_LETTER_REASON_ATTRIBUTE, reason)
             .send()
             .await
             .expect("send to the DLQ");
@@ -230,7 +227,7 @@ async fn two_concurrent_invocations_with_one_message_publish_one_alert() {
             ports.queue.clone(),
             ports.store.clone(),
             ports.notifier.clone(),
-            pipeline::domain::RuleSet::default(),
+            infra::domain::RuleSet::default(),
         )
     };
     let (a, b) = (processor(1), processor(2));

@@ -6,9 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pipeline::adapters::embedded::QueueSettings;
-use pipeline::domain::{AlertPolicy, AlertState, ShopId, TransactionRecord};
-use pipeline::ports::{Alert, Notifier, OutgoingMessage, PortError, Queue, Redrive, Store};
+use infra::adapters::embedded::QueueSettings;
+use infra::domain::{AlertPolicy, AlertState, ShopId, TransactionRecord};
+use infra::ports::{
+    Alert, Consumer, DeadLetters, Notifier, OutgoingMessage, PortError, Producer, RecordReader,
+    Redrive, Store,
+};
 use processor::retry::RetryPolicy;
 use processor::{Outcome, Processor};
 use testkit::EmbeddedPorts;

@@ -4,8 +4,8 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use pipeline::domain::{Named, ShopId};
-use pipeline::ports::{Queue, Store};
+use infra::domain::{Named, ShopId};
+use infra::ports::{DeadLetters, Producer, RecordReader};
 use serde_json::json;
 use testkit::ResourceOptions;
 
@@ -89,7 +89,7 @@ async fn an_sqs_queue_feeds_an_embedded_store_by_configuration_alone() {
         .kill_on_drop(true)
         .spawn()
         .expect("spawn processor poll");
-    let store = pipeline::adapters::embedded::SqliteStore::open(&temp.path().join("store.db"))
+    let store = infra::adapters::embedded::SqliteStore::open(&temp.path().join("store.db"))
         .expect("the store the poller writes");
     let shop = ShopId::parse("shop-a").expect("shop");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -106,9 +106,8 @@ async fn an_sqs_queue_feeds_an_embedded_store_by_configuration_alone() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(stored.transaction.amount.to_string(), "1500.00");
-    let notifier =
-        pipeline::adapters::embedded::SqliteNotifier::open(&temp.path().join("alerts.db"))
-            .expect("alerts");
+    let notifier = infra::adapters::embedded::SqliteNotifier::open(&temp.path().join("alerts.db"))
+        .expect("alerts");
     assert_eq!(notifier.published(&shop).await.expect("alerts").len(), 1);
 }
 
@@ -207,8 +206,8 @@ async fn measure_cold_start_and_cpu_per_1000_messages() {
     })
     .await;
     let backend = resources.ports();
-    let bodies: Vec<pipeline::ports::OutgoingMessage> = (0..MESSAGES)
-        .map(|i| pipeline::ports::OutgoingMessage {
+    let bodies: Vec<infra::ports::OutgoingMessage> = (0..MESSAGES)
+        .map(|i| infra::ports::OutgoingMessage {
             body: testkit::envelope(
                 "shop-a",
                 &format!("m-{i}"),

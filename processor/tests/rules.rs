@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use pipeline::adapters::embedded::QueueSettings;
-use pipeline::domain::rules::WindowTotal;
-use pipeline::domain::{RuleSet, ShopId, Transaction};
-use pipeline::ports::{ReceivedMessage, Store};
+use infra::adapters::embedded::QueueSettings;
+use infra::domain::rules::WindowTotal;
+use infra::domain::{RuleSet, ShopId, Transaction};
+use infra::ports::{ReceivedMessage, RecordReader, Store};
 use processor::Processor;
 use testkit::ResourceOptions;
 use testkit::deliver;

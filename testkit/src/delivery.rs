@@ -3,7 +3,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use pipeline::ports::{OutgoingMessage, Queue, ReceivedMessage};
+use infra::ports::{OutgoingMessage, Queue, ReceivedMessage};
 
 /// Sends the bodies and receives them all back, as the worker would: what a processor test
 /// hands to `process_batch`.

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pipeline::domain::rules::{Contribution, WindowQuery, WindowTotal};
-use pipeline::domain::{Alert, ListQuery, Page, RefusedResend, ShopId, TransactionRecord};
-use pipeline::ports::{
-    AlertClaim, ClaimOutcome, DeadLetter, Notifier, OutgoingMessage, PortError, PutOutcome, Queue,
-    QueueDepth, ReceivedMessage, Redrive, Store,
+use infra::domain::rules::{Contribution, WindowQuery, WindowTotal};
+use infra::domain::{Alert, ListQuery, Page, RefusedResend, ShopId, TransactionRecord};
+use infra::ports::{
+    AlertClaim, AlertLedger, ClaimOutcome, Notifier, OutgoingMessage, PortError, Producer,
+    PutOutcome, RecordReader, RecordWriter, Store, WindowCounters,
 };
 
 /// A switch for an outage: while it is on, every call fails as unavailable.
@@ -109,12 +109,7 @@ impl FaultyStore {
 }
 
 #[async_trait]
-impl Store for FaultyStore {
-    async fn put_if_absent(&self, record: &TransactionRecord) -> Result<PutOutcome, PortError> {
-        self.check_write(&record.transaction.transaction_id)?;
-        self.inner.put_if_absent(record).await
-    }
-
+impl RecordReader for FaultyStore {
     async fn get(
         &self,
         shop_id: &ShopId,
@@ -131,6 +126,14 @@ impl Store for FaultyStore {
         self.check_all()?;
         self.inner.list(shop_id, query).await
     }
+}
+
+#[async_trait]
+impl RecordWriter for FaultyStore {
+    async fn put_if_absent(&self, record: &TransactionRecord) -> Result<PutOutcome, PortError> {
+        self.check_write(&record.transaction.transaction_id)?;
+        self.inner.put_if_absent(record).await
+    }
 
     async fn record_conflict(
         &self,
@@ -141,7 +144,10 @@ impl Store for FaultyStore {
         self.check_write(id)?;
         self.inner.record_conflict(shop_id, id, refused).await
     }
+}
 
+#[async_trait]
+impl AlertLedger for FaultyStore {
     async fn claim_alert(
         &self,
         shop_id: &ShopId,
@@ -176,7 +182,10 @@ impl Store for FaultyStore {
         self.check_write(id)?;
         self.inner.mark_alert_sent(shop_id, id, rule, at).await
     }
+}
 
+#[async_trait]
+impl WindowCounters for FaultyStore {
     async fn count_once(
         &self,
         shop_id: &ShopId,
@@ -205,24 +214,25 @@ impl Store for FaultyStore {
 pub enum QueueFault {
     /// Every call fails with the error: a full disk, an unreachable or refusing SQS.
     Fails(PortError),
-    /// Sends and receives never answer, as a stalled service would.
+    /// Sends never answer, as a stalled service would.
     Hangs,
 }
 
+/// Only the sending side: the API's failures are what it stands in for.
 pub struct FaultyQueue {
-    pub inner: Arc<dyn Queue>,
+    pub inner: Arc<dyn Producer>,
     pub fault: QueueFault,
 }
 
 impl FaultyQueue {
-    pub fn failing(inner: Arc<dyn Queue>, error: PortError) -> Self {
+    pub fn failing(inner: Arc<dyn Producer>, error: PortError) -> Self {
         Self {
             inner,
             fault: QueueFault::Fails(error),
         }
     }
 
-    pub fn hanging(inner: Arc<dyn Queue>) -> Self {
+    pub fn hanging(inner: Arc<dyn Producer>) -> Self {
         Self {
             inner,
             fault: QueueFault::Hangs,
@@ -238,7 +248,7 @@ impl FaultyQueue {
 }
 
 #[async_trait]
-impl Queue for FaultyQueue {
+impl Producer for FaultyQueue {
     async fn send(&self, message: OutgoingMessage) -> Result<String, PortError> {
         self.check().await?;
         self.inner.send(message).await
@@ -252,46 +262,9 @@ impl Queue for FaultyQueue {
         self.inner.send_batch(messages).await
     }
 
-    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>, PortError> {
-        self.check().await?;
-        self.inner.receive(max, wait).await
-    }
-
-    async fn ack(&self, receipts: &[String]) -> Result<(), PortError> {
-        self.inner.ack(receipts).await
-    }
-
-    async fn retry_later(
-        &self,
-        receipt: &str,
-        delay: Duration,
-        error: &str,
-    ) -> Result<(), PortError> {
-        self.inner.retry_later(receipt, delay, error).await
-    }
-
-    async fn dead_letter(&self, message: &ReceivedMessage, reason: &str) -> Result<(), PortError> {
-        self.inner.dead_letter(message, reason).await
-    }
-
-    async fn depth(&self) -> Result<QueueDepth, PortError> {
-        if let QueueFault::Fails(error) = &self.fault {
-            return Err(error.clone());
-        }
-        self.inner.depth().await
-    }
-
     async fn probe(&self) -> Result<(), PortError> {
         self.check().await?;
         self.inner.probe().await
-    }
-
-    async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, PortError> {
-        self.inner.dead_letters(max).await
-    }
-
-    async fn redrive(&self, which: &Redrive) -> Result<usize, PortError> {
-        self.inner.redrive(which).await
     }
 }
 

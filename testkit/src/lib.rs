@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_sqs::types::QueueAttributeName;
-use pipeline::adapters::aws::{DEFAULT_INDEX_SHARDS, DynamoStore, SnsNotifier, SqsQueue};
-use pipeline::adapters::embedded::{QueueSettings, SqliteNotifier, SqliteQueue, SqliteStore};
+use infra::adapters::aws::{DEFAULT_INDEX_SHARDS, DynamoStore, SnsNotifier, SqsQueue};
+use infra::adapters::embedded::{QueueSettings, SqliteNotifier, SqliteQueue, SqliteStore};
 
 /// The three embedded adapters on one data directory, as the binaries open them.
 pub struct EmbeddedPorts {
@@ -414,12 +414,10 @@ pub fn sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> serde_json::Value 
 }
 
 /// Messages as received from SQS, as the queue port hands them to the processor.
-pub fn as_received(
-    messages: &[aws_sdk_sqs::types::Message],
-) -> Vec<pipeline::ports::ReceivedMessage> {
+pub fn as_received(messages: &[aws_sdk_sqs::types::Message]) -> Vec<infra::ports::ReceivedMessage> {
     messages
         .iter()
-        .map(|message| pipeline::ports::ReceivedMessage {
+        .map(|message| infra::ports::ReceivedMessage {
             id: message.message_id.clone().unwrap_or_default(),
             receipt: message.receipt_handle.clone().unwrap_or_default(),
             body: message.body.clone().unwrap_or_default(),

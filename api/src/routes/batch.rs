@@ -8,16 +8,13 @@
 use std::collections::HashMap;
 
 use axum::extract::{FromRef, FromRequest, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
-use pipeline::domain::record::payload_hash;
-use pipeline::domain::{
-    Envelope, FieldError, Named, ShopId, Transaction, TransactionError, parse_transaction,
-};
-use pipeline::ports::{OutgoingMessage, PortError};
-use pipeline::telemetry;
+use infra::domain::record::payload_hash;
+use infra::domain::{FieldError, Transaction, TransactionError, parse_transaction};
+use infra::ports::{OutgoingMessage, PortError};
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tower_http::request_id::RequestId;
@@ -27,6 +24,7 @@ use crate::auth::Shop;
 use crate::docs::NewBatch;
 use crate::error::{ApiError, Problem};
 use crate::extract::JsonBody;
+use crate::ingest::{self, ItemCounts};
 use crate::limits::{MAX_BATCH_BYTES, MAX_BATCH_ITEMS, MAX_BODY_BYTES};
 use crate::state::{AppState, BodyReadTimeout};
 
@@ -116,7 +114,7 @@ where
 fn readable_id(raw: &str) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(raw).ok()?;
     match &value["transaction_id"] {
-        serde_json::Value::String(id) if pipeline::domain::is_identifier(id) => Some(id.clone()),
+        serde_json::Value::String(id) if infra::domain::is_identifier(id) => Some(id.clone()),
         serde_json::Value::Number(number) => number.as_u64().map(|id| id.to_string()),
         _ => None,
     }
@@ -211,28 +209,6 @@ fn read_items(
     (results, valid)
 }
 
-fn message(
-    shop_id: &ShopId,
-    transaction: Transaction,
-    accepted_at: DateTime<Utc>,
-    request_id: String,
-) -> OutgoingMessage {
-    let attributes = [
-        ("shop_id".to_owned(), shop_id.to_string()),
-        ("request_id".to_owned(), request_id.clone()),
-        (
-            "transaction_type".to_owned(),
-            transaction.kind.name().to_owned(),
-        ),
-    ]
-    .into();
-    let envelope = Envelope::new(shop_id.clone(), transaction, accepted_at, request_id);
-    OutgoingMessage {
-        body: envelope.to_json(),
-        attributes,
-    }
-}
-
 /// Sends every message, retrying the entries the queue failed for a transient reason. Returns
 /// the items the queue refused for good; any transient failure left is the request's error.
 async fn send_all(
@@ -304,9 +280,7 @@ pub async fn create(
     Shop(shop_id): Shop,
     BatchBody(items): BatchBody,
 ) -> Result<Response, ApiError> {
-    let request_id = request_id
-        .and_then(|Extension(id)| id.header_value().to_str().ok().map(str::to_owned))
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let request_id = ingest::request_id(request_id);
     let accepted_at = Utc::now();
     let (mut results, valid) = read_items(&items, accepted_at);
     let messages = valid
@@ -315,7 +289,7 @@ pub async fn create(
             let item_request = format!("{request_id}#{index}");
             (
                 index,
-                message(&shop_id, transaction, accepted_at, item_request),
+                ingest::message(&shop_id, transaction, accepted_at, item_request),
             )
         })
         .collect::<Vec<_>>();
@@ -335,43 +309,31 @@ pub async fn create(
         .iter()
         .filter(|result| result.status == ItemStatus::Accepted)
         .count();
-    let rejected_count = results.len() - accepted;
-    metrics::counter!(telemetry::ACCEPTED).increment(accepted as u64);
-    metrics::counter!(telemetry::REJECTED, "reason" => "validation")
-        .increment(rejected_count as u64);
-    let answer = BatchResult {
+    let counts = ItemCounts {
         accepted,
-        rejected: rejected_count,
-        results,
-        request_id,
+        rejected: results.len() - accepted,
     };
-    if accepted == 0 {
-        return Ok(all_rejected(answer));
-    }
-    let status = if rejected_count == 0 {
-        StatusCode::ACCEPTED
+    let mut response = if accepted == 0 {
+        ApiError::NoneAccepted {
+            rejected: counts.rejected,
+            results: serde_json::to_value(&results).unwrap_or_default(),
+            request_id,
+        }
+        .into_response()
     } else {
-        StatusCode::MULTI_STATUS
+        let status = if counts.rejected == 0 {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::MULTI_STATUS
+        };
+        let answer = BatchResult {
+            accepted,
+            rejected: counts.rejected,
+            results,
+            request_id,
+        };
+        (status, Json(answer)).into_response()
     };
-    Ok((status, Json(answer)).into_response())
-}
-
-/// 422 as a problem document that still lists every item.
-fn all_rejected(answer: BatchResult) -> Response {
-    let mut problem = serde_json::json!({
-        "type": "urn:ecommerce-pipeline:problem:validation",
-        "title": "Invalid transactions",
-        "status": 422,
-        "detail": format!("none of the {} transactions was accepted", answer.rejected),
-    });
-    if let (Some(map), Ok(rest)) = (problem.as_object_mut(), serde_json::to_value(&answer)) {
-        map.insert("results".to_owned(), rest["results"].clone());
-        map.insert("request_id".to_owned(), rest["request_id"].clone());
-    }
-    let mut response = (StatusCode::UNPROCESSABLE_ENTITY, Json(problem)).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(crate::error::PROBLEM_JSON),
-    );
-    response
+    response.extensions_mut().insert(counts);
+    Ok(response)
 }

@@ -1,17 +1,14 @@
 //! `POST /transactions` and `GET /transactions/{id}`.
 
-use std::collections::BTreeMap;
-
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
-use pipeline::domain::{
-    AlertStatus, Conflicts, Envelope, ListQuery, Named, Transaction, TransactionRecord,
-    is_identifier,
+use infra::domain::{
+    AlertStatus, Conflicts, ListQuery, Transaction, TransactionRecord, is_identifier,
 };
-use pipeline::ports::{OutgoingMessage, Store};
+use infra::ports::RecordReader;
 use serde::Serialize;
 use std::sync::Arc;
 use tower_http::request_id::RequestId;
@@ -21,6 +18,7 @@ use crate::auth::Shop;
 use crate::docs::{ListParamsDoc, NewTransaction};
 use crate::error::{ApiError, Problem};
 use crate::extract::ValidatedTransaction;
+use crate::ingest;
 use crate::listing::{Cursor, ListParams};
 use crate::state::{AppState, PathPrefix};
 
@@ -50,9 +48,6 @@ pub struct StoredTransaction {
     pub conflicts: Conflicts,
     /// Every alert the transaction raised, one per rule, with its state.
     pub alerts: Vec<AlertStatus>,
-    /// The first of `alerts`, or `null`: kept for clients of the single-rule version.
-    #[schema(deprecated)]
-    pub alert: Option<AlertStatus>,
 }
 
 #[utoipa::path(
@@ -91,26 +86,12 @@ pub async fn create(
         accepted_at,
     }: ValidatedTransaction,
 ) -> Result<Response, ApiError> {
-    let request_id = request_id_of(request_id);
+    let request_id = ingest::request_id(request_id);
     let transaction_id = transaction.transaction_id.clone();
-    let attributes = BTreeMap::from([
-        ("shop_id".to_owned(), shop_id.to_string()),
-        ("request_id".to_owned(), request_id.clone()),
-        (
-            "transaction_type".to_owned(),
-            transaction.kind.name().to_owned(),
-        ),
-    ]);
-    let envelope = Envelope::new(shop_id, transaction, accepted_at, request_id.clone());
+    let message = ingest::message(&shop_id, transaction, accepted_at, request_id.clone());
     // 202 only after the queue said the message is durable; a slow queue is a 503, and the
     // client's retry is harmless because the processor stores each id once.
-    state
-        .queue
-        .send(OutgoingMessage {
-            body: envelope.to_json(),
-            attributes,
-        })
-        .await?;
+    state.queue.send(message).await?;
     let Extension(PathPrefix(prefix)) = prefix.unwrap_or_default();
     let location = format!("{prefix}/transactions/{transaction_id}");
     let mut response = (
@@ -130,13 +111,6 @@ pub async fn create(
     Ok(response)
 }
 
-/// The id the request-id layer gave this request (also sent back as `X-Request-Id`).
-fn request_id_of(extension: Option<Extension<RequestId>>) -> String {
-    extension
-        .and_then(|Extension(id)| id.header_value().to_str().ok().map(str::to_owned))
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
-}
-
 #[utoipa::path(
     get,
     path = "/transactions/{transaction_id}",
@@ -151,7 +125,7 @@ fn request_id_of(extension: Option<Extension<RequestId>>) -> String {
     )
 )]
 pub async fn read(
-    State(store): State<Arc<dyn Store>>,
+    State(store): State<Arc<dyn RecordReader>>,
     Shop(shop_id): Shop,
     Path(transaction_id): Path<String>,
 ) -> Result<Json<StoredTransaction>, ApiError> {
@@ -174,15 +148,15 @@ pub async fn read(
     )
 )]
 pub async fn read_named_batch(
-    State(store): State<Arc<dyn Store>>,
+    State(store): State<Arc<dyn RecordReader>>,
     Shop(shop_id): Shop,
 ) -> Result<Json<StoredTransaction>, ApiError> {
     read_one(store.as_ref(), &shop_id, "batch".to_owned()).await
 }
 
 async fn read_one(
-    store: &dyn Store,
-    shop_id: &pipeline::domain::ShopId,
+    store: &dyn RecordReader,
+    shop_id: &infra::domain::ShopId,
     transaction_id: String,
 ) -> Result<Json<StoredTransaction>, ApiError> {
     // Only an id that could exist is echoed back: an 8 KB path is not repeated in the answer.
@@ -207,7 +181,6 @@ impl From<TransactionRecord> for StoredTransaction {
             request_id: record.request_id,
             accepted_at: record.accepted_at,
             processed_at: record.processed_at,
-            alert: record.alerts.first().cloned(),
             alerts: record.alerts,
             conflicts: record.conflicts,
             transaction: record.transaction,
@@ -241,7 +214,7 @@ pub struct TransactionList {
     )
 )]
 pub async fn list(
-    State(store): State<Arc<dyn Store>>,
+    State(store): State<Arc<dyn RecordReader>>,
     Shop(shop_id): Shop,
     params: ListParams,
 ) -> Result<Json<TransactionList>, ApiError> {

@@ -102,6 +102,17 @@ impl Server {
             .expect("POST")
     }
 
+    pub async fn post_batch(&self, key: &str, body: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/transactions/batch", self.base))
+            .bearer_auth(key)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("POST batch")
+    }
+
     pub async fn get(&self, key: &str, id: &str) -> reqwest::Response {
         self.http
             .get(format!("{}/transactions/{id}", self.base))

@@ -1,0 +1,33 @@
+//! The AWS adapters: SQS for the queue, DynamoDB for the store, SNS for alerts, SSM for the
+//! parameters (API keys, rules). Clients come from the standard AWS configuration chain, so
+//! `AWS_ENDPOINT_URL` points them at any AWS-compatible server.
+
+mod counters;
+mod dynamodb;
+mod sns;
+mod sqs;
+mod ssm;
+
+pub use dynamodb::{DEFAULT_INDEX_SHARDS, DynamoStore, TIME_INDEX};
+pub use sns::SnsNotifier;
+pub use sqs::{DEAD_LETTER_REASON_ATTRIBUTE, SqsQueue};
+pub use ssm::SsmParameter;
+
+use crate::aws_calls::AwsCall;
+
+/// Every call the AWS adapters make, for the permission test.
+pub fn calls() -> Vec<AwsCall> {
+    [
+        sqs::AWS_CALLS,
+        dynamodb::AWS_CALLS,
+        counters::AWS_CALLS,
+        sns::AWS_CALLS,
+        ssm::AWS_CALLS,
+    ]
+    .concat()
+}
+
+/// SDK errors, with their whole chain of causes, as one line.
+fn describe<E: std::error::Error>(error: &E) -> String {
+    aws_sdk_sqs::error::DisplayErrorContext(error).to_string()
+}

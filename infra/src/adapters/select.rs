@@ -1,0 +1,299 @@
+//! Picking an adapter for each port from the settings. Each port chooses on its own: `BACKEND`
+//! sets the default and `QUEUE_BACKEND`, `STORE_BACKEND` or `NOTIFIER_BACKEND` override it, so
+//! an embedded store behind an SQS queue is a configuration, not a code change. A binary asks
+//! only for the ports it uses, so it never needs the settings of the others. This is the only
+//! module outside the adapters that names one: the binaries import adapters through it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+use clap::{Args, ValueEnum};
+use tokio::sync::OnceCell;
+
+use super::aws::{DEFAULT_INDEX_SHARDS, DynamoStore, SnsNotifier, SqsQueue, SsmParameter};
+use super::embedded::{QueueSettings, SqliteNotifier, SqliteQueue, SqliteStore};
+use crate::ports::{
+    Consumer, DeadLetters, Notifier, Parameter, PortError, Producer, Queue, RecordReader, Store,
+};
+use crate::settings::parse_seconds;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// SQLite files in the data directory: no setup.
+    Embedded,
+    /// SQS, DynamoDB and SNS (or an AWS-compatible server through `AWS_ENDPOINT_URL`).
+    Aws,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PortArgs {
+    /// The adapter of every port that is not set on its own below.
+    #[arg(long, env = "BACKEND", value_enum, default_value = "embedded")]
+    pub backend: Backend,
+
+    /// The queue's adapter, if not `--backend`'s.
+    #[arg(long, env = "QUEUE_BACKEND", value_enum)]
+    pub queue_backend: Option<Backend>,
+
+    /// The store's adapter, if not `--backend`'s.
+    #[arg(long, env = "STORE_BACKEND", value_enum)]
+    pub store_backend: Option<Backend>,
+
+    /// The notifier's adapter, if not `--backend`'s.
+    #[arg(long, env = "NOTIFIER_BACKEND", value_enum)]
+    pub notifier_backend: Option<Backend>,
+
+    #[command(flatten)]
+    pub embedded: EmbeddedArgs,
+
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EmbeddedArgs {
+    /// Embedded: where the queue, store and alerts live (created if missing).
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Embedded: seconds a received message stays invisible before it is delivered again.
+    #[arg(long, env = "QUEUE_VISIBILITY_TIMEOUT", default_value = "30", value_parser = parse_seconds)]
+    pub queue_visibility_timeout: Duration,
+
+    /// Embedded: receives after which an unacknowledged message goes to the dead letters (on
+    /// SQS, the queue's redrive policy decides). With the processor's retry waits, 20 receives
+    /// ride out an outage of about two and a half hours.
+    #[arg(long, env = "QUEUE_MAX_RECEIVES", default_value_t = 20)]
+    pub queue_max_receives: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AwsArgs {
+    /// SQS: the transactions queue's URL.
+    #[arg(long, env = "QUEUE_URL")]
+    pub queue_url: Option<String>,
+
+    /// SQS: the dead-letter queue's URL (needed by whoever consumes the queue).
+    #[arg(long, env = "DEAD_LETTER_QUEUE_URL")]
+    pub dead_letter_queue_url: Option<String>,
+
+    /// DynamoDB: the transactions table.
+    #[arg(long, env = "TABLE_NAME", default_value = "ECommerceTransactions")]
+    pub table_name: String,
+
+    /// SNS: the alerts topic's ARN.
+    #[arg(long, env = "TOPIC_ARN")]
+    pub topic_arn: Option<String>,
+}
+
+/// What the caller will do with the queue: a consumer dead-letters, so it needs the DLQ too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum QueueRole {
+    Producer,
+    Consumer,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("the {port} on AWS needs {setting}")]
+    Missing {
+        port: &'static str,
+        setting: &'static str,
+    },
+    #[error("opening the {port}: {source}")]
+    Open {
+        port: &'static str,
+        source: PortError,
+    },
+}
+
+impl PortArgs {
+    pub fn queue_backend(&self) -> Backend {
+        self.queue_backend.unwrap_or(self.backend)
+    }
+
+    pub fn store_backend(&self) -> Backend {
+        self.store_backend.unwrap_or(self.backend)
+    }
+
+    pub fn notifier_backend(&self) -> Backend {
+        self.notifier_backend.unwrap_or(self.backend)
+    }
+
+    /// Connects ports on demand; AWS configuration is loaded once, on first need.
+    pub fn connector(&self) -> Connector<'_> {
+        Connector {
+            args: self,
+            aws: OnceCell::new(),
+            queue: OnceCell::new(),
+            store: OnceCell::new(),
+        }
+    }
+}
+
+/// Opens each adapter once, however many sides of it are asked for: the API's producer and the
+/// in-process worker's consumer are one embedded queue, whose commits wake the worker.
+pub struct Connector<'a> {
+    args: &'a PortArgs,
+    aws: OnceCell<SdkConfig>,
+    queue: OnceCell<Arc<dyn Queue>>,
+    store: OnceCell<Arc<dyn Store>>,
+}
+
+impl Connector<'_> {
+    /// The standard AWS configuration chain (environment, profile, instance or Lambda role).
+    pub async fn aws_config(&self) -> &SdkConfig {
+        self.aws
+            .get_or_init(|| aws_config::defaults(BehaviorVersion::latest()).load())
+            .await
+    }
+
+    pub fn queue_backend(&self) -> Backend {
+        self.args.queue_backend()
+    }
+
+    /// The sending side of the queue (the API).
+    pub async fn producer(&self) -> Result<Arc<dyn Producer>, SettingsError> {
+        Ok(self.queue(QueueRole::Producer).await?)
+    }
+
+    /// The receiving side of the queue (the processor).
+    pub async fn consumer(&self) -> Result<Arc<dyn Consumer>, SettingsError> {
+        Ok(self.queue(QueueRole::Consumer).await?)
+    }
+
+    /// The dead letters (the operator's commands).
+    pub async fn dead_letters(&self) -> Result<Arc<dyn DeadLetters>, SettingsError> {
+        Ok(self.queue(QueueRole::Consumer).await?)
+    }
+
+    /// The whole queue adapter, opened once.
+    async fn queue(&self, role: QueueRole) -> Result<Arc<dyn Queue>, SettingsError> {
+        if role == QueueRole::Consumer && self.args.queue_backend() == Backend::Aws {
+            required(
+                &self.args.aws.dead_letter_queue_url,
+                "queue",
+                "DEAD_LETTER_QUEUE_URL",
+            )?;
+        }
+        self.queue
+            .get_or_try_init(|| self.open_queue())
+            .await
+            .cloned()
+    }
+
+    async fn open_queue(&self) -> Result<Arc<dyn Queue>, SettingsError> {
+        const PORT: &str = "queue";
+        match self.args.queue_backend() {
+            Backend::Embedded => {
+                let embedded = &self.args.embedded;
+                let settings = QueueSettings {
+                    visibility_timeout: embedded.queue_visibility_timeout,
+                    max_receives: embedded.queue_max_receives,
+                };
+                let path = data_file(&embedded.data_dir, "queue.db", PORT)?;
+                let queue = SqliteQueue::open(&path, settings).map_err(open_error(PORT))?;
+                Ok(Arc::new(queue))
+            }
+            Backend::Aws => {
+                let aws = &self.args.aws;
+                let queue_url = required(&aws.queue_url, PORT, "QUEUE_URL")?;
+                let dead_letter_queue_url = aws.dead_letter_queue_url.clone();
+                let client = aws_sdk_sqs::Client::new(self.aws_config().await);
+                Ok(Arc::new(SqsQueue::new(
+                    client,
+                    queue_url,
+                    dead_letter_queue_url,
+                )))
+            }
+        }
+    }
+
+    /// Reading stored transactions (the API).
+    pub async fn record_reader(&self) -> Result<Arc<dyn RecordReader>, SettingsError> {
+        Ok(self.store().await?)
+    }
+
+    /// The whole store adapter, opened once; the processor keeps each of its ports apart.
+    pub async fn store(&self) -> Result<Arc<dyn Store>, SettingsError> {
+        self.store
+            .get_or_try_init(|| self.open_store())
+            .await
+            .cloned()
+    }
+
+    async fn open_store(&self) -> Result<Arc<dyn Store>, SettingsError> {
+        const PORT: &str = "store";
+        match self.args.store_backend() {
+            Backend::Embedded => {
+                let path = data_file(&self.args.embedded.data_dir, "store.db", PORT)?;
+                Ok(Arc::new(
+                    SqliteStore::open(&path).map_err(open_error(PORT))?,
+                ))
+            }
+            Backend::Aws => {
+                let client = aws_sdk_dynamodb::Client::new(self.aws_config().await);
+                Ok(Arc::new(DynamoStore::new(
+                    client,
+                    self.args.aws.table_name.clone(),
+                    DEFAULT_INDEX_SHARDS,
+                )))
+            }
+        }
+    }
+
+    pub async fn notifier(&self) -> Result<Arc<dyn Notifier>, SettingsError> {
+        const PORT: &str = "notifier";
+        match self.args.notifier_backend() {
+            Backend::Embedded => {
+                let path = data_file(&self.args.embedded.data_dir, "alerts.db", PORT)?;
+                Ok(Arc::new(
+                    SqliteNotifier::open(&path).map_err(open_error(PORT))?,
+                ))
+            }
+            Backend::Aws => {
+                let topic_arn = required(&self.args.aws.topic_arn, PORT, "TOPIC_ARN")?;
+                let client = aws_sdk_sns::Client::new(self.aws_config().await);
+                Ok(Arc::new(SnsNotifier::new(client, topic_arn)))
+            }
+        }
+    }
+}
+
+impl Connector<'_> {
+    /// A parameter kept outside the binary: always SSM (there is no embedded parameter store;
+    /// locally the same text comes from a file).
+    pub async fn parameter(&self, name: &str) -> Arc<dyn Parameter> {
+        let client = aws_sdk_ssm::Client::new(self.aws_config().await);
+        Arc::new(SsmParameter::new(client, name))
+    }
+}
+
+fn required(
+    value: &Option<String>,
+    port: &'static str,
+    setting: &'static str,
+) -> Result<String, SettingsError> {
+    value
+        .clone()
+        .ok_or(SettingsError::Missing { port, setting })
+}
+
+fn open_error(port: &'static str) -> impl FnOnce(PortError) -> SettingsError {
+    move |source| SettingsError::Open { port, source }
+}
+
+/// A file in the data directory, which is created if missing.
+fn data_file(
+    dir: &std::path::Path,
+    name: &str,
+    port: &'static str,
+) -> Result<PathBuf, SettingsError> {
+    std::fs::create_dir_all(dir).map_err(|error| SettingsError::Open {
+        port,
+        source: PortError::unavailable("data directory", format!("{}: {error}", dir.display())),
+    })?;
+    Ok(dir.join(name))
+}

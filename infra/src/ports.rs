@@ -1,0 +1,350 @@
+//! The ports the binaries talk to, cut by caller so that each holds only what it calls:
+//!
+//! | port | methods | who holds it |
+//! | --- | --- | --- |
+//! | [`Producer`] | send, send a batch, probe | the API |
+//! | [`Consumer`] | receive, ack, retry later, dead-letter, depth | the worker, the processor, the SQS Lambda |
+//! | [`DeadLetters`] | list, redrive | the operator's commands |
+//! | [`RecordReader`] | get, list | the API |
+//! | [`RecordWriter`] | put if absent, record a conflict | the processor |
+//! | [`AlertLedger`] | claim, release, mark sent | the processor |
+//! | [`WindowCounters`] | count once, window totals | the processor |
+//! | [`Notifier`] | publish | the processor |
+//!
+//! Each queue adapter (SQLite, SQS) is all three queue ports, and each store adapter (SQLite,
+//! DynamoDB) all four store ports: [`Queue`] and [`Store`] name those wholes, for the wiring
+//! and for tests. The binaries choose adapters at start-up (`adapters::select`) and nothing
+//! else knows which are in use.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+pub use crate::domain::Alert;
+use crate::domain::rules::{Contribution, WindowQuery, WindowTotal};
+use crate::domain::{ListQuery, Page, RefusedResend, ShopId, TransactionRecord};
+
+/// The single error type of the ports.
+///
+/// - `Unavailable` is transient: the service did not answer or refused for now. The API
+///   answers 503 with `Retry-After`; the processor hands the message back to be retried.
+/// - `Rejected` is permanent: the service refused this request and will refuse it again as it
+///   is. The processor dead-letters the message at once; the API answers 500, because it only
+///   sends what it validated, so a refusal is a bug to fix, not a reason for the client to retry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    #[error("{component} is unavailable: {detail}")]
+    Unavailable {
+        component: &'static str,
+        detail: String,
+        /// When it is worth trying again, if the adapter knows.
+        retry_after: Option<Duration>,
+    },
+    #[error("{component} rejected the request: {detail}")]
+    Rejected {
+        component: &'static str,
+        detail: String,
+    },
+}
+
+impl PortError {
+    pub fn unavailable(component: &'static str, detail: impl ToString) -> Self {
+        Self::Unavailable {
+            component,
+            detail: detail.to_string(),
+            retry_after: None,
+        }
+    }
+
+    /// The same error, saying when a retry may succeed (transient errors only).
+    pub fn retry_after(mut self, wait: Duration) -> Self {
+        if let Self::Unavailable { retry_after, .. } = &mut self {
+            *retry_after = Some(wait);
+        }
+        self
+    }
+
+    /// When it is worth trying again, if known.
+    pub fn retry_hint(&self) -> Option<Duration> {
+        match self {
+            Self::Unavailable { retry_after, .. } => *retry_after,
+            Self::Rejected { .. } => None,
+        }
+    }
+
+    pub fn rejected(component: &'static str, detail: impl ToString) -> Self {
+        Self::Rejected {
+            component,
+            detail: detail.to_string(),
+        }
+    }
+}
+
+/// A message to enqueue. Attributes repeat routing facts of the body (shop, request, type) for
+/// queues that can filter or show them without parsing the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    pub body: String,
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// A leased message. `receipt` names this lease: acking with it after the lease expired and
+/// someone else received the message does not delete their copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedMessage {
+    pub id: String,
+    pub receipt: String,
+    pub body: String,
+    pub receive_count: u32,
+    pub sent_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueDepth {
+    /// Waiting or leased.
+    pub messages: u64,
+    pub dead_letters: u64,
+}
+
+/// The sending side of the queue: what the API calls.
+#[async_trait]
+pub trait Producer: Send + Sync {
+    /// Returns only once the message is durable; an error means it may not be.
+    async fn send(&self, message: OutgoingMessage) -> Result<String, PortError>;
+
+    /// Sends several at once; each entry succeeds or fails on its own.
+    async fn send_batch(
+        &self,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<Vec<Result<String, PortError>>, PortError>;
+
+    /// Whether a send would be accepted now, as cheaply as the service allows: for readiness
+    /// checks, which must fail when sends fail (a full disk, an unreachable queue).
+    async fn probe(&self) -> Result<(), PortError>;
+}
+
+/// The receiving side of the queue: what the worker loop, the processor and the SQS Lambda call.
+#[async_trait]
+pub trait Consumer: Send + Sync {
+    /// Leases up to `max` messages, waiting up to `wait` for the first one to arrive.
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>, PortError>;
+
+    /// Deletes messages that were handled.
+    async fn ack(&self, receipts: &[String]) -> Result<(), PortError>;
+
+    /// Gives a message back to be received again after `delay`, remembering why it failed.
+    async fn retry_later(
+        &self,
+        receipt: &str,
+        delay: Duration,
+        error: &str,
+    ) -> Result<(), PortError>;
+
+    /// Moves a message that can never succeed to the dead-letter queue, with the reason.
+    async fn dead_letter(&self, message: &ReceivedMessage, reason: &str) -> Result<(), PortError>;
+
+    async fn depth(&self) -> Result<QueueDepth, PortError>;
+}
+
+/// The dead letters, for an operator: look at them, put them back after a fix.
+#[async_trait]
+pub trait DeadLetters: Send + Sync {
+    /// Up to `max` dead letters with their reasons, left in place: what an operator looks at
+    /// before a redrive.
+    async fn dead_letters(&self, max: usize) -> Result<Vec<DeadLetter>, PortError>;
+
+    /// Moves dead letters back onto the queue, to be processed again after a fix: all of them,
+    /// or those with the given ids. Returns how many moved. Safe to repeat: a redriven
+    /// transaction that was stored meanwhile is a duplicate, never a second record or alert.
+    async fn redrive(&self, which: &Redrive) -> Result<usize, PortError>;
+}
+
+/// A whole queue adapter: what the wiring opens and hands out by side.
+pub trait Queue: Producer + Consumer + DeadLetters {}
+impl<T: Producer + Consumer + DeadLetters + ?Sized> Queue for T {}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DeadLetter {
+    pub id: String,
+    pub body: String,
+    pub reason: String,
+}
+
+/// Which dead letters to put back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redrive {
+    All,
+    Ids(Vec<String>),
+}
+
+impl Redrive {
+    pub fn includes(&self, id: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Ids(ids) => ids.iter().any(|wanted| wanted == id),
+        }
+    }
+}
+
+/// What `put_if_absent` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PutOutcome {
+    Inserted,
+    /// The same payload was stored before: a redelivery. Carries the stored record.
+    Duplicate(TransactionRecord),
+    /// Another payload is stored under this id; it was kept. Carries the stored record.
+    Conflict(TransactionRecord),
+}
+
+impl PutOutcome {
+    /// What an attempted `put` of `attempted` means, given the record already stored.
+    pub fn of_existing(existing: TransactionRecord, attempted: &TransactionRecord) -> Self {
+        if existing.payload_hash == attempted.payload_hash {
+            Self::Duplicate(existing)
+        } else {
+            Self::Conflict(existing)
+        }
+    }
+}
+
+/// A claim on publishing one alert. Whoever holds an unexpired claim may publish; a claim that
+/// expired (its holder crashed or stalled) can be taken over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertClaim {
+    /// Who claims: one delivery of one message.
+    pub owner: String,
+    pub now: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// This caller holds the claim and should publish.
+    Claimed,
+    /// Another delivery holds it until then; it may still publish.
+    HeldElsewhere { until: DateTime<Utc> },
+    /// Published already: nothing to do.
+    AlreadySent,
+}
+
+/// Reading a shop's stored transactions: what the API calls.
+#[async_trait]
+pub trait RecordReader: Send + Sync {
+    async fn get(
+        &self,
+        shop_id: &ShopId,
+        transaction_id: &str,
+    ) -> Result<Option<TransactionRecord>, PortError>;
+
+    /// One page of the shop's transactions, newest first, from an index: never a scan of the
+    /// shop's rows. Examines at most `MAX_EXAMINED_PER_PAGE` rows (or the AWS equivalent in
+    /// `Query` calls); a filter that rejects more returns a shorter page with `next` set.
+    async fn list(&self, shop_id: &ShopId, query: &ListQuery) -> Result<Page, PortError>;
+}
+
+/// Writing transactions once: what the processor calls.
+#[async_trait]
+pub trait RecordWriter: Send + Sync {
+    /// Stores the record unless one with its (shop, transaction id) exists.
+    async fn put_if_absent(&self, record: &TransactionRecord) -> Result<PutOutcome, PortError>;
+
+    /// Records a refused re-send with another payload beside the stored transaction. The same
+    /// refused request reported twice (a redelivery) is counted once.
+    async fn record_conflict(
+        &self,
+        shop_id: &ShopId,
+        transaction_id: &str,
+        refused: &RefusedResend,
+    ) -> Result<(), PortError>;
+}
+
+/// Each alert's publication, claimed by one delivery at a time and marked sent once.
+#[async_trait]
+pub trait AlertLedger: Send + Sync {
+    /// Claims a pending alert for publishing, atomically: of concurrent callers, one gets
+    /// `Claimed`, the others `HeldElsewhere`.
+    async fn claim_alert(
+        &self,
+        shop_id: &ShopId,
+        transaction_id: &str,
+        rule: &str,
+        claim: &AlertClaim,
+    ) -> Result<ClaimOutcome, PortError>;
+
+    /// Gives up a claim this caller holds (its publish failed), so that the next delivery need
+    /// not wait for it to expire. A no-op if the claim is someone else's by now.
+    async fn release_alert_claim(
+        &self,
+        shop_id: &ShopId,
+        transaction_id: &str,
+        rule: &str,
+        owner: &str,
+    ) -> Result<(), PortError>;
+
+    /// Moves the alert from pending to sent; a no-op if it is already sent.
+    async fn mark_alert_sent(
+        &self,
+        shop_id: &ShopId,
+        transaction_id: &str,
+        rule: &str,
+        sent_at: DateTime<Utc>,
+    ) -> Result<(), PortError>;
+}
+
+/// The windowed rules' counters, counted once per transaction.
+#[async_trait]
+pub trait WindowCounters: Send + Sync {
+    /// Adds one transaction's contributions to the windowed rules' counters, once: a second
+    /// call for the same (shop, transaction id) before `remember_until` changes nothing, and of
+    /// concurrent calls exactly one counts. All contributions are added, or none.
+    async fn count_once(
+        &self,
+        shop_id: &ShopId,
+        transaction_id: &str,
+        remember_until: DateTime<Utc>,
+        contributions: &[Contribution],
+    ) -> Result<(), PortError>;
+
+    /// The totals of each window, in the order asked, read after every count before it.
+    async fn window_totals(
+        &self,
+        shop_id: &ShopId,
+        windows: &[WindowQuery],
+    ) -> Result<Vec<WindowTotal>, PortError>;
+
+    /// `count_once`, then `window_totals`: what the processor does for each transaction. A
+    /// store that can do both in one step overrides it.
+    async fn count_then_total(
+        &self,
+        shop_id: &ShopId,
+        transaction_id: &str,
+        remember_until: DateTime<Utc>,
+        contributions: &[Contribution],
+        windows: &[WindowQuery],
+    ) -> Result<Vec<WindowTotal>, PortError> {
+        self.count_once(shop_id, transaction_id, remember_until, contributions)
+            .await?;
+        self.window_totals(shop_id, windows).await
+    }
+}
+
+/// A whole store adapter: what the wiring opens and hands out by use.
+pub trait Store: RecordReader + RecordWriter + AlertLedger + WindowCounters {}
+impl<T: RecordReader + RecordWriter + AlertLedger + WindowCounters + ?Sized> Store for T {}
+
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    async fn publish(&self, alert: &Alert) -> Result<(), PortError>;
+}
+
+/// One piece of text kept outside the binary and changed without a deploy (the API keys, the
+/// alert rules): an SSM parameter on AWS.
+#[async_trait]
+pub trait Parameter: Send + Sync {
+    fn name(&self) -> &str;
+
+    /// Its text, or `None` while it does not exist.
+    async fn read(&self) -> Result<Option<String>, PortError>;
+}
