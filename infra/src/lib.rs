@@ -7,6 +7,8 @@ pub use domain;
 
 pub mod adapters;
 pub mod aws_calls;
+#[cfg(test)]
+mod heap_probe;
 pub mod ports;
 pub mod settings;
 pub mod shutdown;

@@ -9,17 +9,22 @@
 //! - another connection committed to the file (`PRAGMA data_version` moved: a second process
 //!   or a second store on the same file);
 //! - a group commit failed, which undid writes whose effect the cache holds;
-//! - it grew past `MAX_ENTRIES`.
+//! - it grew past `CEILING_BYTES`.
+//!
+//! The ceiling bounds memory whatever the number of distinct cards or customers: at it, the
+//! cache starts again empty and reloads each entry from the tables when next needed, so counts
+//! stay exact and only the next few counts of each key cost a read again.
 
 use rusqlite::{Connection, params, params_from_iter};
 use rust_decimal::Decimal;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 
 use super::counters::decimal;
 use crate::domain::rules::{Contribution, WindowQuery, WindowTotal};
 
-/// Entries (shop, rule, key) kept at most; past this the cache starts again empty.
-const MAX_ENTRIES: usize = 200_000;
+/// The heap the cache may hold, as `Entry::bytes` estimates it (within a few percent of what
+/// the allocator gives, see the tests); past this it starts again empty.
+pub const CEILING_BYTES: usize = 64 * 1024 * 1024;
 
 type EntryKey = (String, String, String);
 
@@ -34,14 +39,58 @@ struct Bucket {
 /// An entry with more buckets than this drops its expired ones when it next grows.
 const PRUNE_ABOVE_BUCKETS: usize = 32;
 
+/// A key's buckets, oldest first. A vector, not a map: a key has a handful of buckets, and a
+/// map's node would take about 700 bytes for one.
 #[derive(Debug, Default)]
 struct Entry {
-    buckets: BTreeMap<i64, Bucket>,
+    buckets: Vec<(i64, Bucket)>,
+}
+
+/// What the allocator adds to each allocation, and a hash map to each slot, in the estimate.
+const ALLOCATION_OVERHEAD: usize = 16;
+const MAP_SLOT_OVERHEAD: usize = 8;
+/// A distinct rule's member in a `BTreeSet`: its share of a node besides the string.
+const MEMBER_OVERHEAD: usize = 40;
+
+impl Entry {
+    fn bucket(&self, id: i64) -> Option<&Bucket> {
+        let at = self.buckets.binary_search_by_key(&id, |(id, _)| *id).ok()?;
+        Some(&self.buckets[at].1)
+    }
+
+    fn bucket_mut(&mut self, id: i64) -> &mut Bucket {
+        let at = match self.buckets.binary_search_by_key(&id, |(id, _)| *id) {
+            Ok(at) => at,
+            Err(at) => {
+                self.buckets.insert(at, (id, Bucket::default()));
+                at
+            }
+        };
+        &mut self.buckets[at].1
+    }
+
+    /// The heap this entry holds under `key`, with the map's slot.
+    fn bytes(&self, (shop, rule, key): &EntryKey) -> usize {
+        let strings = [shop, rule, key]
+            .iter()
+            .map(|text| text.capacity() + ALLOCATION_OVERHEAD)
+            .sum::<usize>();
+        let buckets = self.buckets.capacity() * size_of::<(i64, Bucket)>() + ALLOCATION_OVERHEAD;
+        let members = self
+            .buckets
+            .iter()
+            .flat_map(|(_, bucket)| &bucket.members)
+            .map(|member| size_of::<String>() + member.capacity() + MEMBER_OVERHEAD)
+            .sum::<usize>();
+        size_of::<(EntryKey, Entry)>() + MAP_SLOT_OVERHEAD + strings + buckets + members
+    }
 }
 
 #[derive(Debug, Default)]
 pub struct WindowCache {
     entries: HashMap<EntryKey, Entry>,
+    /// The estimate of the heap `entries` holds (`Entry::bytes` summed).
+    bytes: usize,
     /// `PRAGMA data_version` and the failed-commit count when the entries were last known good.
     seen: Option<(i64, u64)>,
 }
@@ -91,11 +140,12 @@ impl WindowCache {
             let now = chrono::Utc::now().timestamp();
             for (contribution, Added { bucket, .. }) in contributions.iter().zip(added) {
                 let counter = &contribution.counter;
-                let entry = self.entry_mut(shop_id, &counter.rule, &counter.key);
-                entry.buckets.insert(counter.bucket, bucket);
-                if entry.buckets.len() > PRUNE_ABOVE_BUCKETS {
-                    entry.buckets.retain(|_, bucket| bucket.expires_at >= now);
-                }
+                self.update(shop_id, (&counter.rule, &counter.key), |entry| {
+                    *entry.bucket_mut(counter.bucket) = bucket;
+                    if entry.buckets.len() > PRUNE_ABOVE_BUCKETS {
+                        entry.buckets.retain(|(_, bucket)| bucket.expires_at >= now);
+                    }
+                });
             }
         }
         Ok(windows
@@ -113,8 +163,10 @@ impl WindowCache {
             .prepare_cached("PRAGMA data_version")?
             .query_row([], |row| row.get(0))?;
         let now = (version, failed_commits);
-        if self.seen != Some(now) || self.entries.len() > MAX_ENTRIES {
-            self.entries.clear();
+        if self.seen != Some(now) || self.bytes > CEILING_BYTES {
+            // A new map, not `clear`: the old one's table is given back too.
+            self.entries = HashMap::new();
+            self.bytes = 0;
             self.seen = Some(now);
         }
         Ok(())
@@ -140,13 +192,13 @@ impl WindowCache {
         )?;
         let mut rows = counters.query(params![shop_id, rule, key])?;
         while let Some(row) = rows.next()? {
-            let bucket = entry.buckets.entry(row.get(0)?).or_default();
+            let bucket = entry.bucket_mut(row.get(0)?);
             bucket.count = row.get::<_, i64>(1)?.max(0) as u64;
             bucket.sum = decimal(Some(&row.get::<_, String>(2)?))?;
             bucket.expires_at = row.get(3)?;
         }
         if !with_members {
-            self.entries.insert(entry_key, entry);
+            self.insert(entry_key, entry);
             return Ok(());
         }
         let mut members = connection.prepare_cached(
@@ -155,29 +207,51 @@ impl WindowCache {
         )?;
         let mut rows = members.query(params![shop_id, rule, key])?;
         while let Some(row) = rows.next()? {
-            let bucket = entry.buckets.entry(row.get(0)?).or_default();
-            bucket.members.insert(row.get(1)?);
+            entry.bucket_mut(row.get(0)?).members.insert(row.get(1)?);
         }
-        self.entries.insert(entry_key, entry);
+        self.insert(entry_key, entry);
         Ok(())
     }
 
-    fn entry_mut(&mut self, shop_id: &str, rule: &str, key: &str) -> &mut Entry {
-        self.entries
-            .entry((shop_id.to_owned(), rule.to_owned(), key.to_owned()))
-            .or_default()
+    fn insert(&mut self, key: EntryKey, entry: Entry) {
+        self.bytes += entry.bytes(&key);
+        self.entries.insert(key, entry);
+    }
+
+    /// Changes an entry (made empty if missing), keeping the estimate of the heap in step.
+    fn update(
+        &mut self,
+        shop_id: &str,
+        (rule, key): (&str, &str),
+        change: impl FnOnce(&mut Entry),
+    ) {
+        let entry_key = (shop_id.to_owned(), rule.to_owned(), key.to_owned());
+        let mut entry = match self.entries.remove(&entry_key) {
+            Some(entry) => {
+                self.bytes = self.bytes.saturating_sub(entry.bytes(&entry_key));
+                entry
+            }
+            None => Entry::default(),
+        };
+        change(&mut entry);
+        self.insert(entry_key, entry);
     }
 
     /// Each contribution's bucket as it will be with the contribution added.
-    fn added(&mut self, shop_id: &str, contributions: &[Contribution]) -> Vec<Added> {
+    fn added(&self, shop_id: &str, contributions: &[Contribution]) -> Vec<Added> {
         contributions
             .iter()
             .map(|contribution| {
                 let counter = &contribution.counter;
-                let entry = self.entry_mut(shop_id, &counter.rule, &counter.key);
-                let mut bucket = entry
-                    .buckets
-                    .get(&counter.bucket)
+                let entry_key = (
+                    shop_id.to_owned(),
+                    counter.rule.clone(),
+                    counter.key.clone(),
+                );
+                let mut bucket = self
+                    .entries
+                    .get(&entry_key)
+                    .and_then(|entry| entry.bucket(counter.bucket))
                     .cloned()
                     .unwrap_or_default();
                 bucket.count += 1;
@@ -199,11 +273,8 @@ impl WindowCache {
         };
         let entry_key = (shop_id.to_owned(), window.rule.clone(), window.key.clone());
         if let Some(entry) = self.entries.get(&entry_key) {
-            for bucket in entry
-                .buckets
-                .range(*first..=*last)
-                .map(|(_, bucket)| bucket)
-            {
+            let in_window = |(id, _): &&(i64, Bucket)| (*first..=*last).contains(id);
+            for (_, bucket) in entry.buckets.iter().filter(in_window) {
                 total.count += bucket.count;
                 total.sum += bucket.sum;
                 total.members.extend(bucket.members.iter().cloned());
@@ -281,6 +352,7 @@ mod tests {
     use super::*;
     use crate::adapters::embedded::counters::SCHEMA;
     use crate::domain::rules::CounterId;
+    use crate::heap_probe;
 
     fn count(
         cache: &mut WindowCache,
@@ -288,11 +360,22 @@ mod tests {
         failed_commits: u64,
         id: &str,
     ) -> u64 {
+        count_key(cache, connection, failed_commits, id, "k")
+    }
+
+    /// Counts transaction `id` on `key` of rule `r`; the count of `key`'s window after it.
+    fn count_key(
+        cache: &mut WindowCache,
+        connection: &Connection,
+        failed_commits: u64,
+        id: &str,
+        key: &str,
+    ) -> u64 {
         let expires_at = Utc.timestamp_opt(4_000_000_000, 0).single().expect("time");
         let contribution = Contribution {
             counter: CounterId {
                 rule: "r".to_owned(),
-                key: "k".to_owned(),
+                key: key.to_owned(),
                 bucket: 60,
             },
             amount: Decimal::ONE,
@@ -301,7 +384,7 @@ mod tests {
         };
         let window = WindowQuery {
             rule: "r".to_owned(),
-            key: "k".to_owned(),
+            key: key.to_owned(),
             buckets: vec![0, 60],
         };
         let totals = cache
@@ -350,5 +433,41 @@ mod tests {
         // A redelivery through either connection adds nothing.
         assert_eq!(count(&mut second_cache, &second, 0, "t1"), 3);
         assert_eq!(count(&mut first_cache, &first, 0, "t2"), 3);
+    }
+
+    /// A million distinct cards (a payment fingerprint each): the heap the cache holds stays
+    /// under its ceiling, and counts stay exact across the fresh starts the ceiling causes.
+    #[test]
+    fn a_million_distinct_keys_stay_under_the_memory_ceiling() {
+        let connection = Connection::open_in_memory().expect("open");
+        connection.execute_batch(SCHEMA).expect("schema");
+        connection.execute_batch("BEGIN").expect("begin");
+        let mut cache = WindowCache::default();
+        let fingerprint = |i: u64| format!("{i:064x}");
+        let before = heap_probe::live_bytes();
+        let mut peak = 0;
+        for i in 0..1_000_000 {
+            let id = format!("t{i}");
+            assert_eq!(
+                count_key(&mut cache, &connection, 0, &id, &fingerprint(i)),
+                1
+            );
+            if i % 1_000 == 0 {
+                peak = peak.max(heap_probe::live_bytes() - before);
+            }
+        }
+        println!(
+            "1,000,000 distinct keys: peak heap {:.1} MiB (ceiling {} MiB), {} entries held at the end",
+            peak as f64 / 1048576.0,
+            CEILING_BYTES / 1048576,
+            cache.entries.len()
+        );
+        assert!(
+            peak as usize <= CEILING_BYTES + CEILING_BYTES / 10,
+            "peak heap {peak} bytes against a ceiling of {CEILING_BYTES}"
+        );
+        // The first key left the cache long ago: its count is read back from its row.
+        let again = count_key(&mut cache, &connection, 0, "t-again", &fingerprint(0));
+        assert_eq!(again, 2);
     }
 }
