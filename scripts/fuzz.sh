@@ -14,7 +14,7 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
 fi
 
 work=$(mktemp -d)
-RUST_LOG=warn "$binary" --addr 127.0.0.1:0 --data-dir "$work/data" >"$work/out" 2>"$work/err" &
+RUST_LOG=warn "$binary" --addr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 --data-dir "$work/data" >"$work/out" 2>"$work/err" &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 100); do
@@ -26,7 +26,8 @@ base=$(sed -n 's/^listening on //p' "$work/out" | head -1)
 
 # Every check runs. ensure_resource_availability reads a created transaction at once; the
 # API answers 404 until the processor has stored it (usually under a millisecond), so that
-# one check is given the documented eventual consistency by a short grace in the hook file.
+# one check is given the documented eventual consistency by a short grace in the hook file
+# (the same GET, sent again, must find it within seconds).
 SCHEMATHESIS_HOOKS=scripts.schemathesis_hooks PYTHONPATH=. \
   "$venv/bin/schemathesis" run "$base/openapi.json" \
     --checks all \

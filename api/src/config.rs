@@ -51,6 +51,12 @@ pub struct ServeArgs {
     #[arg(long, env = "API_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
 
+    /// Where `/metrics` is served for Prometheus: a listener of its own, so that the API's
+    /// clients never see the platform's volume. Loopback by default; `:0` picks a free port (the
+    /// second line on stdout says which).
+    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: SocketAddr,
+
     /// File of `shop_id:<sha256 hex of key>` lines. Without it (and without an SSM parameter),
     /// the development key works on loopback.
     #[arg(long, env = "API_KEYS_FILE")]
@@ -60,6 +66,12 @@ pub struct ServeArgs {
     /// after `API_KEYS_CACHE_SECONDS`, so keys change without a redeploy.
     #[arg(long, env = "API_KEYS_SSM_PARAMETER", conflicts_with = "api_keys_file")]
     pub api_keys_ssm_parameter: Option<String>,
+
+    /// The secret list cursors are signed with (at least 32 bytes). Every instance serving the
+    /// same shops needs the same one. Unset on a server: generated once into
+    /// `DATA_DIR/cursor.key`. On Lambda the template passes a generated secret.
+    #[arg(long, env = "CURSOR_KEY", hide_env_values = true)]
+    pub cursor_key: Option<String>,
 
     /// How long keys read from SSM are trusted before they are read again.
     #[arg(long, env = "API_KEYS_CACHE_SECONDS", default_value = "60", value_parser = parse_seconds)]

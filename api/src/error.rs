@@ -4,6 +4,7 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use infra::domain::parse::MAX_REPORTED_ERRORS;
 use infra::domain::{FieldError, TransactionError};
 use infra::ports::PortError;
 use serde::Serialize;
@@ -22,6 +23,12 @@ pub enum ApiError {
     Unauthorized(&'static str),
     #[error("{0}")]
     NotFound(String),
+    #[error("more than one {0} header: send exactly one")]
+    AmbiguousHeader(&'static str),
+    /// An error answer made outside the handlers (an extractor's rejection, Swagger UI), of
+    /// which only the status is known.
+    #[error("the request could not be served as sent ({0})")]
+    Unreadable(StatusCode),
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("the body is larger than {limit} bytes")]
@@ -30,7 +37,7 @@ pub enum ApiError {
     TooManyItems { limit: usize },
     #[error("{0}")]
     UnsupportedMediaType(String),
-    #[error("{} query parameter(s) are not valid", .0.len())]
+    #[error("{} query parameter(s) are not valid{}", .0.len(), listed_note(.0.len().min(MAX_REPORTED_ERRORS), .0.len()))]
     InvalidParameters(Vec<FieldError>),
     #[error("the body did not arrive within {0:?}")]
     RequestTimeout(std::time::Duration),
@@ -109,6 +116,8 @@ impl ApiError {
             Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::AmbiguousHeader(_) => StatusCode::BAD_REQUEST,
+            Self::Unreadable(status) => *status,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } | Self::TooManyItems { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
@@ -130,6 +139,8 @@ impl ApiError {
             Self::MalformedJson(_) => "malformed-json",
             Self::Unauthorized(_) => "unauthorized",
             Self::NotFound(_) => "not-found",
+            Self::AmbiguousHeader(_) => "ambiguous-header",
+            Self::Unreadable(_) => "unreadable-request",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::PayloadTooLarge { .. } | Self::TooManyItems { .. } => "payload-too-large",
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
@@ -147,6 +158,8 @@ impl ApiError {
             Self::MalformedJson(_) => "Malformed JSON",
             Self::Unauthorized(_) => "Missing or unknown API key",
             Self::NotFound(_) => "Not found",
+            Self::AmbiguousHeader(_) => "Ambiguous request",
+            Self::Unreadable(status) => status.canonical_reason().unwrap_or("Bad request"),
             Self::MethodNotAllowed => "Method not allowed",
             Self::PayloadTooLarge { .. } | Self::TooManyItems { .. } => "Payload too large",
             Self::UnsupportedMediaType(_) => "Unsupported media type",
@@ -184,9 +197,11 @@ impl ApiError {
             title: self.title().to_owned(),
             status: self.status().as_u16(),
             detail: self.detail(),
+            // However many there were, a problem lists a bounded number: its size does not
+            // grow with the request.
             errors: match self {
                 Self::Invalid { errors, .. } | Self::InvalidParameters(errors) => {
-                    Some(errors.clone())
+                    Some(errors.iter().take(MAX_REPORTED_ERRORS).cloned().collect())
                 }
                 _ => None,
             },
@@ -204,6 +219,29 @@ impl ApiError {
                 _ => None,
             },
         }
+    }
+}
+
+impl ApiError {
+    /// The problem for an error answer that was made without one (an extractor's rejection, a
+    /// nested service such as Swagger UI): only its status is known.
+    pub fn for_bare_status(status: StatusCode) -> Self {
+        match status {
+            StatusCode::NOT_FOUND => Self::NotFound("no such resource".to_owned()),
+            StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
+            status => Self::Unreadable(status),
+        }
+    }
+
+    /// Whether a response is a JSON document (a problem, or a body a handler chose).
+    pub fn is_json(response: &Response) -> bool {
+        response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|value| {
+                let value = value.as_bytes();
+                value.starts_with(PROBLEM_JSON.as_bytes()) || value.starts_with(b"application/json")
+            })
     }
 }
 

@@ -25,6 +25,7 @@ where
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
         let BodyReadTimeout(within) = BodyReadTimeout::from_ref(state);
         require_json(request.headers())?;
+        refuse_encodings(request.headers())?;
         let too_large = ApiError::PayloadTooLarge { limit: LIMIT };
         let declared = request
             .headers()
@@ -85,6 +86,26 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     Err(ApiError::UnsupportedMediaType(format!(
         "send the transaction as application/json (got {shown})"
     )))
+}
+
+/// No content coding is decoded (RFC 9110 §8.4): a body labelled `gzip` or anything but
+/// `identity` is a 415, rather than read as if it were plain.
+fn refuse_encodings(headers: &HeaderMap) -> Result<(), ApiError> {
+    let encoded = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .flat_map(|value| value.to_str().unwrap_or("?").split(','))
+        .map(str::trim)
+        .find(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"));
+    match encoded {
+        None => Ok(()),
+        Some(coding) => {
+            let shown: String = coding.chars().take(32).collect();
+            Err(ApiError::UnsupportedMediaType(format!(
+                "send the body without a Content-Encoding (got {shown:?}): no encoding is accepted"
+            )))
+        }
+    }
 }
 
 /// A transaction from the request body, parsed and validated as of `accepted_at`: 400 for

@@ -1,27 +1,19 @@
 //! `GET /transactions`: reading the query string strictly (every bad parameter is named, and
-//! an unknown one is refused rather than ignored) and the opaque cursor of a walk.
-//!
-//! A cursor is the position a walk reached, bound to the shop and to the filters of the first
-//! page: base64url of `{v, shop, filters, micros, id}`. It carries nothing secret (it names a
-//! transaction of the caller's own shop), so it is checked, not signed: another shop's
-//! cursor, or one sent with other filters, is refused.
+//! an unknown one is refused rather than ignored). The cursor is read with the key that signed
+//! it (`crate::cursor`).
 
 use std::collections::BTreeMap;
 
-use axum::extract::{FromRequestParts, RawQuery};
+use axum::extract::{FromRef, FromRequestParts, RawQuery};
 use axum::http::request::Parts;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use infra::domain::listing::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
-use infra::domain::money::{MAX_MINOR_UNITS, minor_units, significant_scale};
-use infra::domain::{
-    AlertFilter, FieldError, ListFilters, MAX_ID_CHARS, Named, Position, ShopId, TransactionType,
+use infra::domain::money::{
+    MAX_MINOR_UNITS, decimal_from_plain_text, minor_units, significant_scale,
 };
-use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use infra::domain::{AlertFilter, FieldError, ListFilters, MAX_ID_CHARS, Named, TransactionType};
 
+use crate::cursor::{Cursor, CursorKey};
 use crate::error::ApiError;
 
 /// The parameters a list takes, in the order the contract documents them.
@@ -47,87 +39,37 @@ pub struct ListParams {
     pub cursor: Option<Cursor>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Cursor {
-    v: u32,
-    shop: String,
-    filters: String,
-    micros: i64,
-    id: String,
-}
-
-const CURSOR_VERSION: u32 = 1;
-
-/// A short digest of the filters, normalised so that `100.5` and `100.50` are the same filter.
-pub fn filters_digest(filters: &ListFilters) -> String {
-    let mut normal = filters.clone();
-    normal.min_amount = normal.min_amount.map(|d| d.normalize());
-    normal.max_amount = normal.max_amount.map(|d| d.normalize());
-    let json =
-        serde_json::to_string(&normal).expect("filters are plain data, which always serialise");
-    hex::encode(&Sha256::digest(json.as_bytes())[..8])
-}
-
-impl Cursor {
-    pub fn encode(shop: &ShopId, filters: &ListFilters, position: &Position) -> String {
-        let cursor = Cursor {
-            v: CURSOR_VERSION,
-            shop: shop.to_string(),
-            filters: filters_digest(filters),
-            micros: position.micros,
-            id: position.transaction_id.clone(),
-        };
-        let json =
-            serde_json::to_vec(&cursor).expect("a cursor is plain data, which always serialises");
-        URL_SAFE_NO_PAD.encode(json)
-    }
-
-    fn decode(text: &str) -> Option<Self> {
-        let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
-        let cursor: Cursor = serde_json::from_slice(&bytes).ok()?;
-        (cursor.v == CURSOR_VERSION).then_some(cursor)
-    }
-
-    /// The position to continue after, if this cursor was made for this shop and filters.
-    pub fn position_for(&self, shop: &ShopId, filters: &ListFilters) -> Result<Position, ApiError> {
-        let refuse =
-            |message: &str| ApiError::InvalidParameters(vec![problem("cursor", "cursor", message)]);
-        if self.shop != shop.as_str() {
-            return Err(refuse("was not made for this shop"));
-        }
-        if self.filters != filters_digest(filters) {
-            return Err(refuse(
-                "was made with other filters; send the same filters as for the first page",
-            ));
-        }
-        Ok(Position {
-            micros: self.micros,
-            transaction_id: self.id.clone(),
-        })
-    }
-}
+/// Parameter names are echoed in errors only this far: a 4 KB name is not sent back whole.
+const MAX_ECHOED_NAME: usize = 64;
 
 fn problem(field: &str, code: &str, message: &str) -> FieldError {
+    let field = match field.char_indices().nth(MAX_ECHOED_NAME) {
+        Some((cut, _)) => format!("{}…", &field[..cut]),
+        None => field.to_owned(),
+    };
     FieldError {
-        field: field.to_owned(),
+        field,
         code: code.to_owned(),
         message: message.to_owned(),
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for ListParams {
+impl<S: Send + Sync> FromRequestParts<S> for ListParams
+where
+    CursorKey: FromRef<S>,
+{
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let RawQuery(query) = RawQuery::from_request_parts(parts, state)
             .await
             .unwrap_or(RawQuery(None));
-        ListParams::parse(query.as_deref().unwrap_or(""))
+        ListParams::parse(query.as_deref().unwrap_or(""), &CursorKey::from_ref(state))
     }
 }
 
 impl ListParams {
-    pub fn parse(query: &str) -> Result<Self, ApiError> {
+    pub fn parse(query: &str, cursor_key: &CursorKey) -> Result<Self, ApiError> {
         let mut errors = Vec::new();
         let mut given: BTreeMap<String, String> = BTreeMap::new();
         for (name, value) in form_urlencoded::parse(query.as_bytes()) {
@@ -190,10 +132,11 @@ impl ListParams {
                 .map(|c| format!(" for {c}"))
                 .unwrap_or_default()
         );
+        // Read exactly, as a transaction's amount is: a value that would round is refused.
         let amount = |text: &str| {
-            let value: Decimal = text.parse().ok()?;
             let plain = text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-            (plain && significant_scale(value) <= places).then_some(value)
+            let value = decimal_from_plain_text(text).ok().filter(|_| plain)?;
+            (significant_scale(value) <= places).then_some(value)
         };
         let min_amount = read.parse("min_amount", amount, &amount_rule);
         let max_amount = read.parse("max_amount", amount, &amount_rule);
@@ -209,7 +152,7 @@ impl ListParams {
         );
         let cursor = read.parse(
             "cursor",
-            Cursor::decode,
+            |text| Cursor::decode(cursor_key, text),
             "is not a cursor this API gave; use next_cursor from the previous page",
         );
         if let (Some(from), Some(to)) = (from, to)

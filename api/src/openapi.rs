@@ -25,13 +25,12 @@ use crate::routes::{batch, ops, transactions};
         transactions::read,
         transactions::read_named_batch,
         ops::health,
-        ops::metrics
     ),
     components(schemas(Problem, infra::domain::FieldError, infra::domain::AlertFilter)),
     modifiers(&BearerKey),
     tags(
         (name = "transactions", description = "Send and read transactions (API key needed)"),
-        (name = "operations", description = "Health and metrics (no key)"),
+        (name = "operations", description = "Health (no key)"),
     )
 )]
 pub struct ApiDoc;

@@ -2,6 +2,7 @@
 //! accept loop (`http_server`, with the in-process processor when the queue is embedded) or,
 //! when started by the Lambda runtime, hand the same router to `lambda_http`.
 
+use std::io::Write;
 use std::net::IpAddr;
 
 use anyhow::Context;
@@ -13,9 +14,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::router;
+use crate::app::{metrics_router, router};
 use crate::auth::{ApiKeys, DEVELOPMENT_KEY, DEVELOPMENT_SHOP, KeyRing, SsmKeys};
 use crate::config::ServeArgs;
+use crate::cursor::CursorKey;
 use crate::http_server::{self, Limits};
 use crate::lambda;
 use crate::routes::ops::HEALTH_CACHE;
@@ -77,12 +79,30 @@ async fn key_ring(
     Ok(KeyRing::Fixed(keys))
 }
 
-/// The state the router needs: the queue's sending side and the store's reading side.
+/// The key cursors are signed with: from the settings; on a server, else, the one kept in the
+/// data directory, made on first start.
+fn cursor_key(args: &ServeArgs, on_lambda: bool) -> anyhow::Result<CursorKey> {
+    match (&args.cursor_key, on_lambda) {
+        (Some(text), _) => CursorKey::from_setting(text),
+        (None, true) => {
+            // Taking transactions matters more than continuing a walk: serve, and say loudly
+            // that a cursor made by another instance will be refused.
+            tracing::error!(
+                "CURSOR_KEY is not set: this instance signs cursors with a key of its own, which \
+                 other instances refuse; set it (the template does)"
+            );
+            Ok(CursorKey::random())
+        }
+        (None, false) => CursorKey::load_or_create(&args.ports.embedded.data_dir),
+    }
+}
+
+/// The state the router needs: the queue's sending side, the store's reading side, the keys.
 async fn app_state(
     args: &ServeArgs,
     ports: &Connector<'_>,
     keys: KeyRing,
-    prometheus: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    cursor_key: CursorKey,
 ) -> anyhow::Result<AppState> {
     let timeouts = Timeouts {
         enqueue: args.enqueue_timeout,
@@ -93,7 +113,7 @@ async fn app_state(
         ports.producer().await?,
         ports.record_reader().await?,
         keys,
-        prometheus,
+        cursor_key,
         timeouts,
     ))
 }
@@ -117,7 +137,8 @@ async fn start_embedded_processor(
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let ports = args.ports.connector();
     let keys = key_ring(&args, &ports, Some(args.addr.ip())).await?;
-    let state = app_state(&args, &ports, keys, Some(telemetry::prometheus())).await?;
+    let prometheus = telemetry::prometheus();
+    let state = app_state(&args, &ports, keys, cursor_key(&args, false)?).await?;
     let stop =
         shutdown::on_signal("no new requests; finishing those in flight and the current batch");
     let run_processor = args.embedded_processor && args.ports.queue_backend() == Backend::Embedded;
@@ -131,8 +152,18 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.addr))?;
     let local = listener.local_addr()?;
-    // One plain line on stdout, so that scripts and tests can find a port chosen with `:0`.
-    println!("listening on http://{local}");
+    let metrics_listener = TcpListener::bind(args.metrics_addr)
+        .await
+        .with_context(|| format!("binding the metrics listener {}", args.metrics_addr))?;
+    let metrics_local = metrics_listener.local_addr()?;
+    // Plain lines on stdout, so that scripts and tests can find ports chosen with `:0`; in one
+    // write, and a reader that has gone (a closed pipe) is no reason to stop serving.
+    let lines = format!("listening on http://{local}\nmetrics on http://{metrics_local}/metrics\n");
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(lines.as_bytes())
+        .and_then(|()| stdout.flush());
+    drop(stdout);
     tracing::info!(%local, queue = ?args.ports.queue_backend(), store = ?args.ports.store_backend(), processor = run_processor, docs = %format!("http://{local}/docs"), "serving");
 
     let limits = Limits {
@@ -142,7 +173,15 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections,
         shutdown_grace: args.shutdown_grace,
     };
+    // Prometheus scrapes a listener of its own: the API's port shows no platform-wide figures.
+    let metrics = tokio::spawn(http_server::serve(
+        metrics_listener,
+        metrics_router(prometheus),
+        limits,
+        stop.clone(),
+    ));
     http_server::serve(listener, router(state), limits, stop).await;
+    metrics.await.context("the metrics listener")?;
     if let Some(worker) = worker {
         // The worker saw the same cancellation and is finishing its batch.
         worker.await.context("the in-process processor")?;
@@ -157,7 +196,7 @@ pub async fn run_lambda(args: ServeArgs) -> anyhow::Result<()> {
     let metrics = telemetry::cloudwatch_metrics(&args.telemetry.metrics_namespace)?;
     let ports = args.ports.connector();
     let keys = key_ring(&args, &ports, None).await?;
-    let state = app_state(&args, &ports, keys, None).await?;
+    let state = app_state(&args, &ports, keys, cursor_key(&args, true)?).await?;
     let service = tower::ServiceBuilder::new()
         .map_request(lambda::prepare)
         .service(router(state));

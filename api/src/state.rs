@@ -10,9 +10,9 @@ use tokio::time::Instant;
 use axum::extract::FromRef;
 use infra::adapters::breaker::BreakerQueue;
 use infra::ports::{Producer, RecordReader};
-use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::auth::KeyRing;
+use crate::cursor::CursorKey;
 
 /// Holds no state a second instance would need: all of it is configuration or a client of a
 /// shared service, so the API scales out (Lambda, several servers) as it is.
@@ -23,8 +23,7 @@ pub struct AppState {
     pub queue: Arc<dyn Producer>,
     pub store: Arc<dyn RecordReader>,
     pub keys: Arc<KeyRing>,
-    /// Prometheus text for `/metrics`; `None` where metrics leave another way (CloudWatch).
-    pub prometheus: Option<PrometheusHandle>,
+    pub cursor_key: CursorKey,
     pub readiness: Readiness,
     pub body_read_timeout: BodyReadTimeout,
 }
@@ -37,7 +36,7 @@ impl AppState {
         queue: Arc<dyn Producer>,
         store: Arc<dyn RecordReader>,
         keys: KeyRing,
-        prometheus: Option<PrometheusHandle>,
+        cursor_key: CursorKey,
         timeouts: Timeouts,
     ) -> Self {
         let queue: Arc<dyn Producer> = Arc::new(BreakerQueue::new(queue, timeouts.enqueue));
@@ -46,7 +45,7 @@ impl AppState {
             queue,
             store,
             keys: Arc::new(keys),
-            prometheus,
+            cursor_key,
             body_read_timeout: BodyReadTimeout(timeouts.body_read),
         }
     }

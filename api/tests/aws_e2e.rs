@@ -179,6 +179,8 @@ async fn the_api_runs_in_lambda_mode_for_api_gateway_v2_events() {
     let mut env = resources.api_env();
     env.extend(stub.env("ApiFunction"));
     env.push(("API_KEYS_FILE", keys.to_string_lossy().into_owned()));
+    // As the template passes it (resolved from Secrets Manager).
+    env.push(("CURSOR_KEY", "k".repeat(64)));
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_api"))
         .envs(env)
         .kill_on_drop(true)

@@ -461,6 +461,27 @@ async fn malformed_bodies_each_get_a_4xx_problem_naming_the_field() {
     assert_eq!(server.health().await, StatusCode::OK);
 }
 
+/// `/metrics` sums every shop: it is served on the metrics listener only, never on the port the
+/// shops use, where it is a 404 like any unknown path.
+#[tokio::test]
+async fn metrics_are_served_on_their_own_listener_only() {
+    let temp = tempfile::tempdir().expect("temp");
+    let server = Server::start(&data_dir(&temp), &[] as &[(&str, &str)]).await;
+    assert_eq!(
+        server.post(DEV_KEY, ORIGINAL).await.status(),
+        StatusCode::ACCEPTED
+    );
+    let on_api = server
+        .http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(on_api.status(), StatusCode::NOT_FOUND);
+    assert_eq!(on_api.headers()["content-type"], "application/problem+json");
+    assert_eq!(server.metric("transactions_accepted_total").await, 1.0);
+}
+
 #[tokio::test]
 async fn another_shops_key_reads_a_404() {
     let temp = tempfile::tempdir().expect("temp");
@@ -719,4 +740,40 @@ async fn rules_from_a_file_raise_several_alerts_on_one_transaction() {
             .await,
         1.0
     );
+}
+
+/// A supervisor that reads the address line and then closes its end of stdout (a script's
+/// `head -1`) must not take the server down: the lines are best effort, serving is not.
+#[tokio::test]
+async fn a_closed_stdout_does_not_stop_the_server() {
+    let temp = tempfile::tempdir().expect("temp");
+    let free = |()| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr")
+    };
+    let (addr, metrics) = (free(()), free(()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_api"))
+        .args([
+            "--addr",
+            &addr.to_string(),
+            "--metrics-addr",
+            &metrics.to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(data_dir(&temp))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn api");
+    drop(child.stdout.take());
+    let http = reqwest::Client::new();
+    let health = format!("http://{addr}/health");
+    eventually("the server answers with its stdout closed", || async {
+        let answer = http.get(&health).send().await.ok()?;
+        (answer.status() == StatusCode::OK).then_some(())
+    })
+    .await;
+    assert!(child.try_wait().expect("status").is_none(), "still running");
 }

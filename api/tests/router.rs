@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use api::app::router;
 use api::auth::{ApiKeys, DEVELOPMENT_KEY, KeyRing};
+use api::cursor::CursorKey;
 use api::state::{AppState, Timeouts};
 use axum::Router;
 use axum::body::Body;
@@ -39,13 +40,9 @@ fn state(queue: Arc<dyn Producer>, store: Arc<dyn RecordReader>) -> AppState {
         body_read: Duration::from_secs(2),
         health_cache: Duration::ZERO,
     };
-    AppState::new(
-        queue,
-        store,
-        keys,
-        Some(infra::telemetry::prometheus()),
-        timeouts,
-    )
+    let cursor_key =
+        CursorKey::from_setting("a test key of thirty-two bytes or more").expect("key");
+    AppState::new(queue, store, keys, cursor_key, timeouts)
 }
 
 fn harness() -> Harness {
@@ -385,6 +382,7 @@ async fn a_panic_in_a_handler_is_a_500_problem_not_a_dropped_connection() {
 #[tokio::test]
 async fn health_metrics_and_docs_answer_without_a_key() {
     let h = harness();
+    let metrics_router = api::app::metrics_router(infra::telemetry::prometheus());
     let health = call(&h.router, get("/health", "")).await;
     assert_eq!(health.status, StatusCode::OK);
     assert_eq!(
@@ -393,7 +391,10 @@ async fn health_metrics_and_docs_answer_without_a_key() {
         "up or down and nothing more"
     );
     call(&h.router, post(ORIGINAL)).await;
-    let metrics = call(&h.router, get("/metrics", "")).await;
+    // Metrics are on their own listener: the API's port does not serve them.
+    let hidden = call(&h.router, get("/metrics", "")).await;
+    assert_problem(&hidden, StatusCode::NOT_FOUND);
+    let metrics = call(&metrics_router, get("/metrics", "")).await;
     assert_eq!(metrics.status, StatusCode::OK);
     assert!(
         metrics.text.contains("transactions_accepted_total"),
@@ -544,6 +545,66 @@ async fn a_cursor_works_only_for_its_shop_and_its_filters() {
     let theirs = call(&h.router, list("", "other-key")).await;
     assert_eq!(theirs.body["data"], json!([]));
     assert_eq!(theirs.body["has_more"], false);
+}
+
+/// A cursor is signed: one written by hand (the unsigned shape this API once gave, pointing
+/// at a position of the caller's choosing), or a genuine one with a byte changed, is refused.
+#[tokio::test]
+async fn a_forged_or_altered_cursor_is_refused() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use sha2::{Digest, Sha256};
+
+    let h = harness();
+    let filters = serde_json::to_string(&infra::domain::ListFilters::default()).expect("json");
+    let digest = hex::encode(&Sha256::digest(filters.as_bytes())[..8]);
+    let forged = URL_SAFE_NO_PAD.encode(format!(
+        r#"{{"v":1,"shop":"demo","filters":"{digest}","micros":0,"id":"any"}}"#
+    ));
+    let answer = call(
+        &h.router,
+        list(&format!("cursor={forged}"), DEVELOPMENT_KEY),
+    )
+    .await;
+    assert_problem(&answer, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        answer.body["errors"][0]["field"], "cursor",
+        "{}",
+        answer.text
+    );
+
+    let now = Utc::now();
+    for i in 0..3 {
+        let body = format!(
+            r#"{{"transaction_id": "f-{i}", "amount": 5, "timestamp": "2024-08-09T12:34:5{i}Z"}}"#
+        );
+        let transaction = infra::domain::parse_transaction(body.as_bytes(), now).expect("valid");
+        let shop = ShopId::parse("demo").expect("shop");
+        let envelope = infra::domain::Envelope::new(shop, transaction, now, format!("r{i}"));
+        let record = TransactionRecord::new(envelope, Vec::new(), now);
+        h.backend.store.put_if_absent(&record).await.expect("put");
+    }
+    let first = call(&h.router, list("limit=1", DEVELOPMENT_KEY)).await;
+    let genuine = first.body["next_cursor"].as_str().expect("a cursor");
+    let mut bytes = URL_SAFE_NO_PAD.decode(genuine).expect("base64url");
+    let micros = bytes
+        .windows(9)
+        .position(|w| w == b"\"micros\":")
+        .expect("micros")
+        + 9;
+    bytes[micros] = if bytes[micros] == b'9' { b'8' } else { b'9' };
+    let altered = URL_SAFE_NO_PAD.encode(&bytes);
+    let answer = call(
+        &h.router,
+        list(&format!("limit=1&cursor={altered}"), DEVELOPMENT_KEY),
+    )
+    .await;
+    assert_problem(&answer, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        answer.body["errors"][0]["field"], "cursor",
+        "{}",
+        answer.text
+    );
 }
 
 fn post_batch(body: impl Into<Body>) -> Request<Body> {
@@ -764,4 +825,169 @@ async fn partial_sqs_batch_failures_are_retried_rejected_or_a_503() {
     .await;
     assert_problem(&failing, StatusCode::SERVICE_UNAVAILABLE);
     assert!(failing.body.get("accepted").is_none());
+}
+
+// What a hostile probe found (issue 17): each test below failed on the code before its fix.
+
+/// Amount filters are read exactly, as amounts are: a value a decimal cannot hold without
+/// rounding is refused, not rounded to a neighbour that then matches.
+#[tokio::test]
+async fn amount_filters_that_would_round_are_refused() {
+    let h = harness();
+    let fifty_one_places = format!("0.{}1", "0".repeat(50));
+    for query in [
+        "max_amount=0.99999999999999999999999999999".to_owned(),
+        format!("min_amount={fifty_one_places}"),
+        "min_amount=1.00000000000000000000000000001".to_owned(),
+    ] {
+        let answer = call(&h.router, list(&query, DEVELOPMENT_KEY)).await;
+        assert_problem(&answer, StatusCode::BAD_REQUEST);
+        let name = query.split('=').next().unwrap_or_default();
+        assert_eq!(answer.body["errors"][0]["field"], name, "{}", answer.text);
+    }
+    // Trailing zeros carry no value, here as in a transaction.
+    let plain = call(
+        &h.router,
+        list("currency=USD&max_amount=1.5000", DEVELOPMENT_KEY),
+    )
+    .await;
+    assert_eq!(plain.status, StatusCode::OK, "{}", plain.text);
+}
+
+/// A list error names at most 20 problems, however many parameters were sent, and says how
+/// many there were: its size does not grow with the request.
+#[tokio::test]
+async fn list_errors_are_bounded() {
+    let h = harness();
+    let query: Vec<String> = (0..8_000).map(|i| format!("p{i}=1")).collect();
+    let answer = call(&h.router, list(&query.join("&"), DEVELOPMENT_KEY)).await;
+    assert_problem(&answer, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.body["errors"].as_array().map(Vec::len), Some(20));
+    assert_eq!(answer.body["error_count"], 8_000);
+    assert!(answer.text.len() < 8 * 1024, "{} bytes", answer.text.len());
+    let repeated = vec!["limit=1"; 8_000].join("&");
+    let answer = call(&h.router, list(&repeated, DEVELOPMENT_KEY)).await;
+    assert_problem(&answer, StatusCode::BAD_REQUEST);
+    assert!(answer.text.len() < 8 * 1024, "{} bytes", answer.text.len());
+    let long_name = format!("{}=1", "n".repeat(4_000));
+    let answer = call(&h.router, list(&long_name, DEVELOPMENT_KEY)).await;
+    assert_problem(&answer, StatusCode::BAD_REQUEST);
+    assert!(answer.text.len() < 2 * 1024, "{} bytes", answer.text.len());
+}
+
+/// Two Authorization headers are refused: a proxy that reads the last one would see another
+/// shop than the one the API stores under.
+#[tokio::test]
+async fn two_authorization_headers_are_refused() {
+    let h = harness();
+    for path in ["/transactions", "/transactions/batch"] {
+        let body = if path.ends_with("batch") {
+            batch(vec![item("two-keys", "5")])
+        } else {
+            ORIGINAL.to_owned()
+        };
+        let request = Request::post(path)
+            .header(header::AUTHORIZATION, format!("Bearer {DEVELOPMENT_KEY}"))
+            .header(header::AUTHORIZATION, "Bearer other-key")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body))
+            .expect("request");
+        let answer = call(&h.router, request).await;
+        assert_problem(&answer, StatusCode::BAD_REQUEST);
+        assert!(answer.text.contains("Authorization"), "{}", answer.text);
+    }
+    assert!(queued_bodies(&h.backend).await.is_empty());
+}
+
+/// A body with a Content-Encoding is refused with 415 (RFC 9110 §15.5.16), not read as if it
+/// were plain.
+#[tokio::test]
+async fn an_encoded_body_is_415() {
+    let h = harness();
+    for (path, body) in [
+        ("/transactions", ORIGINAL.to_owned()),
+        ("/transactions/batch", batch(vec![item("gz-1", "5")])),
+    ] {
+        let request = Request::post(path)
+            .header(header::AUTHORIZATION, format!("Bearer {DEVELOPMENT_KEY}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::CONTENT_ENCODING, "gzip")
+            .body(Body::from(body))
+            .expect("request");
+        let answer = call(&h.router, request).await;
+        assert_problem(&answer, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    }
+    // `identity` means no encoding at all.
+    let identity = Request::post("/transactions")
+        .header(header::AUTHORIZATION, format!("Bearer {DEVELOPMENT_KEY}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_ENCODING, "identity")
+        .body(Body::from(ORIGINAL))
+        .expect("request");
+    assert_eq!(call(&h.router, identity).await.status, StatusCode::ACCEPTED);
+    assert_eq!(queued_bodies(&h.backend).await.len(), 1);
+}
+
+/// Errors the router makes itself (a path that is not UTF-8, a page under /docs that does not
+/// exist) are problem documents too.
+#[tokio::test]
+async fn router_errors_are_problem_documents() {
+    let h = harness();
+    for (path, status) in [
+        ("/transactions/%ff", StatusCode::BAD_REQUEST),
+        ("/docs/x", StatusCode::NOT_FOUND),
+        ("/docs/%ff", StatusCode::BAD_REQUEST),
+    ] {
+        let answer = call(&h.router, get(path, DEVELOPMENT_KEY)).await;
+        assert_problem(&answer, status);
+    }
+    // The documentation itself is still served as it is.
+    let docs = call(&h.router, get("/docs/", "")).await;
+    assert_eq!(docs.status, StatusCode::OK);
+    assert!(
+        docs.headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("text/html")
+    );
+}
+
+/// The request id is the API's own, whatever the client sends: it is bounded, and it cannot
+/// make two different requests look like one.
+#[tokio::test]
+async fn the_request_id_is_the_apis_own() {
+    let h = harness();
+    let huge = "r".repeat(15_000);
+    let request = Request::post("/transactions")
+        .header(header::AUTHORIZATION, format!("Bearer {DEVELOPMENT_KEY}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-request-id", huge.as_str())
+        .body(Body::from(ORIGINAL))
+        .expect("request");
+    let answer = call(&h.router, request).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text);
+    let echoed = answer.headers["x-request-id"].to_str().expect("ascii");
+    assert!(echoed.len() <= 64, "{} bytes", echoed.len());
+    assert_eq!(answer.body["request_id"], echoed);
+    let queued = queued_bodies(&h.backend).await;
+    assert!(
+        queued[0]["request_id"]
+            .as_str()
+            .is_some_and(|id| id.len() <= 64)
+    );
+    let again = Request::post("/transactions")
+        .header(header::AUTHORIZATION, format!("Bearer {DEVELOPMENT_KEY}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-request-id", "shared")
+        .body(Body::from(ORIGINAL))
+        .expect("request");
+    let first = call(&h.router, again).await;
+    let repeat = Request::post("/transactions")
+        .header(header::AUTHORIZATION, format!("Bearer {DEVELOPMENT_KEY}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-request-id", "shared")
+        .body(Body::from(ORIGINAL))
+        .expect("request");
+    let second = call(&h.router, repeat).await;
+    assert_ne!(first.body["request_id"], second.body["request_id"]);
 }

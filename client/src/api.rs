@@ -72,8 +72,11 @@ impl ApiClient {
                 "set --key or PIPELINE_API_KEY (the development key works on loopback only)"
             ),
         };
+        // No redirect is followed: the next hop could be another host, and the key would go
+        // with the request. A redirect is reported instead (`call`).
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::none())
             .pool_max_idle_per_host(64)
             .build()
             .context("building the HTTP client")?;
@@ -116,6 +119,21 @@ impl ApiClient {
                     ) =>
                 {
                     retry_after(&response).unwrap_or(backoff)
+                }
+                Ok(response) if response.status().is_redirection() => {
+                    let location = response
+                        .headers()
+                        .get("location")
+                        .and_then(|value| value.to_str().ok())
+                        .unwrap_or("nowhere")
+                        .chars()
+                        .take(200)
+                        .collect::<String>();
+                    anyhow::bail!(
+                        "{method} {path}: the API answered {} to {location:?}; redirects are not \
+                         followed, so that the key goes to no other host: use the final URL as --url",
+                        response.status()
+                    );
                 }
                 Ok(response) => {
                     let status = response.status();

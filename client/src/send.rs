@@ -51,26 +51,46 @@ struct Rejection {
     errors: Value,
 }
 
-fn read_input(input: &str) -> anyhow::Result<String> {
-    let mut text = String::new();
+/// The input's bytes: a line that is not UTF-8 is one bad line, not a reason to stop.
+fn read_input(input: &str) -> anyhow::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
     if input == "-" {
         std::io::stdin()
-            .read_to_string(&mut text)
+            .read_to_end(&mut bytes)
             .context("reading standard input")?;
     } else {
         std::fs::File::open(input)
-            .and_then(|mut file| file.read_to_string(&mut text))
+            .and_then(|mut file| file.read_to_end(&mut bytes))
             .with_context(|| format!("reading {input}"))?;
     }
-    Ok(text)
+    Ok(bytes)
+}
+
+/// Whether the input is one JSON array rather than JSON Lines. A JSON Lines file may start
+/// with a line that begins with `[` (a broken transaction): the input is an array only when
+/// it parses as one whole, or when its first line is not a complete JSON value by itself.
+fn is_json_array(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    if !text.trim_start().starts_with('[') {
+        return false;
+    }
+    if serde_json::from_str::<Vec<Box<RawValue>>>(&text).is_ok() {
+        return true;
+    }
+    let first_line = text
+        .lines()
+        .find(|line| !line.trim().is_empty())
+        .unwrap_or("");
+    let more_lines = text.lines().filter(|line| !line.trim().is_empty()).count() > 1;
+    !(more_lines && serde_json::from_str::<Box<RawValue>>(first_line).is_ok())
 }
 
 /// The transactions of the input, and the lines that could not be read as JSON.
-fn parse_input(text: &str) -> (Vec<Line>, Vec<Rejection>) {
+fn parse_input(bytes: &[u8]) -> (Vec<Line>, Vec<Rejection>) {
     let mut lines = Vec::new();
     let mut bad = Vec::new();
-    if text.trim_start().starts_with('[') {
-        match serde_json::from_str::<Vec<Box<RawValue>>>(text) {
+    if is_json_array(bytes) {
+        match serde_json::from_slice::<Vec<Box<RawValue>>>(bytes) {
             // A JSON array's items are numbered from 1, as lines would be.
             Ok(items) => lines.extend(items.into_iter().enumerate().map(|(i, raw)| Line { number: i + 1, raw })),
             Err(error) => bad.push(Rejection {
@@ -81,7 +101,15 @@ fn parse_input(text: &str) -> (Vec<Line>, Vec<Rejection>) {
         }
         return (lines, bad);
     }
-    for (index, line) in text.lines().enumerate() {
+    for (index, line) in bytes.split(|byte| *byte == b'\n').enumerate() {
+        let Ok(line) = std::str::from_utf8(line) else {
+            bad.push(Rejection {
+                line: index + 1,
+                transaction_id: None,
+                errors: json!([{"field": "", "code": "not_utf8", "message": "the line is not UTF-8"}]),
+            });
+            continue;
+        };
         let line = line.trim();
         if line.is_empty() {
             continue;
@@ -143,6 +171,7 @@ async fn post(
                 .as_array()
                 .cloned()
                 .unwrap_or_default();
+            check_results(&results, batch.len())?;
             Ok(results
                 .iter()
                 .filter(|result| result["status"] == "rejected")
@@ -172,6 +201,32 @@ async fn post(
     }
 }
 
+/// The answer must account for each item of the batch exactly once: a count the server got
+/// wrong is not turned into lines reported as accepted.
+fn check_results(results: &[Value], items: usize) -> anyhow::Result<()> {
+    let mut seen = vec![false; items];
+    for result in results {
+        let index = result["index"]
+            .as_u64()
+            .and_then(|i| usize::try_from(i).ok());
+        match index.and_then(|index| seen.get_mut(index)) {
+            Some(seen) if !*seen => *seen = true,
+            _ => anyhow::bail!(
+                "the API's answer does not match the batch: a result for item {} of {items}",
+                result["index"]
+            ),
+        }
+    }
+    if results.len() != items {
+        anyhow::bail!(
+            "the API's answer lists {} result(s) for {items} transactions; nothing of this batch \
+             is counted as accepted",
+            results.len()
+        );
+    }
+    Ok(())
+}
+
 fn progress(total: usize) -> ProgressBar {
     let bar = ProgressBar::new(total as u64);
     bar.set_style(
@@ -192,8 +247,8 @@ fn rejected_path(args: &SendArgs) -> PathBuf {
 }
 
 pub async fn run(client: &ApiClient, args: SendArgs) -> anyhow::Result<ExitCode> {
-    let text = read_input(&args.input)?;
-    let (lines, mut rejected) = parse_input(&text);
+    let bytes = read_input(&args.input)?;
+    let (lines, mut rejected) = parse_input(&bytes);
     for bad in &rejected {
         eprintln!(
             "line {}: {}",
@@ -221,7 +276,8 @@ pub async fn run(client: &ApiClient, args: SendArgs) -> anyhow::Result<ExitCode>
     }
     bar.finish_and_clear();
     let rejected_lines = rejected.len();
-    let accepted = lines.len() + unreadable - rejected_lines;
+    // Each line was checked to have exactly one outcome, so this cannot go below zero.
+    let accepted = (lines.len() + unreadable).saturating_sub(rejected_lines);
     if rejected_lines > 0 {
         rejected.sort_by_key(|rejection| rejection.line);
         let path = rejected_path(&args);

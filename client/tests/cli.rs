@@ -28,7 +28,13 @@ struct Api {
 
 async fn start_api(data: &Path, env: &[(&str, &str)]) -> Api {
     let mut child = Command::new(api_binary())
-        .args(["--addr", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(data)
         .envs(env.iter().copied())
         .env("RUST_LOG", "warn")
@@ -176,6 +182,44 @@ async fn a_json_array_on_standard_input_is_sent() {
     stored(&api, "arr-2").await;
     let listed = pipeline(&api, &["list", "--json"], None).await;
     assert_eq!(listed.stdout.lines().count(), 2, "{}", listed.stdout);
+}
+
+/// A line that is not UTF-8 is one rejected line, and a JSON Lines file whose first line starts
+/// with `[` is still JSON Lines: in both, the good lines are sent.
+#[tokio::test]
+async fn bad_bytes_and_a_leading_bracket_reject_only_their_lines() {
+    let temp = tempfile::tempdir().expect("temp");
+    let api = start_api(&temp.path().join("data"), &[]).await;
+    let file = temp.path().join("mixed.jsonl");
+    let mut bytes = transaction("utf-1", "1.00").into_bytes();
+    bytes.extend_from_slice(b"\n{\"transaction_id\": \"caf\xe9\"}\n");
+    bytes.extend_from_slice(transaction("utf-2", "2.00").as_bytes());
+    std::fs::write(&file, bytes).expect("write");
+    let run = pipeline(&api, &["send", file.to_str().expect("path")], None).await;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("accepted 2, rejected 1"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stderr.contains("line 2"), "{}", run.stderr);
+    stored(&api, "utf-2").await;
+
+    let bracket = format!(
+        "[1, 2]\n{}\n{}\n",
+        transaction("br-1", "1.00"),
+        transaction("br-2", "2.00")
+    );
+    let rejected = temp.path().join("bracket.rejected.jsonl");
+    let rejected = rejected.to_str().expect("path");
+    let run = pipeline(&api, &["send", "-", "--rejected", rejected], Some(&bracket)).await;
+    assert_eq!(run.code, 1, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("accepted 2, rejected 1"),
+        "{}",
+        run.stdout
+    );
+    stored(&api, "br-2").await;
 }
 
 /// The queue is stalled (another process holds its lock), so the API answers 503: the client

@@ -1,8 +1,6 @@
 //! Exact money: amounts are parsed from the JSON text itself, never through a float, and the
 //! currency's minor units come from the ISO 4217 table of the `iso_currency` crate.
 
-use std::str::FromStr;
-
 use iso_currency::Currency;
 use rust_decimal::Decimal;
 
@@ -36,6 +34,13 @@ pub fn decimal_from_json_text(raw: &str) -> Result<Decimal, DecimalTextError> {
         return Err(DecimalTextError::WrongType);
     }
     exact_decimal(raw)
+}
+
+/// A plain decimal written as text (`-12.50`, `3`; no exponent, sign `+`, spaces or commas),
+/// read exactly: what a query parameter or a setting holds. A value a `Decimal` cannot hold
+/// without rounding is `NotExact`, never rounded.
+pub fn decimal_from_plain_text(text: &str) -> Result<Decimal, DecimalTextError> {
+    parse_plain_decimal(text)
 }
 
 /// Strings hold plain decimals only (`-12.50`, `3`): no exponent, sign `+`, spaces or commas.
@@ -142,14 +147,20 @@ pub fn to_minor_unit_scale(amount: Decimal, minor_units: u32) -> Decimal {
     scaled
 }
 
-/// Parses a threshold given in configuration, e.g. `1000` or `150000`.
+/// Parses a threshold given in configuration, e.g. `1000` or `150000`: exactly, as amounts are.
 pub fn parse_config_amount(text: &str) -> Result<Decimal, String> {
-    Decimal::from_str(text.trim()).map_err(|error| format!("{text:?} is not a decimal: {error}"))
+    parse_plain_decimal(text.trim()).map_err(|error| match error {
+        DecimalTextError::WrongType => format!("{text:?} is not a plain decimal such as 1000.50"),
+        DecimalTextError::NotExact => {
+            format!("{text:?} has more digits than an amount can hold exactly")
+        }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::str::FromStr;
 
     fn dec(text: &str) -> Decimal {
         Decimal::from_str(text).expect("test literal")

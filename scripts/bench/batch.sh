@@ -23,7 +23,7 @@ bare=$(run_wrk "$(wait_for_port "$work/bare.out")"); echo "$bare"
 kill "${pids[-1]}"
 
 echo "== api only, batches of $BATCH_SIZE: validate each + durable enqueue (EMBEDDED_PROCESSOR=false)"
-RUST_LOG=warn EMBEDDED_PROCESSOR=false target/release/api --addr 127.0.0.1:0 --data-dir "$work/data" >"$work/api.out" 2>&1 & pids+=($!)
+RUST_LOG=warn EMBEDDED_PROCESSOR=false target/release/api --addr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 --data-dir "$work/data" >"$work/api.out" 2>&1 & pids+=($!)
 api=$(run_wrk "$(wait_for_port "$work/api.out")"); echo "$api"
 kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
 

@@ -10,6 +10,10 @@ need_wrk() {
   command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 }
 
+metrics_url() { # the api's second stdout line is "metrics on http://ADDR/metrics"
+  sed -n 's/^metrics on //p' "$1" | head -1
+}
+
 wait_for_port() { # the first stdout line is "listening on http://ADDR"
   local out=$1
   for _ in $(seq 1 100); do

@@ -13,10 +13,11 @@ duration="${3:-60}"
 
 scripts/bench/build.sh
 
-RUST_LOG=warn target/release/api --addr 127.0.0.1:0 --data-dir "$work/data" >"$work/api.out" 2>"$work/api.err" & pids+=($!)
+RUST_LOG=warn target/release/api --addr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 --data-dir "$work/data" >"$work/api.out" 2>"$work/api.err" & pids+=($!)
 url=$(wait_for_port "$work/api.out")
 
-depth() { curl -s "$url/metrics" | sed -n 's/^queue_depth \([0-9.e+]*\).*/\1/p' | head -1; }
+metrics=$(metrics_url "$work/api.out")
+depth() { curl -s "$metrics" | sed -n 's/^queue_depth \([0-9.e+]*\).*/\1/p' | head -1; }
 stored() { python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from transactions").fetchone()[0])' "$work/data/store.db"; }
 
 echo "== $rate transactions/s in batches of $batch for $duration s against $url"

@@ -22,19 +22,19 @@ bare_result=$(run_wrk "$bare"); echo "$bare_result"
 kill "${pids[-1]}"
 
 echo "== api only: validate + durable enqueue (EMBEDDED_PROCESSOR=false)"
-RUST_LOG=warn EMBEDDED_PROCESSOR=false target/release/api --addr 127.0.0.1:0 --data-dir "$work/api-only" >"$work/api-only.out" 2>&1 & pids+=($!)
+RUST_LOG=warn EMBEDDED_PROCESSOR=false target/release/api --addr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 --data-dir "$work/api-only" >"$work/api-only.out" 2>&1 & pids+=($!)
 api_only=$(wait_for_port "$work/api-only.out")
 api_only_result=$(run_wrk "$api_only"); echo "$api_only_result"
 kill "${pids[-1]}"
 
 echo "== api: validate + durable enqueue, processor in-process"
-RUST_LOG=warn target/release/api --addr 127.0.0.1:0 --data-dir "$work/data" >"$work/api.out" 2>"$work/api.err" & pids+=($!)
+RUST_LOG=warn target/release/api --addr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 --data-dir "$work/data" >"$work/api.out" 2>"$work/api.err" & pids+=($!)
 api=$(wait_for_port "$work/api.out")
 api_result=$(run_wrk "$api"); echo "$api_result"
 
 rps() { sed -n 's/.*requests_per_sec=\([0-9]*\).*/\1/p' <<<"$1"; }
 # /health says only ready or not; the depth is a gauge the processor refreshes every few seconds.
-depth=$(curl -s "$api/metrics" | sed -n 's/^queue_depth \([0-9.]*\).*/\1/p' | cut -d. -f1)
+depth=$(curl -s "$(metrics_url "$work/api.out")" | sed -n 's/^queue_depth \([0-9.]*\).*/\1/p' | cut -d. -f1)
 processed=$(( $(rps "$api_result") * duration - depth ))
 echo "== api only / bare = $(( 100 * $(rps "$api_only_result") / $(rps "$bare_result") ))%"
 echo "== api with processor / bare = $(( 100 * $(rps "$api_result") / $(rps "$bare_result") ))%"

@@ -1,5 +1,6 @@
-//! Health and metrics, for load balancers and scrapers: no key needed, so nothing here says
-//! more than a load balancer needs. Why a node is not ready goes to the log.
+//! Health and metrics, for load balancers and scrapers: no key needed. Health says no more than
+//! a load balancer needs (why a node is not ready goes to the log); metrics are served on the
+//! metrics listener only (`app::metrics_router`), never on the API's port.
 
 use std::time::Duration;
 
@@ -50,17 +51,8 @@ pub async fn health(State(readiness): State<Readiness>) -> Response {
         .into_response()
 }
 
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "operations",
-    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String))
-)]
-pub async fn metrics(
-    State(prometheus): State<Option<PrometheusHandle>>,
-) -> Result<Response, ApiError> {
-    let handle = prometheus
-        .ok_or_else(|| ApiError::NotFound("metrics are published to CloudWatch here".to_owned()))?;
+/// Prometheus text exposition, on the metrics listener.
+pub async fn metrics(State(handle): State<PrometheusHandle>) -> Result<Response, ApiError> {
     handle.run_upkeep();
     Ok((
         [(

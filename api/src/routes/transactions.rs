@@ -15,11 +15,12 @@ use tower_http::request_id::RequestId;
 use utoipa::ToSchema;
 
 use crate::auth::Shop;
+use crate::cursor::{Cursor, CursorKey};
 use crate::docs::{ListParamsDoc, NewTransaction};
 use crate::error::{ApiError, Problem};
 use crate::extract::ValidatedTransaction;
 use crate::ingest;
-use crate::listing::{Cursor, ListParams};
+use crate::listing::ListParams;
 use crate::state::{AppState, PathPrefix};
 
 /// The answer to an accepted POST: the transaction is durably on the queue.
@@ -215,6 +216,7 @@ pub struct TransactionList {
 )]
 pub async fn list(
     State(store): State<Arc<dyn RecordReader>>,
+    State(cursor_key): State<CursorKey>,
     Shop(shop_id): Shop,
     params: ListParams,
 ) -> Result<Json<TransactionList>, ApiError> {
@@ -232,7 +234,7 @@ pub async fn list(
     let next_cursor = page
         .next
         .as_ref()
-        .map(|position| Cursor::encode(&shop_id, &query.filters, position));
+        .map(|position| Cursor::encode(&cursor_key, &shop_id, &query.filters, position));
     Ok(Json(TransactionList {
         data: page
             .records

@@ -21,6 +21,8 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 
 pub struct Server {
     pub base: String,
+    /// The metrics listener's base URL.
+    pub metrics: String,
     pub http: reqwest::Client,
     child: Child,
 }
@@ -66,7 +68,13 @@ impl Server {
             None => Command::new(env!("CARGO_BIN_EXE_api")),
         };
         command
-            .args(["--addr", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "--addr",
+                "127.0.0.1:0",
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(data_dir)
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
@@ -84,9 +92,20 @@ impl Server {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
+        let line = tokio::time::timeout(DEADLINE, lines.next_line())
+            .await
+            .expect("the server announced its metrics address in time")
+            .expect("read stdout")
+            .expect("a second line on stdout");
+        let metrics = line
+            .strip_prefix("metrics on ")
+            .and_then(|url| url.strip_suffix("/metrics"))
+            .unwrap_or_else(|| panic!("unexpected second line {line:?}"))
+            .to_owned();
         Server {
             child,
             base,
+            metrics,
             http: reqwest::Client::new(),
         }
     }
@@ -152,7 +171,7 @@ impl Server {
     pub async fn metric(&self, name: &str) -> f64 {
         let text = self
             .http
-            .get(format!("{}/metrics", self.base))
+            .get(format!("{}/metrics", self.metrics))
             .send()
             .await
             .expect("GET /metrics")

@@ -1,0 +1,244 @@
+//! The opaque cursor of a list walk: the position it reached, bound to the shop and to the
+//! filters of the first page, and signed so that only this API can make one.
+//!
+//! On the wire: base64url of the JSON `{v, shop, filters, micros, id}` followed by the first
+//! 16 bytes of its HMAC-SHA256 under the cursor key. A forged or altered cursor fails the
+//! signature; a genuine one sent by another shop or with other filters is refused by name.
+//! Every instance that serves a walk must hold the same key (`CURSOR_KEY`).
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use infra::domain::{FieldError, ListFilters, Position, ShopId};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::ApiError;
+
+const CURSOR_VERSION: u32 = 2;
+/// Bytes of the HMAC kept: 128 bits, far beyond guessing one by trial over HTTP.
+const TAG_BYTES: usize = 16;
+/// The shortest key accepted from settings: 32 bytes, as HMAC-SHA256's output.
+pub const MIN_KEY_BYTES: usize = 32;
+/// The file a local deployment keeps its generated key in, inside the data directory.
+pub const KEY_FILE: &str = "cursor.key";
+
+/// The secret cursors are signed with.
+#[derive(Clone)]
+pub struct CursorKey(Vec<u8>);
+
+impl std::fmt::Debug for CursorKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CursorKey(..)")
+    }
+}
+
+impl CursorKey {
+    /// A key given in settings; refused when too short to be a secret.
+    pub fn from_setting(text: &str) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            text.len() >= MIN_KEY_BYTES,
+            "CURSOR_KEY must be at least {MIN_KEY_BYTES} bytes (for example 64 hex digits)"
+        );
+        Ok(Self(text.as_bytes().to_vec()))
+    }
+
+    /// A key of this process alone.
+    pub fn random() -> Self {
+        let mut secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut secret);
+        Self(hex::encode(secret).into_bytes())
+    }
+
+    /// The key in `dir`, made once (256 random bits, readable by this user only) on first start,
+    /// so that cursors outlive a restart.
+    pub fn load_or_create(dir: &Path) -> anyhow::Result<Self> {
+        let path = dir.join(KEY_FILE);
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            return Self::from_setting(text.trim())
+                .with_context(|| format!("reading the cursor key {}", path.display()));
+        }
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let Self(text) = Self::random();
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(&path) {
+            Ok(mut file) => {
+                file.write_all(&text)
+                    .and_then(|()| file.sync_all())
+                    .with_context(|| format!("writing the cursor key {}", path.display()))?;
+                Ok(Self(text))
+            }
+            // Another process made it between our read and our create: use theirs.
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                Self::load_or_create(dir)
+            }
+            Err(error) => {
+                Err(error).with_context(|| format!("creating the cursor key {}", path.display()))
+            }
+        }
+    }
+
+    fn mac(&self, payload: &[u8]) -> Hmac<Sha256> {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes a key of any length");
+        mac.update(payload);
+        mac
+    }
+
+    fn seal(&self, payload: &[u8]) -> String {
+        let tag = self.mac(payload).finalize().into_bytes();
+        let mut bytes = payload.to_vec();
+        bytes.extend_from_slice(&tag[..TAG_BYTES]);
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// The payload of a cursor this key signed; `None` for anything else.
+    fn open(&self, text: &str) -> Option<Vec<u8>> {
+        let mut bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+        let cut = bytes.len().checked_sub(TAG_BYTES)?;
+        let tag = bytes.split_off(cut);
+        // Compared in constant time, so the answer's timing tells nothing about the tag.
+        self.mac(&bytes).verify_truncated_left(&tag).ok()?;
+        Some(bytes)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    v: u32,
+    shop: String,
+    filters: String,
+    micros: i64,
+    id: String,
+}
+
+/// A short digest of the filters, normalised so that `100.5` and `100.50` are the same filter.
+fn filters_digest(filters: &ListFilters) -> String {
+    let mut normal = filters.clone();
+    normal.min_amount = normal.min_amount.map(|d| d.normalize());
+    normal.max_amount = normal.max_amount.map(|d| d.normalize());
+    let json =
+        serde_json::to_string(&normal).expect("filters are plain data, which always serialise");
+    hex::encode(&Sha256::digest(json.as_bytes())[..8])
+}
+
+impl Cursor {
+    pub fn encode(
+        key: &CursorKey,
+        shop: &ShopId,
+        filters: &ListFilters,
+        position: &Position,
+    ) -> String {
+        let cursor = Cursor {
+            v: CURSOR_VERSION,
+            shop: shop.to_string(),
+            filters: filters_digest(filters),
+            micros: position.micros,
+            id: position.transaction_id.clone(),
+        };
+        let json =
+            serde_json::to_vec(&cursor).expect("a cursor is plain data, which always serialises");
+        key.seal(&json)
+    }
+
+    /// A cursor this API signed with `key`; `None` for a forged, altered or foreign one.
+    pub fn decode(key: &CursorKey, text: &str) -> Option<Self> {
+        let cursor: Cursor = serde_json::from_slice(&key.open(text)?).ok()?;
+        (cursor.v == CURSOR_VERSION).then_some(cursor)
+    }
+
+    /// The position to continue after, if this cursor was made for this shop and filters.
+    pub fn position_for(&self, shop: &ShopId, filters: &ListFilters) -> Result<Position, ApiError> {
+        let refuse = |message: &str| {
+            ApiError::InvalidParameters(vec![FieldError {
+                field: "cursor".into(),
+                code: "cursor".into(),
+                message: message.into(),
+            }])
+        };
+        if self.shop != shop.as_str() {
+            return Err(refuse("was not made for this shop"));
+        }
+        if self.filters != filters_digest(filters) {
+            return Err(refuse(
+                "was made with other filters; send the same filters as for the first page",
+            ));
+        }
+        Ok(Position {
+            micros: self.micros,
+            transaction_id: self.id.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(byte: u8) -> CursorKey {
+        CursorKey(vec![byte; 32])
+    }
+
+    fn walk() -> (ShopId, ListFilters, Position) {
+        let shop = ShopId::parse("shop-a").unwrap();
+        let position = Position {
+            micros: 1_700_000_000_000_000,
+            transaction_id: "t-42".into(),
+        };
+        (shop, ListFilters::default(), position)
+    }
+
+    #[test]
+    fn a_signed_cursor_reads_back_to_its_position() {
+        let (shop, filters, position) = walk();
+        let text = Cursor::encode(&key(1), &shop, &filters, &position);
+        let cursor = Cursor::decode(&key(1), &text).expect("our own cursor");
+        assert_eq!(cursor.position_for(&shop, &filters).unwrap(), position);
+    }
+
+    #[test]
+    fn a_cursor_under_another_key_or_altered_is_refused() {
+        let (shop, filters, position) = walk();
+        let text = Cursor::encode(&key(1), &shop, &filters, &position);
+        assert!(Cursor::decode(&key(2), &text).is_none());
+        let mut bytes = URL_SAFE_NO_PAD.decode(&text).unwrap();
+        let at = bytes.iter().position(|&b| b == b'4').unwrap();
+        bytes[at] = b'5';
+        assert!(Cursor::decode(&key(1), &URL_SAFE_NO_PAD.encode(&bytes)).is_none());
+    }
+
+    #[test]
+    fn an_unsigned_cursor_of_the_old_shape_is_refused() {
+        let forged = URL_SAFE_NO_PAD
+            .encode(br#"{"v":1,"shop":"shop-a","filters":"0000000000000000","micros":0,"id":"x"}"#);
+        assert!(Cursor::decode(&key(1), &forged).is_none());
+        assert!(Cursor::decode(&key(1), "").is_none());
+        assert!(Cursor::decode(&key(1), "AA").is_none());
+    }
+
+    #[test]
+    fn a_short_key_is_refused_and_a_generated_one_is_kept() {
+        assert!(CursorKey::from_setting("short").is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let first = CursorKey::load_or_create(dir.path()).unwrap();
+        let second = CursorKey::load_or_create(dir.path()).unwrap();
+        assert_eq!(first.0, second.0);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "only its owner may read the key");
+        }
+    }
+}
