@@ -23,7 +23,15 @@ pub async fn from_parameter(
 ) -> anyhow::Result<RuleSet> {
     let name = parameter.name();
     match parameter.read().await {
-        Ok(Some(text)) => Ok(RuleSet::from_toml(&format!("SSM parameter {name}"), &text)?),
+        Ok(Some(text)) => {
+            if *default != AlertPolicy::default() {
+                tracing::warn!(
+                    parameter = name,
+                    "ALERT_THRESHOLDS is not used: the rules parameter states its own thresholds"
+                );
+            }
+            Ok(RuleSet::from_toml(&format!("SSM parameter {name}"), &text)?)
+        }
         Ok(None) => {
             tracing::warn!(
                 parameter = name,

@@ -15,7 +15,8 @@ use crate::rules_source;
 #[derive(Debug, Clone, Args)]
 pub struct ProcessorArgs {
     /// Per-currency thresholds of the default rule, e.g. `USD=1000,JPY=150000`; others use
-    /// 1000. Without a rules file only; a rules file states its own thresholds.
+    /// 1000. Not with a rules file, which states its own thresholds; with a rules parameter,
+    /// they apply while the parameter does not exist.
     #[arg(long, env = "ALERT_THRESHOLDS", default_value = "", value_parser = str::parse::<AlertPolicy>)]
     pub alert_thresholds: AlertPolicy,
 
@@ -83,11 +84,13 @@ impl ProcessorArgs {
     pub async fn rules(&self, ports: &Connector<'_>) -> anyhow::Result<RuleSet> {
         let customised = self.alert_thresholds != AlertPolicy::default();
         let rules = match (&self.rules_file, &self.rules_parameter) {
-            (Some(_), _) | (_, Some(_)) if customised => anyhow::bail!(
+            (Some(_), _) if customised => anyhow::bail!(
                 "ALERT_THRESHOLDS applies to the default rule only: with a rules file, put the \
                  thresholds in its `above_by_currency`"
             ),
             (Some(path), _) => rules_source::from_file(path)?,
+            // The template names a parameter whether or not it exists yet: the thresholds are
+            // the default rule's until it does.
             (None, Some(name)) => {
                 let parameter = ports.parameter(name).await;
                 rules_source::from_parameter(parameter.as_ref(), &self.alert_thresholds).await?

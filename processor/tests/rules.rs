@@ -254,6 +254,49 @@ async fn several_pollers_on_the_emulator_count_a_burst_sent_twice_exactly_once()
     assert_eq!(published, fired, "each alert published once");
 }
 
+/// The template always names a rules parameter and may set thresholds as well: until the
+/// parameter exists, the default rule applies with those thresholds, instead of the processor
+/// refusing to start (and every message going to the dead letters an hour later).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thresholds_apply_while_the_rules_parameter_does_not_exist() {
+    let resources = testkit::resources(ResourceOptions::default()).await;
+    let bodies = [
+        testkit::envelope("shop-a", "under", "400.00"),
+        testkit::envelope("shop-a", "over", "600.00"),
+    ];
+    testkit::send_raw(&resources, &bodies).await;
+    let mut env = resources.env();
+    env.push((
+        "RULES_PARAMETER",
+        format!("/test/{}/not-yet", resources.aws.table_name),
+    ));
+    env.push(("ALERT_THRESHOLDS", "USD=500,JPY=150000".to_owned()));
+    let _poller = poller(env);
+    let store = resources.ports().store;
+    let shop = ShopId::parse("shop-a").expect("shop");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for id in ["under", "over"] {
+        while store.get(&shop, id).await.expect("get").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "{id} not stored: the processor did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let ids = ["under".to_owned(), "over".to_owned()];
+    let alerted: Vec<String> = stored_alerts(store.as_ref(), &ids)
+        .await
+        .into_values()
+        .flatten()
+        .collect();
+    assert_eq!(
+        alerted,
+        ["over"],
+        "the threshold of 500, not the default 1000"
+    );
+}
+
 /// A rules file with a mistake stops the processor before it takes a message, saying where
 /// and what.
 #[tokio::test]
