@@ -39,8 +39,13 @@ impl std::fmt::Debug for CursorKey {
 }
 
 impl CursorKey {
-    /// A key given in settings; refused when too short to be a secret.
+    /// A key given in settings; refused when too short to be a secret, or when it is a
+    /// CloudFormation reference nobody resolved (`sam local`), which anyone could read.
     pub fn from_setting(text: &str) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            !text.starts_with("{{resolve:"),
+            "CURSOR_KEY is an unresolved CloudFormation reference; set a secret of its own"
+        );
         anyhow::ensure!(
             text.len() >= MIN_KEY_BYTES,
             "CURSOR_KEY must be at least {MIN_KEY_BYTES} bytes (for example 64 hex digits)"
@@ -55,33 +60,47 @@ impl CursorKey {
         Self(hex::encode(secret).into_bytes())
     }
 
-    /// The key in `dir`, made once (256 random bits, readable by this user only) on first start,
-    /// so that cursors outlive a restart.
+    /// The key in `dir`, made on first start (256 random bits, readable by this user only), so
+    /// that cursors outlive a restart. Made whole or not at all: written to a file of its own,
+    /// then linked into place, so that a crash or a second process never sees half a key.
     pub fn load_or_create(dir: &Path) -> anyhow::Result<Self> {
         let path = dir.join(KEY_FILE);
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            return Self::from_setting(text.trim())
-                .with_context(|| format!("reading the cursor key {}", path.display()));
+        if let Some(key) = Self::read(&path)? {
+            return Ok(key);
         }
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let Self(text) = Self::random();
+        let key = Self::random();
+        let draft = dir.join(format!("{KEY_FILE}.{}", std::process::id()));
         let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
+        options.write(true).create(true).truncate(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        match options.open(&path) {
-            Ok(mut file) => {
-                file.write_all(&text)
-                    .and_then(|()| file.sync_all())
-                    .with_context(|| format!("writing the cursor key {}", path.display()))?;
-                Ok(Self(text))
-            }
-            // Another process made it between our read and our create: use theirs.
+        let written = options
+            .open(&draft)
+            .and_then(|mut file| file.write_all(&key.0).and_then(|()| file.sync_all()))
+            .and_then(|()| std::fs::hard_link(&draft, &path));
+        let _ = std::fs::remove_file(&draft);
+        match written {
+            Ok(()) => Ok(key),
+            // Another process linked its key first: use theirs.
             Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-                Self::load_or_create(dir)
+                Self::read(&path)?.context("the cursor key vanished while it was being made")
             }
             Err(error) => {
                 Err(error).with_context(|| format!("creating the cursor key {}", path.display()))
+            }
+        }
+    }
+
+    /// The key kept at `path`; `None` only when there is no such file.
+    fn read(path: &Path) -> anyhow::Result<Option<Self>> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::from_setting(text.trim())
+                .with_context(|| format!("reading the cursor key {}", path.display()))
+                .map(Some),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(error) => {
+                Err(error).with_context(|| format!("reading the cursor key {}", path.display()))
             }
         }
     }
@@ -227,6 +246,9 @@ mod tests {
     #[test]
     fn a_short_key_is_refused_and_a_generated_one_is_kept() {
         assert!(CursorKey::from_setting("short").is_err());
+        let unresolved =
+            "{{resolve:secretsmanager:arn:aws:secretsmanager:us-east-1:1:secret:x:SecretString}}";
+        assert!(CursorKey::from_setting(unresolved).is_err());
         let dir = tempfile::tempdir().unwrap();
         let first = CursorKey::load_or_create(dir.path()).unwrap();
         let second = CursorKey::load_or_create(dir.path()).unwrap();
@@ -240,5 +262,22 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o077, 0, "only its owner may read the key");
         }
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "no draft is left behind");
+    }
+
+    #[test]
+    fn an_unreadable_or_broken_key_file_stops_the_start_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(KEY_FILE)).unwrap();
+        let error = CursorKey::load_or_create(dir.path()).unwrap_err();
+        assert!(format!("{error:#}").contains(KEY_FILE), "{error:#}");
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join(KEY_FILE), "").unwrap();
+        let error = CursorKey::load_or_create(other.path()).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("at least 32 bytes"),
+            "{error:#}"
+        );
     }
 }
