@@ -26,6 +26,11 @@ use crate::domain::rules::{Contribution, WindowQuery, WindowTotal};
 /// the allocator gives, see the tests); past this it starts again empty.
 pub const CEILING_BYTES: usize = 64 * 1024 * 1024;
 
+/// An entry larger than this (a customer with thousands of distinct cards in a window) is read
+/// from the tables for each job that needs it and not kept: held, it would keep the cache at its
+/// ceiling, and every job would start the cache again.
+const MAX_ENTRY_BYTES: usize = CEILING_BYTES / 64;
+
 type EntryKey = (String, String, String);
 
 #[derive(Debug, Clone, Default)]
@@ -91,6 +96,8 @@ pub struct WindowCache {
     entries: HashMap<EntryKey, Entry>,
     /// The estimate of the heap `entries` holds (`Entry::bytes` summed).
     bytes: usize,
+    /// Entries over `MAX_ENTRY_BYTES`, let go once the job that needed them is done.
+    oversized: Vec<EntryKey>,
     /// `PRAGMA data_version` and the failed-commit count when the entries were last known good.
     seen: Option<(i64, u64)>,
 }
@@ -148,10 +155,20 @@ impl WindowCache {
                 });
             }
         }
-        Ok(windows
+        let totals = windows
             .iter()
             .map(|window| self.total(shop_id, window))
-            .collect())
+            .collect();
+        self.let_go_of_oversized();
+        Ok(totals)
+    }
+
+    fn let_go_of_oversized(&mut self) {
+        for key in std::mem::take(&mut self.oversized) {
+            if let Some(entry) = self.entries.remove(&key) {
+                self.bytes = self.bytes.saturating_sub(entry.bytes(&key));
+            }
+        }
     }
 
     fn forget_if_stale(
@@ -167,6 +184,7 @@ impl WindowCache {
             // A new map, not `clear`: the old one's table is given back too.
             self.entries = HashMap::new();
             self.bytes = 0;
+            self.oversized.clear();
             self.seen = Some(now);
         }
         Ok(())
@@ -214,7 +232,11 @@ impl WindowCache {
     }
 
     fn insert(&mut self, key: EntryKey, entry: Entry) {
-        self.bytes += entry.bytes(&key);
+        let size = entry.bytes(&key);
+        self.bytes += size;
+        if size > MAX_ENTRY_BYTES {
+            self.oversized.push(key.clone());
+        }
         self.entries.insert(key, entry);
     }
 
@@ -226,15 +248,22 @@ impl WindowCache {
         change: impl FnOnce(&mut Entry),
     ) {
         let entry_key = (shop_id.to_owned(), rule.to_owned(), key.to_owned());
-        let mut entry = match self.entries.remove(&entry_key) {
+        match self.entries.get_mut(&entry_key) {
             Some(entry) => {
-                self.bytes = self.bytes.saturating_sub(entry.bytes(&entry_key));
-                entry
+                let before = entry.bytes(&entry_key);
+                change(entry);
+                let after = entry.bytes(&entry_key);
+                self.bytes = (self.bytes + after).saturating_sub(before);
+                if after > MAX_ENTRY_BYTES {
+                    self.oversized.push(entry_key);
+                }
             }
-            None => Entry::default(),
-        };
-        change(&mut entry);
-        self.insert(entry_key, entry);
+            None => {
+                let mut entry = Entry::default();
+                change(&mut entry);
+                self.insert(entry_key, entry);
+            }
+        }
     }
 
     /// Each contribution's bucket as it will be with the contribution added.
@@ -469,5 +498,24 @@ mod tests {
         // The first key left the cache long ago: its count is read back from its row.
         let again = count_key(&mut cache, &connection, 0, "t-again", &fingerprint(0));
         assert_eq!(again, 2);
+    }
+
+    /// A key with thousands of distinct members is used for its job and let go, so that it
+    /// cannot hold the cache at its ceiling.
+    #[test]
+    fn an_oversized_entry_is_not_kept_after_its_job() {
+        let connection = Connection::open_in_memory().expect("open");
+        connection.execute_batch(SCHEMA).expect("schema");
+        let mut cache = WindowCache::default();
+        assert_eq!(count_key(&mut cache, &connection, 0, "t0", "small"), 1);
+        let small = cache.bytes;
+        let mut entry = Entry::default();
+        entry.bucket_mut(60).members = (0..20_000).map(|i| format!("{i:064x}")).collect();
+        let key = ("shop".to_owned(), "r".to_owned(), "crowded".to_owned());
+        cache.insert(key.clone(), entry);
+        assert!(cache.bytes > small + MAX_ENTRY_BYTES);
+        assert_eq!(count_key(&mut cache, &connection, 0, "t1", "small"), 2);
+        assert!(!cache.entries.contains_key(&key));
+        assert_eq!(cache.bytes, small, "the estimate is back to what is held");
     }
 }
