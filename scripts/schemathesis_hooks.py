@@ -160,10 +160,13 @@ def stored_within_grace(response):
     import requests
 
     deadline = time.monotonic() + READ_YOUR_WRITE_GRACE
+    request = response.request
     with requests.Session() as session:
+        # The run's own proxies and certificates, as schemathesis sent the first GET.
+        settings = session.merge_environment_settings(request.url, {}, None, response.verify, None)
         while time.monotonic() < deadline:
             try:
-                again = session.send(response.request.copy(), timeout=2)
+                again = session.send(request.copy(), timeout=2, **settings)
             except requests.RequestException:
                 return False
             if again.status_code == 200:

@@ -209,11 +209,14 @@ fn check_results(results: &[Value], items: usize) -> anyhow::Result<()> {
         let index = result["index"]
             .as_u64()
             .and_then(|i| usize::try_from(i).ok());
+        let known = matches!(result["status"].as_str(), Some("accepted" | "rejected"));
         match index.and_then(|index| seen.get_mut(index)) {
-            Some(seen) if !*seen => *seen = true,
+            Some(seen) if !*seen && known => *seen = true,
             _ => anyhow::bail!(
-                "the API's answer does not match the batch: a result for item {} of {items}",
-                result["index"]
+                "the API's answer does not match the batch: a result for item {} of {items} \
+                 with status {}",
+                result["index"],
+                result["status"]
             ),
         }
     }
