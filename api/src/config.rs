@@ -52,10 +52,11 @@ pub struct ServeArgs {
     pub addr: SocketAddr,
 
     /// Where `/metrics` is served for Prometheus: a listener of its own, so that the API's
-    /// clients never see the platform's volume. Loopback by default; `:0` picks a free port (the
-    /// second line on stdout says which).
-    #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:9464")]
-    pub metrics_addr: SocketAddr,
+    /// clients never see the platform's volume. `:0` picks a free port (the second line on
+    /// stdout says which). Unset: 127.0.0.1:9464, or a free loopback port when another process
+    /// holds that one.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 
     /// File of `shop_id:<sha256 hex of key>` lines. Without it (and without an SSM parameter),
     /// the development key works on loopback.

@@ -3,7 +3,7 @@
 //! when started by the Lambda runtime, hand the same router to `lambda_http`.
 
 use std::io::Write;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use anyhow::Context;
 use infra::adapters::select::{Backend, Connector};
@@ -134,6 +134,36 @@ async fn start_embedded_processor(
     )))
 }
 
+/// Where Prometheus scrapes when `METRICS_ADDR` is not set (the OpenTelemetry Prometheus
+/// exporter's default port).
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9464";
+
+/// The metrics listener: the address asked for, or the default port; when another process holds
+/// that one (a second server on one machine), a free loopback port, since a taken scrape port
+/// is no reason to refuse the shops.
+async fn metrics_listener(asked: Option<SocketAddr>) -> anyhow::Result<TcpListener> {
+    if let Some(addr) = asked {
+        return TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the metrics listener {addr}"));
+    }
+    match TcpListener::bind(DEFAULT_METRICS_ADDR).await {
+        Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {
+            tracing::warn!(
+                default = DEFAULT_METRICS_ADDR,
+                "the default metrics port is taken: /metrics is on a free loopback port, which \
+                 the second line on stdout names; set METRICS_ADDR to choose"
+            );
+            TcpListener::bind("127.0.0.1:0")
+                .await
+                .context("binding the metrics listener")
+        }
+        bound => {
+            bound.with_context(|| format!("binding the metrics listener {DEFAULT_METRICS_ADDR}"))
+        }
+    }
+}
+
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let ports = args.ports.connector();
     let keys = key_ring(&args, &ports, Some(args.addr.ip())).await?;
@@ -152,9 +182,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.addr))?;
     let local = listener.local_addr()?;
-    let metrics_listener = TcpListener::bind(args.metrics_addr)
-        .await
-        .with_context(|| format!("binding the metrics listener {}", args.metrics_addr))?;
+    let metrics_listener = metrics_listener(args.metrics_addr).await?;
     let metrics_local = metrics_listener.local_addr()?;
     // Plain lines on stdout, so that scripts and tests can find ports chosen with `:0`; in one
     // write, and a reader that has gone (a closed pipe) is no reason to stop serving.

@@ -777,3 +777,45 @@ async fn a_closed_stdout_does_not_stop_the_server() {
     .await;
     assert!(child.try_wait().expect("status").is_none(), "still running");
 }
+
+/// With the default metrics port held by another process (a second server on the machine),
+/// the server still starts, and says where its metrics went.
+#[tokio::test]
+async fn a_taken_default_metrics_port_does_not_stop_the_start() {
+    let _holder = std::net::TcpListener::bind(api::server::DEFAULT_METRICS_ADDR);
+    let temp = tempfile::tempdir().expect("temp");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_api"))
+        .args(["--addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir(&temp))
+        .env("RUST_LOG", "warn")
+        .env_remove("METRICS_ADDR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn api");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let mut next = async || {
+        tokio::time::timeout(support::DEADLINE, lines.next_line())
+            .await
+            .expect("a line in time")
+            .expect("stdout")
+            .expect("a line")
+    };
+    let base = next().await.replace("listening on ", "");
+    let metrics = next().await.replace("metrics on ", "");
+    assert!(
+        !metrics.contains(api::server::DEFAULT_METRICS_ADDR),
+        "{metrics}"
+    );
+    let http = reqwest::Client::new();
+    let scraped = http.get(&metrics).send().await.expect("scrape");
+    assert_eq!(scraped.status(), StatusCode::OK);
+    let health = http
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(health.status(), StatusCode::OK);
+}
