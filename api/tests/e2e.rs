@@ -819,3 +819,33 @@ async fn a_taken_default_metrics_port_does_not_stop_the_start() {
         .expect("health");
     assert_eq!(health.status(), StatusCode::OK);
 }
+
+/// The probe's case: re-POSTs with other payloads that all send one `X-Request-Id` are each a
+/// conflict, because the request id that tells them apart is the API's own.
+#[tokio::test]
+async fn conflicts_sharing_a_client_request_id_are_each_counted() {
+    let temp = tempfile::tempdir().expect("temp");
+    let server = Server::start(&data_dir(&temp), &[] as &[(&str, &str)]).await;
+    server
+        .post(DEV_KEY, &transaction("shared-id", "10.00"))
+        .await;
+    server.stored(DEV_KEY, "shared-id").await;
+    for amount in ["11.00", "12.00", "13.00"] {
+        let answer = server
+            .http
+            .post(format!("{}/transactions", server.base))
+            .bearer_auth(DEV_KEY)
+            .header("content-type", "application/json")
+            .header("x-request-id", "one-id-for-all")
+            .body(transaction("shared-id", amount))
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(answer.status(), StatusCode::ACCEPTED);
+    }
+    eventually("three conflicts counted", || async {
+        let record = server.stored(DEV_KEY, "shared-id").await;
+        (record["conflicts"]["count"] == 3).then_some(())
+    })
+    .await;
+}
