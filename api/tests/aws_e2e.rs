@@ -318,3 +318,34 @@ async fn the_list_pages_through_dynamodb_and_never_shows_another_shop() {
     assert_eq!(euros.len(), 30);
     assert!(euros.iter().all(|t| t["currency"] == "EUR"));
 }
+
+/// DynamoDB accepts connections and never answers: a read is a 503 with `Retry-After` within
+/// the call's deadline (`AWS_OPERATION_TIMEOUT`), not a request left hanging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_dynamodb_is_a_503_within_the_deadline() {
+    let resources = testkit::resources(ResourceOptions::default()).await;
+    let moto = testkit::moto()
+        .endpoint
+        .trim_start_matches("http://")
+        .to_owned();
+    let proxy = testkit::proxy::FaultProxy::start(&moto).await;
+    proxy.set_hanging(true);
+    let mut env = resources.api_env();
+    env.push(("AWS_ENDPOINT_URL_DYNAMODB", proxy.endpoint.clone()));
+    env.push(("AWS_ATTEMPT_TIMEOUT", "1".to_owned()));
+    env.push(("AWS_OPERATION_TIMEOUT", "2".to_owned()));
+    let temp = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&temp.path().join("unused"), &env).await;
+    let started = std::time::Instant::now();
+    let answer = tokio::time::timeout(Duration::from_secs(15), server.get(DEV_KEY, "any"))
+        .await
+        .expect("an answer, not a hang");
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(answer.headers().contains_key("retry-after"));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(proxy.held() >= 1, "the read went to the hung DynamoDB");
+}

@@ -49,7 +49,9 @@ fn sdk_operations(text: &str) -> BTreeSet<String> {
             .take_while(|c| c.is_ascii_lowercase() || *c == '_')
             .collect();
         let after = &rest.trim_start()[name.len()..];
-        if !name.is_empty() && after.starts_with("()") && name != "clone" {
+        // `clone` and `config` are the client's own, local: no request leaves.
+        let local = matches!(name.as_str(), "clone" | "config");
+        if !name.is_empty() && after.starts_with("()") && !local {
             found.insert(name);
         }
     }

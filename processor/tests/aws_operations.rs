@@ -74,6 +74,46 @@ async fn a_dynamodb_outage_longer_than_the_old_retry_budget_dead_letters_nothing
     assert_eq!(alerts.len(), 2, "outage-0 and outage-5 alert once each");
 }
 
+/// DynamoDB accepts connections and never answers them: each call gives up at its attempt
+/// deadline and is retried on a new connection, instead of waiting for ever. Once DynamoDB
+/// answers again, every transaction is stored and nothing was dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_dynamodb_is_a_failure_with_a_deadline_not_a_wait() {
+    let resources = testkit::resources(ResourceOptions::default()).await;
+    let moto = testkit::moto()
+        .endpoint
+        .trim_start_matches("http://")
+        .to_owned();
+    let proxy = FaultProxy::start(&moto).await;
+    proxy.set_hanging(true);
+    let ids: Vec<String> = (0..5).map(|i| format!("hung-{i}")).collect();
+    let bodies: Vec<String> = ids
+        .iter()
+        .map(|id| testkit::envelope("shop-a", id, "20.00"))
+        .collect();
+    testkit::send_raw(&resources, &bodies).await;
+    let mut env = resources.env();
+    env.push(("AWS_ENDPOINT_URL_DYNAMODB", proxy.endpoint.clone()));
+    env.push(("AWS_ATTEMPT_TIMEOUT", "1".to_owned()));
+    env.push(("AWS_OPERATION_TIMEOUT", "3".to_owned()));
+    env.push(("RETRY_MAX_DELAY", "1".to_owned()));
+    let _poller = poller(env);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while proxy.held() < 6 {
+        let held = proxy.held();
+        assert!(
+            Instant::now() < deadline,
+            "calls into the hang were not given up and retried ({held} connections)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The connections held so far stay unanswered for good: only a deadline frees the calls.
+    proxy.set_hanging(false);
+    all_stored(&resources, "shop-a", &ids, Duration::from_secs(30)).await;
+    let queue = resources.ports().queue;
+    assert!(queue.dead_letters(10).await.expect("list").is_empty());
+}
+
 /// Runs the processor binary's operator command; returns its stdout.
 async fn operator(resources: &Resources, args: &[&str]) -> String {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_processor"))

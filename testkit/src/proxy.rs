@@ -1,6 +1,8 @@
 //! A TCP proxy that can go down: while down it closes every connection at once (new ones as
-//! they arrive, open ones too), as a service behind a failing network path would. Tests put it
-//! between a binary and the emulator, through a service's `AWS_ENDPOINT_URL_<SERVICE>`.
+//! they arrive, open ones too), as a service behind a failing network path would. Or it can
+//! hang: then it accepts connections and never answers on them, not even after it stops
+//! hanging, as a service that takes requests and stalls would. Tests put it between a binary
+//! and the emulator, through a service's `AWS_ENDPOINT_URL_<SERVICE>`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +15,9 @@ pub struct FaultProxy {
     /// `http://127.0.0.1:PORT`, to use as an endpoint URL.
     pub endpoint: String,
     down: watch::Sender<bool>,
+    hanging: watch::Sender<bool>,
     refused: Arc<AtomicU64>,
+    held: Arc<AtomicU64>,
 }
 
 impl FaultProxy {
@@ -23,13 +27,33 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let endpoint = format!("http://{}", listener.local_addr().expect("address"));
         let (down, watch_down) = watch::channel(false);
+        let (hanging, watch_hanging) = watch::channel(false);
         let refused = Arc::new(AtomicU64::new(0));
-        tokio::spawn(accept_loop(listener, target, watch_down, refused.clone()));
+        let held = Arc::new(AtomicU64::new(0));
+        let faults = Faults {
+            down: watch_down,
+            hanging: watch_hanging,
+            refused: refused.clone(),
+            held: held.clone(),
+        };
+        tokio::spawn(accept_loop(listener, target, faults));
         Self {
             endpoint,
             down,
+            hanging,
             refused,
+            held,
         }
+    }
+
+    /// While hanging, new connections are accepted and then left without an answer for good.
+    pub fn set_hanging(&self, hanging: bool) {
+        self.hanging.send_replace(hanging);
+    }
+
+    /// Connections accepted while hanging (and never answered).
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
     }
 
     pub fn set_down(&self, down: bool) {
@@ -42,19 +66,28 @@ impl FaultProxy {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    target: SocketAddr,
+struct Faults {
     down: watch::Receiver<bool>,
+    hanging: watch::Receiver<bool>,
     refused: Arc<AtomicU64>,
-) {
+    held: Arc<AtomicU64>,
+}
+
+async fn accept_loop(listener: TcpListener, target: SocketAddr, faults: Faults) {
+    let mut stalled = Vec::new();
     while let Ok((client, _)) = listener.accept().await {
-        if *down.borrow() {
-            refused.fetch_add(1, Ordering::Relaxed);
+        if *faults.down.borrow() {
+            faults.refused.fetch_add(1, Ordering::Relaxed);
             drop(client);
             continue;
         }
-        tokio::spawn(forward(client, target, down.clone()));
+        if *faults.hanging.borrow() {
+            faults.held.fetch_add(1, Ordering::Relaxed);
+            // Kept open and never read from or answered, for as long as the proxy lives.
+            stalled.push(client);
+            continue;
+        }
+        tokio::spawn(forward(client, target, faults.down.clone()));
     }
 }
 

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use clap::{Args, ValueEnum};
 use tokio::sync::OnceCell;
@@ -86,6 +87,16 @@ pub struct AwsArgs {
     /// SNS: the alerts topic's ARN.
     #[arg(long, env = "TOPIC_ARN")]
     pub topic_arn: Option<String>,
+
+    /// Seconds one attempt of an AWS call may take (connecting included) before it is given
+    /// up and retried: a service that accepts connections and never answers is a failure, not
+    /// a wait. An SQS long poll gets its wait on top.
+    #[arg(long, env = "AWS_ATTEMPT_TIMEOUT", default_value = "5", value_parser = parse_seconds)]
+    pub aws_attempt_timeout: Duration,
+
+    /// Seconds an AWS call may take with its retries.
+    #[arg(long, env = "AWS_OPERATION_TIMEOUT", default_value = "12", value_parser = parse_seconds)]
+    pub aws_operation_timeout: Duration,
 }
 
 /// What the caller will do with the queue: a consumer dead-letters, so it needs the DLQ too.
@@ -142,11 +153,25 @@ pub struct Connector<'a> {
     store: OnceCell<Arc<dyn Store>>,
 }
 
+/// How long a connection to an AWS endpoint may take to open (the SDK's own default).
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(3_100);
+
 impl Connector<'_> {
-    /// The standard AWS configuration chain (environment, profile, instance or Lambda role).
+    /// The standard AWS configuration chain (environment, profile, instance or Lambda role),
+    /// with a deadline on every call.
     pub async fn aws_config(&self) -> &SdkConfig {
+        let aws = &self.args.aws;
+        let timeouts = TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT.min(aws.aws_attempt_timeout))
+            .operation_attempt_timeout(aws.aws_attempt_timeout)
+            .operation_timeout(aws.aws_operation_timeout)
+            .build();
         self.aws
-            .get_or_init(|| aws_config::defaults(BehaviorVersion::latest()).load())
+            .get_or_init(|| {
+                aws_config::defaults(BehaviorVersion::latest())
+                    .timeout_config(timeouts)
+                    .load()
+            })
             .await
     }
 

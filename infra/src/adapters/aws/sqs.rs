@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
+use aws_sdk_sqs::config::timeout::TimeoutConfig;
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry,
     MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName,
@@ -164,6 +165,20 @@ fn to_dead_letter(message: aws_sdk_sqs::types::Message) -> DeadLetter {
 }
 
 impl SqsQueue {
+    /// A long poll answers after up to `wait`: its deadlines are the client's plus that wait.
+    fn long_poll(&self, wait: Duration) -> aws_sdk_sqs::config::Builder {
+        let wait = wait.min(Duration::from_secs(MAX_WAIT_SECONDS));
+        let base = self.client.config().timeout_config();
+        let mut timeouts = TimeoutConfig::builder();
+        if let Some(attempt) = base.and_then(|t| t.operation_attempt_timeout()) {
+            timeouts = timeouts.operation_attempt_timeout(attempt + wait);
+        }
+        if let Some(operation) = base.and_then(|t| t.operation_timeout()) {
+            timeouts = timeouts.operation_timeout(operation + wait);
+        }
+        aws_sdk_sqs::config::Builder::default().timeout_config(timeouts.build())
+    }
+
     async fn lease_dead_letters(
         &self,
         url: &str,
@@ -391,6 +406,8 @@ impl Consumer for SqsQueue {
             .wait_time_seconds(wait.as_secs().min(MAX_WAIT_SECONDS) as i32)
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .message_attribute_names("All")
+            .customize()
+            .config_override(self.long_poll(wait))
             .send()
             .await
             .map_err(unavailable)?;
