@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use infra::domain::{
-    AlertStatus, Conflicts, ListQuery, Transaction, TransactionRecord, is_identifier,
+    AlertStatus, Conflicts, ListQuery, Position, Transaction, TransactionRecord, is_identifier,
 };
 use infra::ports::RecordReader;
 use serde::Serialize;
@@ -20,6 +20,7 @@ use crate::docs::{ListParamsDoc, NewTransaction};
 use crate::error::{ApiError, Problem};
 use crate::extract::ValidatedTransaction;
 use crate::ingest;
+use crate::limits::MAX_PAGE_BYTES;
 use crate::listing::ListParams;
 use crate::state::{AppState, PathPrefix};
 
@@ -231,17 +232,34 @@ pub async fn list(
         after,
     };
     let page = store.list(&shop_id, &query).await?;
-    let next_cursor = page
-        .next
-        .as_ref()
-        .map(|position| Cursor::encode(&cursor_key, &shop_id, &query.filters, position));
+    let (data, cut_after) = within_page_bytes(page.records);
+    let next_cursor = cut_after
+        .or(page.next)
+        .map(|position| Cursor::encode(&cursor_key, &shop_id, &query.filters, &position));
     Ok(Json(TransactionList {
-        data: page
-            .records
-            .into_iter()
-            .map(StoredTransaction::from)
-            .collect(),
+        data,
         has_more: next_cursor.is_some(),
         next_cursor,
     }))
+}
+
+/// The records as shown, up to `MAX_PAGE_BYTES` of them (always at least one); when some are
+/// left out, the position after which the next page starts.
+fn within_page_bytes(
+    records: Vec<TransactionRecord>,
+) -> (Vec<StoredTransaction>, Option<Position>) {
+    let mut shown = Vec::with_capacity(records.len());
+    let mut bytes = 0;
+    let mut last = None;
+    for record in records {
+        let position = Position::of(&record);
+        let record = StoredTransaction::from(record);
+        bytes += serde_json::to_vec(&record).map_or(0, |json| json.len());
+        if bytes > MAX_PAGE_BYTES && !shown.is_empty() {
+            return (shown, last);
+        }
+        shown.push(record);
+        last = Some(position);
+    }
+    (shown, None)
 }
