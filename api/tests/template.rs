@@ -92,3 +92,58 @@ fn the_queue_outlasts_six_invocations_and_the_longest_batching_window() {
         "{visibility} s against 6 x {timeout} s + {longest_window} s"
     );
 }
+
+/// Metric math over sparse metrics fills each with 0: a sum of metrics that are only emitted
+/// when something happened would otherwise exist only when all of them happened at once.
+#[test]
+fn metric_math_fills_every_metric_it_reads() {
+    let template = rendered();
+    for (name, alarm) in resources_of_type(&template, "AWS::CloudWatch::Alarm") {
+        let Some(metrics) = alarm["Properties"]["Metrics"].as_array() else {
+            continue;
+        };
+        let expressions: Vec<&str> = metrics
+            .iter()
+            .filter_map(|m| m["Expression"].as_str())
+            .collect();
+        for metric in metrics.iter().filter(|m| m["MetricStat"].is_object()) {
+            let id = metric["Id"].as_str().expect("id");
+            let filled = format!("FILL({id}, 0)");
+            for expression in &expressions {
+                let bare = expression.replace(&filled, "");
+                assert!(
+                    !bare
+                        .split(|c: char| !c.is_alphanumeric())
+                        .any(|word| word == id),
+                    "{name}: {id} is read without FILL in {expression}"
+                );
+            }
+        }
+    }
+}
+
+/// The throttle alarm watches the index's reads too (the list reads only the index), and the
+/// dead-letter alarm counts arrivals by visible and in-flight messages together, so that a
+/// `dead-letters list` (which hides messages for a minute) cannot fake one.
+#[test]
+fn throttles_include_the_index_reads_and_dead_letter_arrivals_cannot_be_faked() {
+    let template = rendered();
+    let alarm = |wanted: &str| {
+        resources_of_type(&template, "AWS::CloudWatch::Alarm")
+            .into_iter()
+            .find(|(name, _)| *name == wanted)
+            .map(|(_, alarm)| alarm["Properties"]["Metrics"].to_string())
+            .expect(wanted)
+    };
+    let throttles = alarm("DynamoDbThrottlesAlarm");
+    assert!(
+        throttles.contains("ReadThrottleEvents")
+            && throttles.matches("GlobalSecondaryIndexName").count() == 2,
+        "{throttles}"
+    );
+    let arrivals = alarm("NewDeadLettersAlarm");
+    assert!(
+        arrivals.contains("ApproximateNumberOfMessagesNotVisible"),
+        "{arrivals}"
+    );
+}
