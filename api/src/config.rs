@@ -83,7 +83,8 @@ pub struct ServeArgs {
     #[arg(long, env = "EMBEDDED_PROCESSOR", default_value_t = true, action = clap::ArgAction::Set)]
     pub embedded_processor: bool,
 
-    /// Seconds to wait for the queue to accept a transaction before answering 503.
+    /// Seconds to wait for the queue to accept a transaction, or a whole batch with its
+    /// retries, before answering 503.
     #[arg(long, env = "ENQUEUE_TIMEOUT", default_value = "5", value_parser = parse_seconds)]
     pub enqueue_timeout: Duration,
 

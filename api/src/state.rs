@@ -26,6 +26,7 @@ pub struct AppState {
     pub cursor_key: CursorKey,
     pub readiness: Readiness,
     pub body_read_timeout: BodyReadTimeout,
+    pub enqueue_timeout: EnqueueTimeout,
 }
 
 impl AppState {
@@ -47,6 +48,7 @@ impl AppState {
             keys: Arc::new(keys),
             cursor_key,
             body_read_timeout: BodyReadTimeout(timeouts.body_read),
+            enqueue_timeout: EnqueueTimeout(timeouts.enqueue),
         }
     }
 }
@@ -65,6 +67,11 @@ pub struct Timeouts {
 /// How long a client has to send a request's body; then it gets 408.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyReadTimeout(pub Duration);
+
+/// How long the queue may take to accept what one request sends, a whole batch with its
+/// retries included; then the client gets 503.
+#[derive(Debug, Clone, Copy)]
+pub struct EnqueueTimeout(pub Duration);
 
 /// The path the API is served under (an API Gateway stage such as `/prod`), for the links it
 /// returns; a request extension, absent when served at the root.

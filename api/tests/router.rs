@@ -598,6 +598,24 @@ async fn a_page_of_heavy_records_is_cut_short_and_the_walk_misses_none() {
     assert_eq!(seen.len(), 100, "no record twice");
 }
 
+/// A queue that takes its time and fails every entry for a transient reason: the batch's
+/// retries share one deadline (`ENQUEUE_TIMEOUT`, 300 ms here), so the answer is a 503 with
+/// `Retry-After` before a third attempt would start, not three full attempts later.
+#[tokio::test]
+async fn a_batch_retries_within_one_deadline() {
+    let h = harness();
+    let slow = Arc::new(FaultyQueue::new(
+        h.backend.queue.clone(),
+        testkit::doubles::QueueFault::EntriesFailAfter(Duration::from_millis(250)),
+    ));
+    let router = router(state(slow.clone(), h.backend.store.clone()));
+    let answer = call(&router, post_batch(batch(vec![item("slow-1", "5")]))).await;
+    assert_problem(&answer, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(answer.headers.contains_key(header::RETRY_AFTER));
+    let attempts = slow.batch_sends.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(attempts < 3, "{attempts} attempts for one deadline");
+}
+
 /// A cursor is signed: one written by hand (the unsigned shape this API once gave, pointing
 /// at a position of the caller's choosing), or a genuine one with a byte changed, is refused.
 #[tokio::test]

@@ -216,33 +216,41 @@ pub enum QueueFault {
     Fails(PortError),
     /// Sends never answer, as a stalled service would.
     Hangs,
+    /// A batch send answers after the delay, with every entry failed for a transient reason
+    /// (SQS's `ServiceUnavailable` per entry), so that the sender retries them.
+    EntriesFailAfter(Duration),
 }
 
 /// Only the sending side: the API's failures are what it stands in for.
 pub struct FaultyQueue {
     pub inner: Arc<dyn Producer>,
     pub fault: QueueFault,
+    /// Batch sends that reached this queue.
+    pub batch_sends: AtomicU64,
 }
 
 impl FaultyQueue {
-    pub fn failing(inner: Arc<dyn Producer>, error: PortError) -> Self {
+    pub fn new(inner: Arc<dyn Producer>, fault: QueueFault) -> Self {
         Self {
             inner,
-            fault: QueueFault::Fails(error),
+            fault,
+            batch_sends: AtomicU64::new(0),
         }
     }
 
+    pub fn failing(inner: Arc<dyn Producer>, error: PortError) -> Self {
+        Self::new(inner, QueueFault::Fails(error))
+    }
+
     pub fn hanging(inner: Arc<dyn Producer>) -> Self {
-        Self {
-            inner,
-            fault: QueueFault::Hangs,
-        }
+        Self::new(inner, QueueFault::Hangs)
     }
 
     async fn check(&self) -> Result<(), PortError> {
         match &self.fault {
             QueueFault::Fails(error) => Err(error.clone()),
             QueueFault::Hangs => std::future::pending().await,
+            QueueFault::EntriesFailAfter(_) => Ok(()),
         }
     }
 }
@@ -258,7 +266,13 @@ impl Producer for FaultyQueue {
         &self,
         messages: Vec<OutgoingMessage>,
     ) -> Result<Vec<Result<String, PortError>>, PortError> {
+        self.batch_sends.fetch_add(1, Ordering::SeqCst);
         self.check().await?;
+        if let QueueFault::EntriesFailAfter(delay) = &self.fault {
+            tokio::time::sleep(*delay).await;
+            let failed = PortError::unavailable("queue", "ServiceUnavailable for this entry");
+            return Ok(messages.iter().map(|_| Err(failed.clone())).collect());
+        }
         self.inner.send_batch(messages).await
     }
 

@@ -6,6 +6,7 @@
 //! as accepted (a retry is safe: the processor stores each id once).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use axum::extract::{FromRef, FromRequest, Request, State};
 use axum::http::StatusCode;
@@ -209,16 +210,24 @@ fn read_items(
     (results, valid)
 }
 
-/// Sends every message, retrying the entries the queue failed for a transient reason. Returns
-/// the items the queue refused for good; any transient failure left is the request's error.
+/// Sends every message, retrying the entries the queue failed for a transient reason, all
+/// within one deadline (`ENQUEUE_TIMEOUT`), so that the answer comes before a gateway's own
+/// timeout would. Returns the items the queue refused for good; any transient failure left,
+/// or the deadline, is the request's error (a 503: what was sent is deduplicated on retry).
 async fn send_all(
     state: &AppState,
     mut pending: Vec<(usize, OutgoingMessage)>,
 ) -> Result<Vec<(usize, PortError)>, ApiError> {
+    let deadline = tokio::time::Instant::now() + state.enqueue_timeout.0;
     let mut refused = Vec::new();
     for attempt in 1..=SEND_ATTEMPTS {
         let messages = pending.iter().map(|(_, message)| message.clone()).collect();
-        let outcomes = state.queue.send_batch(messages).await?;
+        let outcomes = tokio::time::timeout_at(deadline, state.queue.send_batch(messages))
+            .await
+            .map_err(|_| {
+                PortError::unavailable("queue", "the batch was not taken within its deadline")
+                    .retry_after(Duration::from_secs(1))
+            })??;
         let mut failed = Vec::new();
         for ((index, message), outcome) in pending.into_iter().zip(outcomes) {
             match outcome {
