@@ -115,6 +115,23 @@ impl BreakerQueue {
         }
     }
 
+    /// A trial whose caller went away without an answer: the next caller may try at once.
+    fn abandon(&self, admission: &Admission) {
+        let Admission::Trial(cool_down) = admission else {
+            return;
+        };
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if matches!(*state, State::Trial { .. }) {
+            *state = State::Open {
+                until: Instant::now(),
+                cool_down: *cool_down,
+            };
+        }
+    }
+
     /// Runs one send-like call through the breaker.
     async fn guarded<T, F>(&self, call: F) -> Result<T, PortError>
     where
@@ -128,6 +145,13 @@ impl BreakerQueue {
             )
             .retry_after(wait));
         }
+        // A caller that stops waiting (a client gone, a request's own deadline) drops this
+        // future: a trial it carried must not stay out for good, refusing every send after.
+        let mut trial = TrialGuard {
+            breaker: self,
+            admission: &admission,
+            finished: false,
+        };
         let result = tokio::time::timeout(self.timeout, call)
             .await
             .unwrap_or_else(|_| {
@@ -136,11 +160,27 @@ impl BreakerQueue {
                     format!("no answer within {:?}", self.timeout),
                 ))
             });
+        trial.finished = true;
         // A permanent refusal is about that message, not about the queue's health.
         let succeeded = !matches!(result, Err(PortError::Unavailable { .. }));
         match (self.record(&admission, succeeded), result) {
             (Some(cool_down), Err(error)) => Err(error.retry_after(cool_down)),
             (_, result) => result,
+        }
+    }
+}
+
+/// Gives a trial back if the call carrying it is dropped before it finishes.
+struct TrialGuard<'a> {
+    breaker: &'a BreakerQueue,
+    admission: &'a Admission,
+    finished: bool,
+}
+
+impl Drop for TrialGuard<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.breaker.abandon(self.admission);
         }
     }
 }
@@ -230,5 +270,25 @@ mod tests {
         tokio::time::advance(FIRST_COOL_DOWN * 2).await;
         assert!(breaker.send(message()).await.is_ok());
         assert!(breaker.send(message()).await.is_ok());
+    }
+
+    /// A trial whose caller stops waiting (dropped, as a request cut by its own deadline or a
+    /// client gone) is given back: the breaker does not refuse every send after it for good.
+    #[tokio::test(start_paused = true)]
+    async fn a_trial_dropped_by_its_caller_is_given_back() {
+        let flaky = Arc::new(Flaky::default());
+        flaky.down.store(true, Ordering::SeqCst);
+        let breaker = BreakerQueue::new(flaky.clone(), Duration::from_secs(5));
+        for _ in 0..FAILURES_TO_OPEN {
+            assert!(breaker.send(message()).await.is_err());
+        }
+        tokio::time::advance(FIRST_COOL_DOWN).await;
+        let dropped = tokio::time::timeout(Duration::from_secs(1), breaker.send(message())).await;
+        assert!(dropped.is_err(), "the caller gave up on its trial");
+        flaky.down.store(false, Ordering::SeqCst);
+        assert!(
+            breaker.send(message()).await.is_ok(),
+            "the next send is a trial of its own, not refused"
+        );
     }
 }
