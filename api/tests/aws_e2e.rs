@@ -324,11 +324,7 @@ async fn the_list_pages_through_dynamodb_and_never_shows_another_shop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_dynamodb_is_a_503_within_the_deadline() {
     let resources = testkit::resources(ResourceOptions::default()).await;
-    let moto = testkit::moto()
-        .endpoint
-        .trim_start_matches("http://")
-        .to_owned();
-    let proxy = testkit::proxy::FaultProxy::start(&moto).await;
+    let proxy = testkit::proxy::FaultProxy::in_front_of_moto().await;
     proxy.set_hanging(true);
     let mut env = resources.api_env();
     env.push(("AWS_ENDPOINT_URL_DYNAMODB", proxy.endpoint.clone()));

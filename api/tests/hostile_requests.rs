@@ -6,6 +6,7 @@
 
 mod support;
 
+use api::listing::PARAMETERS;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::StatusCode;
@@ -17,20 +18,6 @@ const CASES: usize = 300;
 const SEED: u64 = 20_261_203;
 /// The largest answer any of these may get: the 422's and 400's lists are capped.
 const MAX_ANSWER_BYTES: usize = 16 * 1024;
-
-const LIST_PARAMETERS: [&str; 11] = [
-    "limit",
-    "cursor",
-    "from",
-    "to",
-    "type",
-    "currency",
-    "customer_id",
-    "min_amount",
-    "max_amount",
-    "alert",
-    "conflicted",
-];
 
 fn value(rng: &mut StdRng) -> String {
     match rng.random_range(0..6) {
@@ -49,7 +36,7 @@ fn hostile_query(rng: &mut StdRng) -> String {
     let mut length = 0;
     for _ in 0..rng.random_range(1..6) {
         let name = match rng.random_range(0..4) {
-            0 => LIST_PARAMETERS[rng.random_range(0..LIST_PARAMETERS.len())].to_owned(),
+            0 => PARAMETERS[rng.random_range(0..PARAMETERS.len())].to_owned(),
             1 => format!("p{}", rng.random_range(0..100_000)),
             2 => "n".repeat(rng.random_range(1..5_000)),
             _ => "%ff".to_owned(),

@@ -45,6 +45,16 @@ fn state(queue: Arc<dyn Producer>, store: Arc<dyn RecordReader>) -> AppState {
     AppState::new(queue, store, keys, cursor_key, timeouts)
 }
 
+/// Stores a transaction of shop `demo` as the processor would, without going through the queue.
+async fn store_for_demo(h: &Harness, body: &str, request_id: &str) {
+    let now = Utc::now();
+    let transaction = infra::domain::parse_transaction(body.as_bytes(), now).expect("valid");
+    let shop = ShopId::parse("demo").expect("shop");
+    let envelope = infra::domain::Envelope::new(shop, transaction, now, request_id.to_owned());
+    let record = TransactionRecord::new(envelope, Vec::new(), now);
+    h.backend.store.put_if_absent(&record).await.expect("put");
+}
+
 fn harness() -> Harness {
     let dir = tempfile::tempdir().expect("temp dir");
     let backend = testkit::embedded(dir.path(), QueueSettings::default());
@@ -164,16 +174,7 @@ async fn other_json_media_types_are_accepted() {
 #[tokio::test]
 async fn read_200_returns_the_stored_transaction_with_its_processing_facts() {
     let h = harness();
-    let now = Utc::now();
-    let transaction = infra::domain::parse_transaction(ORIGINAL.as_bytes(), now).expect("valid");
-    let envelope = infra::domain::Envelope::new(
-        ShopId::parse("demo").expect("shop"),
-        transaction,
-        now,
-        "r1".into(),
-    );
-    let record = TransactionRecord::new(envelope, Vec::new(), now);
-    h.backend.store.put_if_absent(&record).await.expect("put");
+    store_for_demo(&h, ORIGINAL, "r1").await;
     let answer = call(&h.router, get("/transactions/12345", DEVELOPMENT_KEY)).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     assert_eq!(answer.body["transaction_id"], "12345");
@@ -487,21 +488,12 @@ async fn bad_list_parameters_are_400_naming_the_parameter() {
 #[tokio::test]
 async fn a_cursor_works_only_for_its_shop_and_its_filters() {
     let h = harness();
-    let now = Utc::now();
     for i in 0..5 {
         let body = format!(
             r#"{{"transaction_id": "c-{i}", "amount": "{}.00", "timestamp": "2024-08-09T12:34:5{i}Z"}}"#,
             10 + i
         );
-        let transaction = infra::domain::parse_transaction(body.as_bytes(), now).expect("valid");
-        let envelope = infra::domain::Envelope::new(
-            ShopId::parse("demo").expect("shop"),
-            transaction,
-            now,
-            format!("r{i}"),
-        );
-        let record = TransactionRecord::new(envelope, Vec::new(), now);
-        h.backend.store.put_if_absent(&record).await.expect("put");
+        store_for_demo(&h, &body, &format!("r{i}")).await;
     }
     let first = call(&h.router, list("limit=2&currency=USD", DEVELOPMENT_KEY)).await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.text);
@@ -553,7 +545,6 @@ async fn a_cursor_works_only_for_its_shop_and_its_filters() {
 #[tokio::test]
 async fn a_page_of_heavy_records_is_cut_short_and_the_walk_misses_none() {
     let h = harness();
-    let now = Utc::now();
     let wide = "\u{1F600}";
     for i in 0..100 {
         let items: Vec<Value> = (0..100)
@@ -567,12 +558,7 @@ async fn a_page_of_heavy_records_is_cut_short_and_the_walk_misses_none() {
             "timestamp": format!("2024-08-09T12:{:02}:{:02}Z", i / 60, i % 60),
             "items": items, "metadata": metadata,
         });
-        let transaction =
-            infra::domain::parse_transaction(body.to_string().as_bytes(), now).expect("valid");
-        let shop = ShopId::parse("demo").expect("shop");
-        let envelope = infra::domain::Envelope::new(shop, transaction, now, format!("r{i}"));
-        let record = TransactionRecord::new(envelope, Vec::new(), now);
-        h.backend.store.put_if_absent(&record).await.expect("put");
+        store_for_demo(&h, &body.to_string(), &format!("r{i}")).await;
     }
     let mut seen = Vec::new();
     let mut query = "limit=100".to_owned();
@@ -616,6 +602,15 @@ async fn a_batch_retries_within_one_deadline() {
     assert!(attempts < 3, "{attempts} attempts for one deadline");
 }
 
+fn assert_cursor_refused(answer: &Answer) {
+    assert_problem(answer, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        answer.body["errors"][0]["field"], "cursor",
+        "{}",
+        answer.text
+    );
+}
+
 /// A cursor is signed: one written by hand (the unsigned shape this API once gave, pointing
 /// at a position of the caller's choosing), or a genuine one with a byte changed, is refused.
 #[tokio::test]
@@ -635,23 +630,13 @@ async fn a_forged_or_altered_cursor_is_refused() {
         list(&format!("cursor={forged}"), DEVELOPMENT_KEY),
     )
     .await;
-    assert_problem(&answer, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        answer.body["errors"][0]["field"], "cursor",
-        "{}",
-        answer.text
-    );
+    assert_cursor_refused(&answer);
 
-    let now = Utc::now();
     for i in 0..3 {
         let body = format!(
             r#"{{"transaction_id": "f-{i}", "amount": 5, "timestamp": "2024-08-09T12:34:5{i}Z"}}"#
         );
-        let transaction = infra::domain::parse_transaction(body.as_bytes(), now).expect("valid");
-        let shop = ShopId::parse("demo").expect("shop");
-        let envelope = infra::domain::Envelope::new(shop, transaction, now, format!("r{i}"));
-        let record = TransactionRecord::new(envelope, Vec::new(), now);
-        h.backend.store.put_if_absent(&record).await.expect("put");
+        store_for_demo(&h, &body, &format!("r{i}")).await;
     }
     let first = call(&h.router, list("limit=1", DEVELOPMENT_KEY)).await;
     let genuine = first.body["next_cursor"].as_str().expect("a cursor");
@@ -668,12 +653,7 @@ async fn a_forged_or_altered_cursor_is_refused() {
         list(&format!("limit=1&cursor={altered}"), DEVELOPMENT_KEY),
     )
     .await;
-    assert_problem(&answer, StatusCode::BAD_REQUEST);
-    assert_eq!(
-        answer.body["errors"][0]["field"], "cursor",
-        "{}",
-        answer.text
-    );
+    assert_cursor_refused(&answer);
 }
 
 fn post_batch(body: impl Into<Body>) -> Request<Body> {

@@ -36,11 +36,7 @@ fn poller(env: Vec<(&'static str, String)>) -> tokio::process::Child {
 async fn a_dynamodb_outage_longer_than_the_old_retry_budget_dead_letters_nothing() {
     const OLD_BUDGET: Duration = Duration::from_secs(15);
     let resources = testkit::resources(ResourceOptions::default()).await;
-    let moto = testkit::moto()
-        .endpoint
-        .trim_start_matches("http://")
-        .to_owned();
-    let proxy = FaultProxy::start(&moto).await;
+    let proxy = FaultProxy::in_front_of_moto().await;
     proxy.set_down(true);
     let ids: Vec<String> = (0..10).map(|i| format!("outage-{i}")).collect();
     let bodies: Vec<String> = ids
@@ -80,11 +76,7 @@ async fn a_dynamodb_outage_longer_than_the_old_retry_budget_dead_letters_nothing
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_dynamodb_is_a_failure_with_a_deadline_not_a_wait() {
     let resources = testkit::resources(ResourceOptions::default()).await;
-    let moto = testkit::moto()
-        .endpoint
-        .trim_start_matches("http://")
-        .to_owned();
-    let proxy = FaultProxy::start(&moto).await;
+    let proxy = FaultProxy::in_front_of_moto().await;
     proxy.set_hanging(true);
     let ids: Vec<String> = (0..5).map(|i| format!("hung-{i}")).collect();
     let bodies: Vec<String> = ids

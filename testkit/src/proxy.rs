@@ -46,6 +46,15 @@ impl FaultProxy {
         }
     }
 
+    /// A proxy in front of this test binary's emulator.
+    pub async fn in_front_of_moto() -> Self {
+        let moto = crate::moto()
+            .endpoint
+            .trim_start_matches("http://")
+            .to_owned();
+        Self::start(&moto).await
+    }
+
     /// While hanging, new connections are accepted and then left without an answer for good.
     pub fn set_hanging(&self, hanging: bool) {
         self.hanging.send_replace(hanging);
