@@ -10,6 +10,7 @@ use infra::ports::{
     ReceivedMessage, RecordWriter, Store, WindowCounters,
 };
 use infra::telemetry;
+use tokio::time::Instant;
 
 /// What became of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +61,12 @@ impl BatchReport {
             .collect()
     }
 }
+
+/// A message is started only with at least this long left before its batch's deadline, so
+/// that the work begun has a chance to finish rather than being cut.
+pub const TIME_TO_START: Duration = Duration::from_secs(2);
+/// Kept back from the deadline when a publish is given up, to release the alert's claim.
+const TIME_TO_RELEASE: Duration = Duration::from_secs(1);
 
 /// How long a claim on publishing an alert lasts unless set: longer than the processor
 /// Lambda's timeout (30 s), so that a claim outlives any invocation that may still publish.
@@ -115,6 +122,18 @@ impl Processor {
     /// one after the other, so that only one of them can find the alert pending and send it;
     /// different transactions run concurrently, up to the bound.
     pub async fn process_batch(&self, messages: Vec<ReceivedMessage>) -> BatchReport {
+        self.process_batch_within(messages, None).await
+    }
+
+    /// Processes a batch that must be done by `deadline` (a Lambda invocation's): no message
+    /// is started without [`TIME_TO_START`] left, and one still running at the deadline is cut
+    /// and reported failed, with any alert claim it held released, so that it can be handed
+    /// back to the queue in time.
+    pub async fn process_batch_within(
+        &self,
+        messages: Vec<ReceivedMessage>,
+        deadline: Option<Instant>,
+    ) -> BatchReport {
         metrics::histogram!(telemetry::BATCH_SIZE).record(messages.len() as f64);
         let now = Utc::now();
         let mut by_transaction: BTreeMap<(String, String), Vec<(ReceivedMessage, Envelope)>> =
@@ -137,7 +156,7 @@ impl Processor {
         }
         let dead_lettering = stream::iter(broken)
             .map(|(message, reason)| async move {
-                let outcome = self.dead_letter(&message, reason).await;
+                let outcome = within(deadline, self.dead_letter(&message, reason)).await;
                 vec![(message, outcome)]
             })
             .buffer_unordered(self.concurrency);
@@ -145,14 +164,17 @@ impl Processor {
             .map(|group| async move {
                 let mut outcomes = Vec::with_capacity(group.len());
                 for (message, envelope) in group {
-                    let outcome = match self.handle(&message, envelope).await {
-                        // The store or notifier will refuse this message every time: retrying
-                        // would only delay the dead-lettering.
-                        Outcome::Failed(error @ PortError::Rejected { .. }) => {
-                            self.dead_letter(&message, error.to_string()).await
+                    let settled = async {
+                        match self.handle(&message, envelope, deadline).await {
+                            // The store or notifier will refuse this message every time:
+                            // retrying would only delay the dead-lettering.
+                            Outcome::Failed(error @ PortError::Rejected { .. }) => {
+                                self.dead_letter(&message, error.to_string()).await
+                            }
+                            outcome => outcome,
                         }
-                        outcome => outcome,
                     };
+                    let outcome = within(deadline, settled).await;
                     outcomes.push((message, outcome));
                 }
                 outcomes
@@ -177,7 +199,12 @@ impl Processor {
         }
     }
 
-    async fn handle(&self, message: &ReceivedMessage, envelope: Envelope) -> Outcome {
+    async fn handle(
+        &self,
+        message: &ReceivedMessage,
+        envelope: Envelope,
+        deadline: Option<Instant>,
+    ) -> Outcome {
         let decisions = match self.decide(&envelope).await {
             Ok(decisions) => decisions,
             Err(error) => return Outcome::Failed(error),
@@ -228,7 +255,10 @@ impl Processor {
         // Also reached by a redelivery after a crash between storing and publishing: the alert
         // is still pending, so it goes out now.
         for alert in stored.pending_alerts() {
-            if let Err(error) = self.send_alert(message, &stored, &alert.decision).await {
+            if let Err(error) = self
+                .send_alert(message, &stored, &alert.decision, deadline)
+                .await
+            {
                 return Outcome::Failed(error);
             }
         }
@@ -274,6 +304,7 @@ impl Processor {
         message: &ReceivedMessage,
         record: &TransactionRecord,
         decision: &AlertDecision,
+        deadline: Option<Instant>,
     ) -> Result<(), PortError> {
         let (shop_id, transaction_id) = (&record.shop_id, &record.transaction.transaction_id);
         let now = Utc::now();
@@ -308,8 +339,13 @@ impl Processor {
             decision: decision.clone(),
         };
         // Given up well before the claim expires, so that no other delivery can take the claim
-        // over while this one may still publish.
-        let publish_within = self.alert_claim / 2;
+        // over while this one may still publish, and in time to release the claim before the
+        // batch's deadline.
+        let mut publish_within = self.alert_claim / 2;
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            publish_within = publish_within.min(left.saturating_sub(TIME_TO_RELEASE));
+        }
         let published = tokio::time::timeout(publish_within, self.notifier.publish(&alert))
             .await
             .unwrap_or_else(|_| {
@@ -343,4 +379,23 @@ fn short_hash(text: &str) -> String {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     text.hash(&mut hasher);
     format!("{:016x}", hasher.finish())
+}
+
+/// Runs one message's work unless the deadline is too near to start it, and cuts it at the
+/// deadline. Either way the message is a transient failure, to be delivered again.
+async fn within(deadline: Option<Instant>, work: impl Future<Output = Outcome>) -> Outcome {
+    let Some(deadline) = deadline else {
+        return work.await;
+    };
+    if deadline.saturating_duration_since(Instant::now()) < TIME_TO_START {
+        return Outcome::Failed(PortError::unavailable(
+            "processor",
+            "not started: too little time left before the deadline",
+        ));
+    }
+    tokio::time::timeout_at(deadline, work)
+        .await
+        .unwrap_or_else(|_| {
+            Outcome::Failed(PortError::unavailable("processor", "cut at the deadline"))
+        })
 }

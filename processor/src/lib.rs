@@ -13,4 +13,4 @@ pub mod settings;
 pub mod wiring;
 pub mod worker;
 
-pub use batch::{BatchReport, DEFAULT_ALERT_CLAIM, Outcome, Processor};
+pub use batch::{BatchReport, DEFAULT_ALERT_CLAIM, Outcome, Processor, TIME_TO_START};

@@ -12,7 +12,7 @@ use infra::ports::Redrive;
 use infra::shutdown;
 use infra::telemetry::{self, LogFormat, TelemetryArgs, exit_code, init_logging};
 use lambda_runtime::LambdaEvent;
-use processor::lambda::handle_sqs_event;
+use processor::lambda::handle_invocation;
 use processor::settings::ProcessorArgs;
 use processor::{wiring, worker};
 
@@ -135,8 +135,7 @@ async fn run_lambda(args: RunArgs) -> anyhow::Result<()> {
         let processor = processor.clone();
         let queue = queue.clone();
         async move {
-            let response =
-                handle_sqs_event(&processor, queue.as_ref(), tuning.retry, event.payload).await;
+            let response = handle_invocation(&processor, queue.as_ref(), tuning.retry, event).await;
             Ok::<_, lambda_runtime::Error>(response)
         }
     };

@@ -284,3 +284,154 @@ async fn two_concurrent_invocations_with_one_message_publish_one_alert() {
         .expect("stored");
     assert_eq!(stored.alerts[0].state.name(), "sent");
 }
+
+/// One invocation of the processor binary under the runtime stub, over `bodies` (already
+/// received, so that SQS counts one receive), with the calls to one service going through
+/// `proxy`. Returns the answer and the EMF documents the process wrote on stdout, up to the
+/// one that counts the retries.
+async fn one_invocation(
+    resources: &Resources,
+    bodies: &[String],
+    proxied: (&'static str, &FaultProxy),
+    timeout: Duration,
+) -> (testkit::lambda_runtime_stub::Invocation, String) {
+    testkit::send_raw(resources, bodies).await;
+    let messages = testkit::receive_all(
+        &resources.config,
+        &resources.aws.queue_url,
+        bodies.len(),
+        Duration::from_secs(20),
+    )
+    .await;
+    let stub = testkit::lambda_runtime_stub::RuntimeStub::with_timeout(
+        vec![testkit::sqs_event(&messages)],
+        timeout,
+    )
+    .await;
+    let mut env = resources.env();
+    env.extend(stub.env("ProcessorFunction"));
+    env.push((proxied.0, proxied.1.endpoint.clone()));
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_processor"))
+        .envs(env)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn processor");
+    let answer = stub.answers(1, timeout * 3).await.remove(0);
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let mut emf = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("\"CloudWatchMetrics\"") {
+                emf.push_str(&line);
+                if line.contains("transactions_retried_total") {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    let _ = child.kill().await;
+    (answer, emf)
+}
+
+fn failed_ids(answer: &testkit::lambda_runtime_stub::Invocation) -> Vec<String> {
+    let failures = answer.body["batchItemFailures"].as_array().cloned();
+    failures
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|failure| failure["itemIdentifier"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// DynamoDB accepts connections and never answers, with the SDK's own deadlines longer than
+/// the invocation's: the invocation still answers before its deadline, reports every message
+/// for redelivery with a short visibility, writes its metrics, and dead-letters nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_dynamodb_hands_the_batch_back_before_the_invocation_deadline() {
+    let resources = testkit::resources(ResourceOptions::default()).await;
+    let proxy = FaultProxy::in_front_of_moto().await;
+    proxy.set_hanging(true);
+    let bodies: Vec<String> = (0..3)
+        .map(|i| testkit::envelope("shop-a", &format!("budget-{i}"), "2000.00"))
+        .collect();
+    let timeout = Duration::from_secs(8);
+    let (answer, emf) = one_invocation(
+        &resources,
+        &bodies,
+        ("AWS_ENDPOINT_URL_DYNAMODB", &proxy),
+        timeout,
+    )
+    .await;
+    let deadline = answer.deadline.expect("a deadline");
+    assert!(
+        answer.answered_at < deadline,
+        "answered {:?} after the deadline",
+        answer.answered_at - deadline
+    );
+    assert!(!answer.failed, "{:?}", answer.body);
+    assert_eq!(failed_ids(&answer).len(), 3, "{:?}", answer.body);
+    assert!(emf.contains("transactions_retried_total"), "{emf}");
+    // Handed back with a short visibility, not the queue's 30 s.
+    let again = testkit::receive_all(
+        &resources.config,
+        &resources.aws.queue_url,
+        3,
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(again.len(), 3);
+    let queue = resources.ports().queue;
+    assert!(queue.dead_letters(10).await.expect("list").is_empty());
+}
+
+/// SNS accepts connections and never answers: the invocation gives the publish up in time to
+/// release its claim on the alert, so that the next delivery can publish at once instead of
+/// waiting for the claim to expire, and answers before its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_sns_releases_the_alert_claim_before_the_invocation_deadline() {
+    use infra::domain::AlertDecision;
+    use infra::ports::{AlertClaim, AlertLedger, ClaimOutcome};
+    let resources = testkit::resources(ResourceOptions::default()).await;
+    let proxy = FaultProxy::in_front_of_moto().await;
+    proxy.set_hanging(true);
+    let body = testkit::envelope("shop-a", "budget-sns", "2000.00");
+    let timeout = Duration::from_secs(8);
+    let (answer, emf) = one_invocation(
+        &resources,
+        &[body],
+        ("AWS_ENDPOINT_URL_SNS", &proxy),
+        timeout,
+    )
+    .await;
+    let deadline = answer.deadline.expect("a deadline");
+    assert!(
+        answer.answered_at < deadline,
+        "answered {:?} after the deadline",
+        answer.answered_at - deadline
+    );
+    assert_eq!(failed_ids(&answer).len(), 1, "{:?}", answer.body);
+    assert!(emf.contains("transactions_retried_total"), "{emf}");
+    let store = resources.ports().store;
+    let shop = ShopId::parse("shop-a").expect("shop");
+    let record = store
+        .get(&shop, "budget-sns")
+        .await
+        .expect("get")
+        .expect("stored before the publish");
+    let rule: &AlertDecision = &record.alerts[0].decision;
+    let now = chrono::Utc::now();
+    let claim = AlertClaim {
+        owner: "the-next-delivery".to_owned(),
+        now,
+        until: now + chrono::Duration::seconds(60),
+    };
+    let outcome = store
+        .claim_alert(&shop, "budget-sns", &rule.rule, &claim)
+        .await
+        .expect("claim");
+    assert_eq!(outcome, ClaimOutcome::Claimed, "the claim was left held");
+    let queue = resources.ports().queue;
+    assert!(queue.dead_letters(10).await.expect("list").is_empty());
+}

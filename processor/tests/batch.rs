@@ -560,3 +560,29 @@ async fn two_concurrent_deliveries_of_one_message_publish_one_alert() {
     let record = stored(&fixture, "shop-a", "raced").await;
     assert_eq!(record.alerts[0].state, AlertState::Sent);
 }
+
+/// With less than the time to start a message left before the deadline, none is started:
+/// each is a transient failure, nothing is stored, and the next delivery processes it.
+#[tokio::test]
+async fn a_batch_with_no_time_left_starts_nothing_and_loses_nothing() {
+    let fixture = fixture();
+    let processor = processor(&fixture);
+    let bodies = vec![testkit::envelope("shop-a", "late-start", "2000.00")];
+    let received = deliver(fixture.backend.queue.as_ref(), &bodies).await;
+    let deadline = tokio::time::Instant::now() + processor::TIME_TO_START / 2;
+    let report = processor
+        .process_batch_within(received, Some(deadline))
+        .await;
+    assert!(matches!(report.outcomes[0].1, Outcome::Failed(_)));
+    let store = &fixture.backend.store;
+    assert!(
+        store
+            .get(&shop("shop-a"), "late-start")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    let again = deliver(fixture.backend.queue.as_ref(), &bodies).await;
+    let report = processor.process_batch_within(again, None).await;
+    assert_eq!(report.outcomes[0].1, Outcome::Stored);
+}

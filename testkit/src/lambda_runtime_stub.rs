@@ -21,6 +21,8 @@ pub struct Invocation {
     pub body: serde_json::Value,
     pub failed: bool,
     pub answered_at: Instant,
+    /// The deadline the invocation was handed (`Lambda-Runtime-Deadline-Ms`).
+    pub deadline: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -29,6 +31,9 @@ struct Shared {
     answers: Mutex<Vec<Invocation>>,
     first_poll: Mutex<Option<Instant>>,
     answered: Notify,
+    /// How long each invocation may run, as the function's `Timeout` would allow.
+    timeout: Duration,
+    deadlines: Mutex<std::collections::HashMap<String, Instant>>,
 }
 
 pub struct RuntimeStub {
@@ -40,8 +45,14 @@ pub struct RuntimeStub {
 
 impl RuntimeStub {
     pub async fn start(events: Vec<serde_json::Value>) -> Self {
+        Self::with_timeout(events, Duration::from_secs(30)).await
+    }
+
+    /// Hands each invocation a deadline `timeout` after it starts.
+    pub async fn with_timeout(events: Vec<serde_json::Value>, timeout: Duration) -> Self {
         let shared = Arc::new(Shared {
             events: Mutex::new(events.into()),
+            timeout,
             ..Shared::default()
         });
         let app = Router::new()
@@ -116,10 +127,15 @@ async fn next(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     match event {
         Some(event) => {
             let request_id = uuid::Uuid::new_v4().to_string();
+            shared
+                .deadlines
+                .lock()
+                .expect("lock")
+                .insert(request_id.clone(), Instant::now() + shared.timeout);
             let deadline = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap_or_default()
-                + Duration::from_secs(30);
+                + shared.timeout;
             let mut headers = HeaderMap::new();
             let mut set = |name: &'static str, value: String| {
                 if let Ok(value) = HeaderValue::from_str(&value) {
@@ -149,7 +165,14 @@ async fn next(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
 fn record(shared: &Shared, request_id: String, body: &Bytes, failed: bool) {
     let body = serde_json::from_slice(body)
         .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(body).into_owned()));
+    let deadline = shared
+        .deadlines
+        .lock()
+        .expect("lock")
+        .get(&request_id)
+        .copied();
     shared.answers.lock().expect("lock").push(Invocation {
+        deadline,
         request_id,
         body,
         failed,
