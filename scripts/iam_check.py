@@ -60,6 +60,18 @@ def render(template):
     return translator.translate(sam_template=template, parameter_values={"AWS::Region": REGION})
 
 
+def function_environments(template, overrides):
+    """Each function's environment after the transform (Globals merged in), resolved as
+    CloudFormation would with these parameter values; and each parameter's default."""
+    rendered = render(template)
+    resolver = Resolver(rendered, overrides)
+    environments = {name: resolver.resolve(resource["Properties"].get("Environment", {}).get("Variables", {}))
+                    for name, resource in rendered["Resources"].items()
+                    if resource["Type"] == "AWS::Lambda::Function"}
+    defaults = {name: str(spec.get("Default", "")) for name, spec in template.get("Parameters", {}).items()}
+    return {"environments": environments, "defaults": defaults}
+
+
 class Resolver:
     """Resolves intrinsic functions as CloudFormation would in one made-up account."""
 

@@ -273,3 +273,58 @@ async fn measure_cold_start_and_cpu_per_1000_messages() {
         wall.as_secs_f64(),
     );
 }
+
+/// The processor started with the environment the template gives it, every template parameter
+/// set to a value other than its default (customised thresholds, a rules parameter that does
+/// not exist yet, another batch size and retry cap): init succeeds, and a message goes through,
+/// alerting at the customised threshold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_processor_runs_with_the_templates_environment_and_every_parameter_changed() {
+    let resources = testkit::resources(ResourceOptions::default()).await;
+    let parameters = testkit::template::every_parameter_changed(&resources.aws.table_name);
+    testkit::send_raw(
+        &resources,
+        &[
+            testkit::envelope("shop-a", "template-alert", "600.00"),
+            testkit::envelope("shop-a", "template-quiet", "20.00"),
+        ],
+    )
+    .await;
+    let messages = testkit::receive_all(
+        &resources.config,
+        &resources.aws.queue_url,
+        2,
+        Duration::from_secs(20),
+    )
+    .await;
+    let stub =
+        testkit::lambda_runtime_stub::RuntimeStub::start(vec![testkit::sqs_event(&messages)]).await;
+    let mut env =
+        testkit::template::function_environment("ProcessorFunction", &parameters, &resources);
+    env.extend(
+        stub.env("ProcessorFunction")
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value)),
+    );
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_processor"))
+        .env_clear()
+        .envs(env)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn processor");
+    let answers = stub.answers(1, Duration::from_secs(30)).await;
+    let _ = child.kill().await;
+    assert!(
+        !answers[0].failed,
+        "init or the invocation failed: {:?}",
+        answers[0]
+    );
+    assert_eq!(answers[0].body, json!({"batchItemFailures": []}));
+    let store = resources.ports().store;
+    let shop = ShopId::parse("shop-a").expect("shop");
+    let alerted = store.get(&shop, "template-alert").await.expect("get");
+    let alerts = alerted.map(|record| record.alerts.len());
+    assert_eq!(alerts, Some(1), "600 USD is over the customised 500");
+    let quiet = store.get(&shop, "template-quiet").await.expect("get");
+    assert_eq!(quiet.map(|record| record.alerts.len()), Some(0));
+}

@@ -7,6 +7,7 @@ pub mod doubles;
 pub mod lambda_runtime_stub;
 pub mod proxy;
 pub mod sqs_stand_in;
+pub mod template;
 
 pub use delivery::{deliver, poller};
 
