@@ -259,9 +259,11 @@ def too_broad(function, statements):
 def resource_arn(resolver, reference):
     kind, _, target = reference.partition(":")
     if kind in ("queue", "table", "topic", "log-group"):
-        return resolver.arn_of(target)
+        return resolver.arn_of(target) if target in resolver.resources else None
     if kind == "index":
         table, index = target.split("/", 1)
+        if table not in resolver.resources:
+            return None
         return f"{resolver.arn_of(table)}/index/{index}"
     if kind == "parameter":
         if target not in resolver.parameters:
@@ -290,8 +292,8 @@ def check(template, calls):
         for call in function_calls:
             arn = resource_arn(resolver, call["resource"])
             if arn is None:
-                problems.append(f"{function}: the template has no parameter for {call['resource']} "
-                                f"(the code calls {call['operation']})")
+                problems.append(f"{function}: the template has no resource or parameter for "
+                                f"{call['resource']} (the code calls {call['operation']})")
                 continue
             context = {key: value.replace("{region}", REGION) for key, value in call.get("context", {}).items()}
             checked += 1

@@ -2,6 +2,7 @@
 //! constant time. The key identifies the shop; the request body never does.
 
 use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,12 +10,14 @@ use std::time::{Duration, Instant};
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use chrono::Utc;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use infra::domain::ShopId;
-use infra::ports::{Parameter, PortError};
+use infra::ports::{KeyHash, KeyLookup, PortError, StoredKey};
+use quick_cache::sync::Cache;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tokio::sync::RwLock;
 
 use crate::error::ApiError;
 
@@ -24,7 +27,7 @@ pub const DEVELOPMENT_SHOP: &str = "demo";
 
 #[derive(Debug, Clone)]
 pub struct ApiKeys {
-    entries: Vec<(ShopId, [u8; 32])>,
+    entries: Vec<(ShopId, KeyHash)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +95,11 @@ impl ApiKeys {
         Ok(Self { entries })
     }
 
+    /// Each shop and the hash of its key.
+    pub fn entries(&self) -> &[(ShopId, KeyHash)] {
+        &self.entries
+    }
+
     pub fn development() -> Self {
         let shop = ShopId::parse(DEVELOPMENT_SHOP).expect("the development shop id is valid");
         Self {
@@ -113,7 +121,7 @@ impl ApiKeys {
     }
 }
 
-pub fn hash_key(key: &str) -> [u8; 32] {
+pub fn hash_key(key: &str) -> KeyHash {
     Sha256::digest(key.as_bytes()).into()
 }
 
@@ -126,73 +134,111 @@ pub fn new_key(shop: &ShopId) -> (String, String) {
     (key, line)
 }
 
-/// Where the keys come from: fixed at start (a file, or the development key), or an SSM
-/// parameter re-read after a short cache so that an operator can add or revoke keys without a
-/// redeploy.
+/// Where the keys come from: fixed at start (a file, or the development key), or a table
+/// looked up one key at a time, so that an operator adds, rotates or revokes a key without a
+/// redeploy and no instance reads every shop's keys.
 pub enum KeyRing {
     Fixed(ApiKeys),
-    Ssm(SsmKeys),
+    Table(TableKeys),
 }
 
-pub struct SsmKeys {
-    parameter: Arc<dyn Parameter>,
-    cache_for: Duration,
-    cached: RwLock<Option<(Instant, Arc<ApiKeys>)>>,
-}
-
-impl SsmKeys {
-    pub fn new(parameter: Arc<dyn Parameter>, cache_for: Duration) -> Self {
-        Self {
-            parameter,
-            cache_for,
-            cached: RwLock::new(None),
-        }
-    }
-
-    /// The current keys: from the cache while fresh, else from SSM. If SSM fails, stale keys
-    /// are better than none; with no keys at all the request cannot be judged (503).
-    pub async fn keys(&self) -> Result<Arc<ApiKeys>, PortError> {
-        if let Some((read_at, keys)) = self.cached.read().await.as_ref()
-            && read_at.elapsed() < self.cache_for
-        {
-            return Ok(keys.clone());
-        }
-        match self.fetch().await {
-            Ok(keys) => {
-                let keys = Arc::new(keys);
-                *self.cached.write().await = Some((Instant::now(), keys.clone()));
-                Ok(keys)
-            }
-            Err(error) => {
-                let stale = self
-                    .cached
-                    .read()
-                    .await
-                    .as_ref()
-                    .map(|(_, keys)| keys.clone());
-                tracing::warn!(%error, using_stale_keys = stale.is_some(), "could not read the API keys from SSM");
-                stale.ok_or(error)
-            }
-        }
-    }
-
-    async fn fetch(&self) -> Result<ApiKeys, PortError> {
-        let text = self.parameter.read().await?.ok_or_else(|| {
-            PortError::unavailable(
-                "key store",
-                format!("the parameter {} does not exist", self.parameter.name()),
-            )
-        })?;
-        ApiKeys::parse(&text).map_err(|error| PortError::unavailable("key store", error))
-    }
+/// Why a key could not be judged.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyCheckError {
+    #[error(transparent)]
+    Unavailable(#[from] PortError),
+    /// This instance looked up as many keys it had not seen as it allows per second.
+    #[error("too many requests with API keys this server has not seen yet; retry shortly")]
+    TooManyUnknownKeys,
 }
 
 impl KeyRing {
-    pub async fn authenticate(&self, presented: &str) -> Result<Option<ShopId>, PortError> {
+    pub async fn authenticate(&self, presented: &str) -> Result<Option<ShopId>, KeyCheckError> {
         match self {
             Self::Fixed(keys) => Ok(keys.authenticate(presented)),
-            Self::Ssm(ssm) => Ok(ssm.keys().await?.authenticate(presented)),
+            Self::Table(table) => table.authenticate(presented).await,
         }
+    }
+}
+
+/// Keys from a [`KeyLookup`], each trusted for a while once looked up.
+///
+/// Known keys and unknown ones are cached apart, each bounded, so that a flood of made-up keys
+/// cannot push out the keys in use. Lookups of keys this instance has not seen are rate
+/// limited; a known key's refresh is not, and if the table cannot answer, a known key keeps
+/// working on what was last read.
+pub struct TableKeys {
+    lookup: Arc<dyn KeyLookup>,
+    trust_for: Duration,
+    known: Cache<KeyHash, (Instant, StoredKey)>,
+    unknown: Cache<KeyHash, Instant>,
+    unknown_lookups: DefaultDirectRateLimiter,
+}
+
+/// Enough for every key of 10,000 shops with two live keys each, and room to spare.
+const KNOWN_KEYS: usize = 50_000;
+const UNKNOWN_KEYS: usize = 10_000;
+
+impl TableKeys {
+    pub fn new(lookup: Arc<dyn KeyLookup>, trust_for: Duration, unknown_per_second: u32) -> Self {
+        let rate = NonZeroU32::new(unknown_per_second).unwrap_or(NonZeroU32::MIN);
+        Self {
+            lookup,
+            trust_for,
+            known: Cache::new(KNOWN_KEYS),
+            unknown: Cache::new(UNKNOWN_KEYS),
+            unknown_lookups: RateLimiter::direct(Quota::per_second(rate)),
+        }
+    }
+
+    async fn authenticate(&self, presented: &str) -> Result<Option<ShopId>, KeyCheckError> {
+        let hash = hash_key(presented);
+        let key = match self.known.get(&hash) {
+            Some((read_at, key)) if read_at.elapsed() < self.trust_for => Some(key),
+            Some((_, key)) => self.refresh(&hash, key).await,
+            None => self.look_up_unseen(&hash).await?,
+        };
+        Ok(key
+            .filter(|key| key.admits_at(Utc::now()))
+            .map(|key| key.shop_id))
+    }
+
+    /// A known key read again; if the table cannot answer, what was last read still holds.
+    async fn refresh(&self, hash: &KeyHash, last_read: StoredKey) -> Option<StoredKey> {
+        match self.lookup.find_key(hash).await {
+            Ok(found) => self.remember(hash, found),
+            Err(error) => {
+                tracing::warn!(%error, key_id = %last_read.key_id(), "could not read an API key again; trusting what was last read");
+                Some(last_read)
+            }
+        }
+    }
+
+    async fn look_up_unseen(&self, hash: &KeyHash) -> Result<Option<StoredKey>, KeyCheckError> {
+        if let Some(read_at) = self.unknown.get(hash)
+            && read_at.elapsed() < self.trust_for
+        {
+            return Ok(None);
+        }
+        if self.unknown_lookups.check().is_err() {
+            return Err(KeyCheckError::TooManyUnknownKeys);
+        }
+        let found = self.lookup.find_key(hash).await?;
+        Ok(self.remember(hash, found))
+    }
+
+    fn remember(&self, hash: &KeyHash, found: Option<StoredKey>) -> Option<StoredKey> {
+        match &found {
+            Some(key) => {
+                self.known.insert(*hash, (Instant::now(), key.clone()));
+                self.unknown.remove(hash);
+            }
+            None => {
+                self.known.remove(hash);
+                self.unknown.insert(*hash, Instant::now());
+            }
+        }
+        found
     }
 }
 
@@ -230,7 +276,11 @@ where
             ))?;
         Arc::<KeyRing>::from_ref(state)
             .authenticate(key)
-            .await?
+            .await
+            .map_err(|error| match error {
+                KeyCheckError::Unavailable(error) => ApiError::Port(error),
+                KeyCheckError::TooManyUnknownKeys => ApiError::TooManyUnknownKeys,
+            })?
             .map(Shop)
             .ok_or(ApiError::Unauthorized("unknown API key"))
     }
@@ -238,7 +288,83 @@ where
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     use super::*;
+
+    /// One stored key, and a switch that makes every lookup fail.
+    struct Table {
+        key: StoredKey,
+        down: AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl KeyLookup for Table {
+        async fn find_key(&self, hash: &KeyHash) -> Result<Option<StoredKey>, PortError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(PortError::unavailable("key store", "down"));
+            }
+            Ok((hash == &self.key.hash).then(|| self.key.clone()))
+        }
+    }
+
+    fn table_keys(per_second: u32) -> (Arc<Table>, TableKeys) {
+        let shop = ShopId::parse("shop-a").expect("valid");
+        let key = StoredKey::new(hash_key("known"), shop, Utc::now());
+        let table = Arc::new(Table {
+            key,
+            down: AtomicBool::new(false),
+        });
+        // Trusted for no time at all: every request reads the table again.
+        let keys = TableKeys::new(table.clone(), Duration::ZERO, per_second);
+        (table, keys)
+    }
+
+    #[tokio::test]
+    async fn a_known_key_outlives_an_outage_of_the_table_and_an_unknown_one_does_not() {
+        let (table, keys) = table_keys(100);
+        let shop = keys.authenticate("known").await.expect("answered");
+        assert_eq!(shop.map(|shop| shop.to_string()), Some("shop-a".to_owned()));
+        table.down.store(true, Ordering::SeqCst);
+        let shop = keys.authenticate("known").await.expect("last read holds");
+        assert!(shop.is_some());
+        let unknown = keys.authenticate("never-seen").await;
+        assert!(matches!(unknown, Err(KeyCheckError::Unavailable(_))));
+    }
+
+    #[tokio::test]
+    async fn unknown_keys_are_looked_up_at_the_limited_rate_known_ones_are_not() {
+        let (_, keys) = table_keys(1);
+        assert!(
+            keys.authenticate("known")
+                .await
+                .expect("looked up")
+                .is_some()
+        );
+        assert!(keys.authenticate("made-up-1").await.is_err());
+        for _ in 0..10 {
+            assert!(
+                keys.authenticate("known")
+                    .await
+                    .expect("not limited")
+                    .is_some()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_expired_key_admits_nothing() {
+        let (_, keys) = table_keys(100);
+        let keys = TableKeys {
+            trust_for: Duration::from_secs(60),
+            ..keys
+        };
+        let shop = ShopId::parse("shop-b").expect("valid");
+        let mut expired = StoredKey::new(hash_key("old"), shop, Utc::now());
+        expired.expires_at = Some(Utc::now() - chrono::Duration::seconds(1));
+        keys.remember(&expired.hash, Some(expired.clone()));
+        assert_eq!(keys.authenticate("old").await.expect("answered"), None);
+    }
 
     #[test]
     fn a_generated_key_authenticates_its_shop_only() {

@@ -43,6 +43,63 @@ pub enum KeysCommand {
         #[arg(long)]
         shop: String,
     },
+    /// Add a fresh key for a shop to the keys table and print it (shown this once).
+    Add {
+        #[arg(long)]
+        shop: String,
+        #[command(flatten)]
+        table: KeysTableArgs,
+    },
+    /// Add a fresh key for a shop; its other keys keep working for `--overlap`, then stop.
+    Rotate {
+        #[arg(long)]
+        shop: String,
+        /// How long the shop's older keys keep working beside the new one.
+        #[arg(long, default_value = "86400", value_parser = parse_seconds)]
+        overlap: Duration,
+        #[command(flatten)]
+        table: KeysTableArgs,
+    },
+    /// Remove one of a shop's keys at once (as `list` names it).
+    Revoke {
+        #[arg(long)]
+        shop: String,
+        #[arg(long)]
+        key_id: String,
+        #[command(flatten)]
+        table: KeysTableArgs,
+    },
+    /// A shop's keys: id, created, expires.
+    List {
+        #[arg(long)]
+        shop: String,
+        #[command(flatten)]
+        table: KeysTableArgs,
+    },
+    /// Add every `shop_id:<sha256 hex>` line of a keys file to the table (to move from a file,
+    /// or from the SSM parameter earlier versions read). Keys already there are left alone.
+    Import {
+        file: PathBuf,
+        #[command(flatten)]
+        table: KeysTableArgs,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KeysTable {
+    /// DynamoDB table of API keys (the stack's `ApiKeysTable` output), managed with `api keys
+    /// add | rotate | revoke`: the API looks each key up when first presented and trusts it for
+    /// `API_KEYS_CACHE_SECONDS`, so a change takes effect without a redeploy.
+    #[arg(long, env = "API_KEYS_TABLE")]
+    pub api_keys_table: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KeysTableArgs {
+    #[command(flatten)]
+    pub table: KeysTable,
+    #[command(flatten)]
+    pub ports: Box<PortArgs>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -58,15 +115,23 @@ pub struct ServeArgs {
     #[arg(long, env = "METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
 
-    /// File of `shop_id:<sha256 hex of key>` lines. Without it (and without an SSM parameter),
+    /// File of `shop_id:<sha256 hex of key>` lines. Without it (and without a keys table),
     /// the development key works on loopback.
-    #[arg(long, env = "API_KEYS_FILE")]
+    #[arg(long, env = "API_KEYS_FILE", conflicts_with = "api_keys_table")]
     pub api_keys_file: Option<PathBuf>,
 
-    /// SSM parameter (SecureString) holding the keys file's lines; read at start and again
-    /// after `API_KEYS_CACHE_SECONDS`, so keys change without a redeploy.
-    #[arg(long, env = "API_KEYS_SSM_PARAMETER", conflicts_with = "api_keys_file")]
-    pub api_keys_ssm_parameter: Option<String>,
+    #[command(flatten)]
+    pub keys_table: KeysTable,
+
+    /// Lookups per second, per instance, of keys this instance has not seen: a flood of
+    /// made-up keys gets 429s instead of becoming a flood of table reads. Keys already seen
+    /// are not limited.
+    #[arg(
+        long,
+        env = "API_KEYS_UNKNOWN_LOOKUPS_PER_SECOND",
+        default_value_t = 20
+    )]
+    pub api_keys_unknown_lookups_per_second: u32,
 
     /// The secret list cursors are signed with (at least 32 bytes). Every instance serving the
     /// same shops needs the same one. Unset on a server: generated once into
@@ -74,7 +139,8 @@ pub struct ServeArgs {
     #[arg(long, env = "CURSOR_KEY", hide_env_values = true)]
     pub cursor_key: Option<String>,
 
-    /// How long keys read from SSM are trusted before they are read again.
+    /// How long a key read from the keys table is trusted before it is read again: the
+    /// longest a revocation or rotation takes to reach a running instance.
     #[arg(long, env = "API_KEYS_CACHE_SECONDS", default_value = "60", value_parser = parse_seconds)]
     pub api_keys_cache_seconds: Duration,
 

@@ -23,6 +23,8 @@ pub enum ApiError {
     Unauthorized(&'static str),
     #[error("{0}")]
     NotFound(String),
+    #[error("too many requests with API keys this server has not seen yet; retry in a second")]
+    TooManyUnknownKeys,
     #[error("more than one {0} header: send exactly one")]
     AmbiguousHeader(&'static str),
     /// An error answer made outside the handlers (an extractor's rejection, Swagger UI), of
@@ -116,6 +118,7 @@ impl ApiError {
             Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::TooManyUnknownKeys => StatusCode::TOO_MANY_REQUESTS,
             Self::AmbiguousHeader(_) => StatusCode::BAD_REQUEST,
             Self::Unreadable(status) => *status,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -139,6 +142,7 @@ impl ApiError {
             Self::MalformedJson(_) => "malformed-json",
             Self::Unauthorized(_) => "unauthorized",
             Self::NotFound(_) => "not-found",
+            Self::TooManyUnknownKeys => "too-many-unknown-keys",
             Self::AmbiguousHeader(_) => "ambiguous-header",
             Self::Unreadable(_) => "unreadable-request",
             Self::MethodNotAllowed => "method-not-allowed",
@@ -158,6 +162,7 @@ impl ApiError {
             Self::MalformedJson(_) => "Malformed JSON",
             Self::Unauthorized(_) => "Missing or unknown API key",
             Self::NotFound(_) => "Not found",
+            Self::TooManyUnknownKeys => "Too many unknown keys",
             Self::AmbiguousHeader(_) => "Ambiguous request",
             Self::Unreadable(status) => status.canonical_reason().unwrap_or("Bad request"),
             Self::MethodNotAllowed => "Method not allowed",
@@ -262,6 +267,9 @@ impl IntoResponse for ApiError {
         match self {
             Self::Unauthorized(_) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::TooManyUnknownKeys => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
             }
             Self::Port(PortError::Unavailable { retry_after, .. }) => {
                 // Whole seconds, rounded up: never sooner than the wait the port expects.

@@ -16,6 +16,7 @@ pub mod error;
 pub mod extract;
 pub mod http_server;
 pub mod ingest;
+pub mod keys_admin;
 pub mod lambda;
 pub mod limits;
 pub mod listing;

@@ -1,11 +1,8 @@
 use std::process::ExitCode;
 
-use anyhow::Context;
-use api::auth::new_key;
-use api::config::{Cli, Command, KeysCommand, ServeArgs};
-use api::{openapi, server};
+use api::config::{Cli, Command, ServeArgs};
+use api::{keys_admin, openapi, server};
 use clap::Parser;
-use infra::domain::ShopId;
 use infra::telemetry::{self, LogFormat, exit_code, init_logging};
 
 // glibc's allocator showed up as a tenth of the CPU under load; mimalloc's per-thread heaps
@@ -17,9 +14,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Keys(KeysCommand::New { shop })) => {
+        Some(Command::Keys(command)) => {
             init_logging(LogFormat::Pretty);
-            exit_code(print_new_key(&shop))
+            exit_code(keys_admin::run(command).await)
         }
         Some(Command::Openapi) => {
             print!("{}", openapi::document());
@@ -37,17 +34,4 @@ async fn run(args: ServeArgs) -> ExitCode {
     } else {
         server::serve(args).await
     })
-}
-
-fn print_new_key(shop: &str) -> anyhow::Result<()> {
-    let shop = ShopId::parse(shop)
-        .map_err(anyhow::Error::msg)
-        .context("--shop")?;
-    let (key, line) = new_key(&shop);
-    println!("key:  {key}");
-    println!("line: {line}");
-    eprintln!(
-        "Give the key to the shop; add the line to the API keys file (or SSM parameter). The key is not stored anywhere."
-    );
-    Ok(())
 }

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{metrics_router, router};
-use crate::auth::{ApiKeys, DEVELOPMENT_KEY, DEVELOPMENT_SHOP, KeyRing, SsmKeys};
+use crate::auth::{ApiKeys, DEVELOPMENT_KEY, DEVELOPMENT_SHOP, KeyRing, TableKeys};
 use crate::config::ServeArgs;
 use crate::cursor::CursorKey;
 use crate::http_server::{self, Limits};
@@ -44,28 +44,24 @@ pub const AWS_CALLS: &[AwsCall] = &[
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 pub const MAX_HEADERS: usize = 64;
 
-/// Where the keys come from: SSM, a file, or (loopback only) the development key.
+/// Where the keys come from: a table, a file, or (loopback only) the development key.
 async fn key_ring(
     args: &ServeArgs,
     ports: &Connector<'_>,
     listen_ip: Option<IpAddr>,
 ) -> anyhow::Result<KeyRing> {
-    if let Some(parameter) = &args.api_keys_ssm_parameter {
-        let keys = SsmKeys::new(
-            ports.parameter(parameter).await,
+    if let Some(table) = &args.keys_table.api_keys_table {
+        return Ok(KeyRing::Table(TableKeys::new(
+            ports.key_lookup(table).await,
             args.api_keys_cache_seconds,
-        );
-        // Read once now, so that a wrong parameter name shows at start rather than per request.
-        keys.keys()
-            .await
-            .with_context(|| format!("reading API keys from SSM parameter {parameter}"))?;
-        return Ok(KeyRing::Ssm(keys));
+            args.api_keys_unknown_lookups_per_second,
+        )));
     }
     let Some(ip) = listen_ip else {
         let file = args
             .api_keys_file
             .as_deref()
-            .context("on Lambda, set API_KEYS_SSM_PARAMETER (or API_KEYS_FILE)")?;
+            .context("on Lambda, set API_KEYS_TABLE (or API_KEYS_FILE)")?;
         return Ok(KeyRing::Fixed(ApiKeys::from_file(file)?));
     };
     let keys = ApiKeys::for_server(args.api_keys_file.as_deref(), ip)?;

@@ -220,45 +220,144 @@ async fn the_api_runs_in_lambda_mode_for_api_gateway_v2_events() {
     }
 }
 
-/// Keys live in SSM: an operator adds or revokes one and the running API follows within the
-/// cache time, without a restart.
+/// Runs `api keys …` against the emulator; returns its stdout.
+fn keys_command(resources: &Resources, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_api"))
+        .arg("keys")
+        .args(args)
+        .args(["--api-keys-table", &resources.aws.api_keys_table])
+        .envs(testkit::moto().env())
+        .output()
+        .expect("run api keys");
+    assert!(
+        output.status.success(),
+        "api keys {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The value of a `name: value` line of a command's output.
+fn field(output: &str, name: &str) -> String {
+    output
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no {name} in {output}"))
+        .trim()
+        .to_owned()
+}
+
+/// Keys live in a DynamoDB table, one item each: an operator adds, rotates (both keys work
+/// for the overlap, then only the new one) and revokes a key with one command, and the
+/// running API follows within its cache time, without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn api_keys_from_ssm_change_without_a_restart() {
+async fn api_keys_are_added_rotated_and_revoked_without_a_restart() {
     let resources = testkit::resources(ResourceOptions::default()).await;
-    let parameter = format!("/{}/api-keys", resources.aws.table_name);
-    let line =
-        |shop: &str, key: &str| format!("{shop}:{}\n", hex::encode(api::auth::hash_key(key)));
-    testkit::put_api_keys(&resources.config, &parameter, &line("acme", "first-key")).await;
+    let first = field(&keys_command(&resources, &["add", "--shop", "acme"]), "key");
     let mut env = resources.api_env();
-    env.push(("API_KEYS_SSM_PARAMETER", parameter.clone()));
-    env.push(("API_KEYS_CACHE_SECONDS", "0.2".to_owned()));
+    env.push(("API_KEYS_TABLE", resources.aws.api_keys_table.clone()));
+    env.push(("API_KEYS_CACHE_SECONDS", "0.5".to_owned()));
     let temp = tempfile::tempdir().expect("temp");
     let server = Server::start(&temp.path().join("unused"), &env).await;
     let body = r#"{"transaction_id": "k-1", "amount": 5, "timestamp": "2024-08-09T12:34:56Z"}"#;
+    let status = |key: String| {
+        let server = &server;
+        async move { server.post(&key, body).await.status() }
+    };
+    assert_eq!(status(first.clone()).await, StatusCode::ACCEPTED);
     assert_eq!(
-        server.post("first-key", body).await.status(),
-        StatusCode::ACCEPTED
-    );
-    assert_eq!(
-        server.post("second-key", body).await.status(),
+        status("tp_made_up".to_owned()).await,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        server.post(DEV_KEY, body).await.status(),
+        status(DEV_KEY.to_owned()).await,
         StatusCode::UNAUTHORIZED,
-        "no development key with SSM keys"
+        "no development key with a keys table"
     );
 
-    // Rotate: the first key is revoked, the second admitted.
-    testkit::put_api_keys(&resources.config, &parameter, &line("acme", "second-key")).await;
-    support::eventually("the rotated key accepted", || async {
-        (server.post("second-key", body).await.status() == StatusCode::ACCEPTED).then_some(())
+    let rotated = keys_command(&resources, &["rotate", "--shop", "acme", "--overlap", "2"]);
+    let second = field(&rotated, "key");
+    assert_eq!(status(second.clone()).await, StatusCode::ACCEPTED);
+    assert_eq!(
+        status(first.clone()).await,
+        StatusCode::ACCEPTED,
+        "the old key works during the overlap"
+    );
+    support::eventually("the old key refused after the overlap", || async {
+        (status(first.clone()).await == StatusCode::UNAUTHORIZED).then_some(())
     })
     .await;
-    assert_eq!(
-        server.post("first-key", body).await.status(),
-        StatusCode::UNAUTHORIZED
+    assert_eq!(status(second.clone()).await, StatusCode::ACCEPTED);
+
+    let listed = keys_command(&resources, &["list", "--shop", "acme"]);
+    let second_id = field(&rotated, "key_id");
+    assert!(listed.contains(&second_id), "{listed}");
+    keys_command(
+        &resources,
+        &["revoke", "--shop", "acme", "--key-id", &second_id],
     );
+    support::eventually("the revoked key refused", || async {
+        (status(second.clone()).await == StatusCode::UNAUTHORIZED).then_some(())
+    })
+    .await;
+
+    // A keys file (or the SSM parameter of earlier versions) moves over with one command.
+    let file = temp.path().join("keys.txt");
+    let line = format!("acme:{}\n", hex::encode(api::auth::hash_key("legacy-key")));
+    std::fs::write(&file, line).expect("keys file");
+    keys_command(&resources, &["import", &file.to_string_lossy()]);
+    support::eventually("the imported key accepted", || async {
+        (status("legacy-key".to_owned()).await == StatusCode::ACCEPTED).then_some(())
+    })
+    .await;
+    server.signal("-TERM").await;
+}
+
+/// A flood of made-up keys: lookups of keys the instance has not seen are limited (429 with
+/// `Retry-After` past the rate, so the table sees a bounded number of reads), while a key in
+/// use keeps being admitted throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_unknown_keys_neither_floods_the_table_nor_locks_out_known_keys() {
+    const RATE: usize = 5;
+    let resources = testkit::resources(ResourceOptions::default()).await;
+    let known = field(&keys_command(&resources, &["add", "--shop", "acme"]), "key");
+    let mut env = resources.api_env();
+    env.push(("API_KEYS_TABLE", resources.aws.api_keys_table.clone()));
+    env.push(("API_KEYS_UNKNOWN_LOOKUPS_PER_SECOND", RATE.to_string()));
+    let temp = tempfile::tempdir().expect("temp");
+    let server = Server::start(&temp.path().join("unused"), &env).await;
+    let body = r#"{"transaction_id": "f-1", "amount": 5, "timestamp": "2024-08-09T12:34:56Z"}"#;
+    assert_eq!(
+        server.post(&known, body).await.status(),
+        StatusCode::ACCEPTED
+    );
+    let started = std::time::Instant::now();
+    let (mut refused, mut limited) = (0, 0);
+    for i in 0..200 {
+        let response = server.post(&format!("tp_flood_{i}"), body).await;
+        match response.status() {
+            StatusCode::UNAUTHORIZED => refused += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert!(response.headers().contains_key("retry-after"));
+                limited += 1;
+            }
+            other => panic!("a made-up key got {other}"),
+        }
+        if i % 20 == 0 {
+            assert_eq!(
+                server.post(&known, body).await.status(),
+                StatusCode::ACCEPTED,
+                "the known key during the flood"
+            );
+        }
+    }
+    // Each 401 cost one lookup; the limiter allows a burst of RATE and RATE a second after.
+    let allowed = RATE + (started.elapsed().as_secs_f64() * RATE as f64).ceil() as usize;
+    assert!(
+        refused <= allowed,
+        "{refused} lookups, at most {allowed} allowed"
+    );
+    assert!(limited > 0);
     server.signal("-TERM").await;
 }
 
@@ -344,4 +443,53 @@ async fn a_hung_dynamodb_is_a_503_within_the_deadline() {
         started.elapsed()
     );
     assert!(proxy.held() >= 1, "the read went to the hung DynamoDB");
+}
+
+/// The API started with the environment the template gives it, every template parameter set
+/// to a value other than its default, in Lambda mode: init succeeds, a key added with the
+/// operator's command is admitted, and the transaction is on the queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_runs_with_the_templates_environment_and_every_parameter_changed() {
+    let resources = testkit::resources(ResourceOptions::default()).await;
+    let parameters = testkit::template::every_parameter_changed(&resources.aws.table_name);
+    let key = field(&keys_command(&resources, &["add", "--shop", "acme"]), "key");
+    let body = r#"{"transaction_id": "template-1", "amount": "12.50", "timestamp": "2024-08-09T12:34:56Z"}"#;
+    let event = json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": "/transactions", "rawQueryString": "",
+        "headers": {"authorization": format!("Bearer {key}"), "content-type": "application/json", "host": "api.example.com"},
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "stub", "domainName": "api.example.com", "domainPrefix": "api",
+            "http": {"method": "POST", "path": "/transactions", "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "test"},
+            "requestId": "req", "routeKey": "$default", "stage": "$default",
+            "time": "26/Nov/2026:12:00:00 +0000", "timeEpoch": 1_795_000_000_000_i64
+        },
+        "body": body, "isBase64Encoded": false
+    });
+    let stub = testkit::lambda_runtime_stub::RuntimeStub::start(vec![event]).await;
+    let mut env = testkit::template::function_environment("ApiFunction", &parameters, &resources);
+    env.extend(
+        stub.env("ApiFunction")
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value)),
+    );
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_api"))
+        .env_clear()
+        .envs(env)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn api");
+    let answers = stub.answers(1, Duration::from_secs(30)).await;
+    let _ = child.kill().await;
+    assert!(!answers[0].failed, "{:?}", answers[0]);
+    assert_eq!(answers[0].body["statusCode"], 202, "{:?}", answers[0].body);
+    let queued = testkit::receive_all(
+        &resources.config,
+        &resources.aws.queue_url,
+        1,
+        Duration::from_secs(10),
+    )
+    .await;
+    let envelope: Value =
+        serde_json::from_str(queued[0].body.as_deref().unwrap_or_default()).expect("envelope");
+    assert_eq!(envelope["shop_id"], "acme");
 }

@@ -348,3 +348,62 @@ pub trait Parameter: Send + Sync {
     /// Its text, or `None` while it does not exist.
     async fn read(&self) -> Result<Option<String>, PortError>;
 }
+
+/// The SHA-256 of an API key: what is stored and looked up, never the key itself.
+pub type KeyHash = [u8; 32];
+
+/// An API key as stored: the shop it admits, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub hash: KeyHash,
+    pub shop_id: ShopId,
+    pub created_at: DateTime<Utc>,
+    /// Set when the key was rotated out or is to be: it admits no request from then on.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl StoredKey {
+    pub fn new(hash: KeyHash, shop_id: ShopId, created_at: DateTime<Utc>) -> Self {
+        Self {
+            hash,
+            shop_id,
+            created_at,
+            expires_at: None,
+        }
+    }
+
+    /// Names the key where the key itself must not appear (listings, who made a review): the
+    /// first 12 hex digits of its hash, which tell nothing about the key.
+    pub fn key_id(&self) -> String {
+        hex_prefix(&self.hash, 6)
+    }
+
+    pub fn admits_at(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_none_or(|expires_at| now < expires_at)
+    }
+}
+
+fn hex_prefix(bytes: &[u8], count: usize) -> String {
+    bytes
+        .iter()
+        .take(count)
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// Finding one API key by its hash (the API, per request; it caches what it finds).
+#[async_trait]
+pub trait KeyLookup: Send + Sync {
+    async fn find_key(&self, hash: &KeyHash) -> Result<Option<StoredKey>, PortError>;
+}
+
+/// Managing a shop's API keys (the operator's `api keys` commands).
+#[async_trait]
+pub trait KeyAdmin: KeyLookup {
+    /// Adds a key; refused if one with this hash exists.
+    async fn add_key(&self, key: &StoredKey) -> Result<(), PortError>;
+    async fn keys_of(&self, shop_id: &ShopId) -> Result<Vec<StoredKey>, PortError>;
+    /// Sets when the key stops admitting requests (never later than an expiry it has).
+    async fn expire_key(&self, hash: &KeyHash, at: DateTime<Utc>) -> Result<(), PortError>;
+    async fn remove_key(&self, hash: &KeyHash) -> Result<(), PortError>;
+}

@@ -44,6 +44,7 @@ pub struct AwsResources {
     pub dead_letter_queue_url: String,
     pub table_name: String,
     pub topic_arn: String,
+    pub api_keys_table: String,
 }
 
 /// The three AWS adapters over one set of resources.
@@ -262,6 +263,7 @@ pub async fn resources(options: ResourceOptions) -> Resources {
             dead_letter_queue_url: physical("DeadLetterQueue"),
             table_name: physical("TransactionsTable"),
             topic_arn,
+            api_keys_table: physical("ApiKeysTable"),
         },
         subscriber_queue_url,
     }
@@ -367,19 +369,6 @@ pub async fn send_raw(resources: &Resources, bodies: &[String]) {
             .await
             .expect("send");
     }
-}
-
-/// Writes the API keys parameter (a SecureString, as an operator would) on the emulator.
-pub async fn put_api_keys(config: &SdkConfig, name: &str, lines: &str) {
-    aws_sdk_ssm::Client::new(config)
-        .put_parameter()
-        .name(name)
-        .value(lines)
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .overwrite(true)
-        .send()
-        .await
-        .expect("put parameter");
 }
 
 /// The SQS event Lambda would deliver for these messages.

@@ -20,7 +20,6 @@ pub fn every_parameter_changed(unique: &str) -> Vec<(&'static str, String)> {
         ("AlertEmail", "risk@example.com".to_owned()),
         ("AlarmEmail", "ops@example.com".to_owned()),
         ("AlertThresholds", "USD=500,JPY=150000".to_owned()),
-        ("ApiKeysParameterName", format!("/{unique}/api-keys")),
         ("AlertRulesParameterName", format!("/{unique}/alert-rules")),
         ("ApiKeysCacheSeconds", "5".to_owned()),
         ("ProcessorBatchSize", "25".to_owned()),
@@ -60,13 +59,14 @@ pub fn function_environment(
     let variables = rendered["environments"][function]
         .as_object()
         .unwrap_or_else(|| panic!("no function {function} in the template"));
-    let ours: BTreeMap<&str, String> = resources.env().into_iter().collect();
+    let mut ours: BTreeMap<&str, String> = resources.env().into_iter().collect();
+    ours.insert("API_KEYS_TABLE", resources.aws.api_keys_table.clone());
     let mut environment: Vec<(String, String)> = variables
         .iter()
         .map(|(name, value)| {
             let value = value.as_str().unwrap_or_default();
             let value = match ours.get(name.as_str()) {
-                // The queue, table and topic the stack would create are the test's own.
+                // The queues, tables and topic the stack would create are the test's own.
                 Some(own) if name != "BACKEND" => own.clone(),
                 _ if value.starts_with("{{resolve:secretsmanager:") => "s".repeat(64),
                 _ => value.to_owned(),

@@ -13,10 +13,13 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use clap::{Args, ValueEnum};
 use tokio::sync::OnceCell;
 
-use super::aws::{DEFAULT_INDEX_SHARDS, DynamoStore, SnsNotifier, SqsQueue, SsmParameter};
+use super::aws::{
+    DEFAULT_INDEX_SHARDS, DynamoKeys, DynamoStore, SnsNotifier, SqsQueue, SsmParameter,
+};
 use super::embedded::{QueueSettings, SqliteNotifier, SqliteQueue, SqliteStore};
 use crate::ports::{
-    Consumer, DeadLetters, Notifier, Parameter, PortError, Producer, Queue, RecordReader, Store,
+    Consumer, DeadLetters, KeyAdmin, KeyLookup, Notifier, Parameter, PortError, Producer, Queue,
+    RecordReader, Store,
 };
 use crate::settings::parse_seconds;
 
@@ -293,6 +296,17 @@ impl Connector<'_> {
     pub async fn parameter(&self, name: &str) -> Arc<dyn Parameter> {
         let client = aws_sdk_ssm::Client::new(self.aws_config().await);
         Arc::new(SsmParameter::new(client, name))
+    }
+
+    /// Looking API keys up, one at a time (the API): a DynamoDB table of its own.
+    pub async fn key_lookup(&self, table: &str) -> Arc<dyn KeyLookup> {
+        self.key_admin(table).await
+    }
+
+    /// Managing API keys (the operator's commands).
+    pub async fn key_admin(&self, table: &str) -> Arc<dyn KeyAdmin> {
+        let client = aws_sdk_dynamodb::Client::new(self.aws_config().await);
+        Arc::new(DynamoKeys::new(client, table))
     }
 }
 

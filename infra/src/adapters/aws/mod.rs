@@ -1,13 +1,15 @@
 //! The AWS adapters: SQS for the queue, DynamoDB for the store, SNS for alerts, SSM for the
-//! parameters (API keys, rules). Clients come from the standard AWS configuration chain, so
+//! rules parameter, and a DynamoDB table of API keys. Clients come from the standard AWS configuration chain, so
 //! `AWS_ENDPOINT_URL` points them at any AWS-compatible server.
 
+mod api_keys;
 mod counters;
 mod dynamodb;
 mod sns;
 mod sqs;
 mod ssm;
 
+pub use api_keys::DynamoKeys;
 pub use dynamodb::{DEFAULT_INDEX_SHARDS, DynamoStore, TIME_INDEX};
 pub use sns::SnsNotifier;
 pub use sqs::{DEAD_LETTER_REASON_ATTRIBUTE, SqsQueue};
@@ -23,6 +25,7 @@ pub fn calls() -> Vec<AwsCall> {
         counters::AWS_CALLS,
         sns::AWS_CALLS,
         ssm::AWS_CALLS,
+        api_keys::AWS_CALLS,
     ]
     .concat()
 }

@@ -1,5 +1,5 @@
-//! SSM Parameter Store: text kept outside the binary and changed without a deploy (the API
-//! keys, the alert rules).
+//! SSM Parameter Store: text kept outside the binary and changed without a deploy (the alert
+//! rules).
 
 use async_trait::async_trait;
 use aws_sdk_ssm::error::ProvideErrorMetadata;
@@ -8,23 +8,12 @@ use super::describe;
 use crate::aws_calls::{AwsCall, Caller::*};
 use crate::ports::{Parameter, PortError};
 
-/// One table for both parameters: each is read by one function only.
-pub const AWS_CALLS: &[AwsCall] = &[
-    AwsCall::new(
-        "get_parameter",
-        "ssm:GetParameter",
-        "parameter:ApiKeysParameterName",
-        &[Api],
-    ),
-    // The keys are a SecureString: SSM decrypts them with KMS on the caller's behalf.
-    AwsCall::new("", "kms:Decrypt", "kms-key:any", &[Api]).via("ssm"),
-    AwsCall::new(
-        "get_parameter",
-        "ssm:GetParameter",
-        "parameter:AlertRulesParameterName",
-        &[Processor],
-    ),
-];
+pub const AWS_CALLS: &[AwsCall] = &[AwsCall::new(
+    "get_parameter",
+    "ssm:GetParameter",
+    "parameter:AlertRulesParameterName",
+    &[Processor],
+)];
 
 pub struct SsmParameter {
     client: aws_sdk_ssm::Client,
