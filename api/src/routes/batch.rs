@@ -276,6 +276,7 @@ async fn send_all(
         (status = 207, description = "Some items accepted (durably queued), the others rejected with their errors", body = BatchResult),
         (status = 400, description = "Not JSON, or not {\"transactions\": [...]}", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests with API keys this instance has not seen (keys table only); see Retry-After", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "More than 1000 transactions, or a body over 1 MiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "No item accepted (or an empty list): a problem with `results` per item", body = Problem, content_type = "application/problem+json"),

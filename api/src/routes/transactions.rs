@@ -71,6 +71,7 @@ pub struct StoredTransaction {
             headers(("Location" = String, description = "Where the transaction can be read once processed"))),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests with API keys this instance has not seen (keys table only); see Retry-After", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Broken rules, every failed field listed", body = Problem, content_type = "application/problem+json"),
@@ -122,6 +123,7 @@ pub async fn create(
     responses(
         (status = 200, description = "The stored transaction", body = StoredTransaction),
         (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests with API keys this instance has not seen (keys table only); see Retry-After", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such transaction for this shop (or not processed yet)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is unavailable", body = Problem, content_type = "application/problem+json"),
     )
@@ -145,6 +147,7 @@ pub async fn read(
     responses(
         (status = 200, description = "The stored transaction whose id is `batch` (this path is also `POST /transactions/batch`)", body = StoredTransaction),
         (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests with API keys this instance has not seen (keys table only); see Retry-After", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "This shop has no transaction with the id `batch` (or not processed yet)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is unavailable", body = Problem, content_type = "application/problem+json"),
     )
@@ -211,6 +214,7 @@ pub struct TransactionList {
         (status = 200, description = "A page of the shop's transactions", body = TransactionList),
         (status = 400, description = "A parameter is not valid: each is named in `errors` (an unknown parameter, limit out of 1-100, `from` not before `to`, a cursor of another shop or other filters)", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests with API keys this instance has not seen (keys table only); see Retry-After", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is unavailable", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u32, description = "Seconds to wait"))),
     )
