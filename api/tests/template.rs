@@ -147,3 +147,63 @@ fn throttles_include_the_index_reads_and_dead_letter_arrivals_cannot_be_faked() 
         "{arrivals}"
     );
 }
+
+/// ELF's `e_machine` for each architecture Lambda runs.
+fn elf_machine(architecture: &str) -> u16 {
+    match architecture {
+        "x86_64" => 62,
+        "arm64" => 183,
+        other => panic!("Lambda has no architecture {other}"),
+    }
+}
+
+/// The machine an ELF file was built for (bytes 18–19, little-endian on both).
+fn machine_of(binary: &Path) -> u16 {
+    let bytes = std::fs::read(binary).expect("the binary");
+    assert_eq!(&bytes[..4], b"\x7fELF", "{} is not ELF", binary.display());
+    u16::from_le_bytes([bytes[18], bytes[19]])
+}
+
+/// `sam build` picks the Rust target from each function's architecture and `sam deploy` tells
+/// Lambda the same one only if nothing can make them differ: the architecture is written once,
+/// not a parameter that samconfig.toml may keep for deploy alone. Every Lambda build lying
+/// around (`sam build`'s or `cargo lambda build`'s) is checked against it.
+#[test]
+fn build_and_deploy_cannot_disagree_on_the_architecture() {
+    let text = std::fs::read_to_string(root().join("template.yaml")).expect("template");
+    assert!(
+        text.contains("    Architectures: [x86_64]") || text.contains("    Architectures: [arm64]"),
+        "the functions' architecture is one literal in Globals"
+    );
+    let template = rendered();
+    assert!(
+        template["Parameters"].get("Architecture").is_none(),
+        "an Architecture parameter can differ between build and deploy"
+    );
+    let functions = resources_of_type(&template, "AWS::Lambda::Function");
+    let architectures: Vec<&Value> = functions
+        .iter()
+        .map(|(_, function)| &function["Properties"]["Architectures"])
+        .collect();
+    let architecture = architectures[0][0].as_str().expect("a literal architecture");
+    assert!(architectures.iter().all(|a| *a == architectures[0]));
+    let built = [
+        ".aws-sam/build/ApiFunction/bootstrap",
+        ".aws-sam/build/ProcessorFunction/bootstrap",
+        "target/lambda/api/bootstrap",
+        "target/lambda/processor/bootstrap",
+    ];
+    for binary in built.map(|path| root().join(path)) {
+        if binary.exists() {
+            assert_eq!(
+                machine_of(&binary),
+                elf_machine(architecture),
+                "{} is not built for {architecture}",
+                binary.display()
+            );
+        }
+    }
+    // The reader works: the test binaries are ELF for this machine.
+    let own = machine_of(Path::new(env!("CARGO_BIN_EXE_api")));
+    assert!([62, 183].contains(&own));
+}

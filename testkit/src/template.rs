@@ -13,7 +13,6 @@ use crate::Resources;
 /// SSM names of parallel tests apart.
 pub fn every_parameter_changed(unique: &str) -> Vec<(&'static str, String)> {
     vec![
-        ("Architecture", "arm64".to_owned()),
         ("QueueName", format!("{unique}-queue")),
         ("TableName", format!("{unique}-table")),
         ("TopicName", format!("{unique}-topic")),
