@@ -185,7 +185,9 @@ fn build_and_deploy_cannot_disagree_on_the_architecture() {
         .iter()
         .map(|(_, function)| &function["Properties"]["Architectures"])
         .collect();
-    let architecture = architectures[0][0].as_str().expect("a literal architecture");
+    let architecture = architectures[0][0]
+        .as_str()
+        .expect("a literal architecture");
     assert!(architectures.iter().all(|a| *a == architectures[0]));
     let built = [
         ".aws-sam/build/ApiFunction/bootstrap",
@@ -206,4 +208,18 @@ fn build_and_deploy_cannot_disagree_on_the_architecture() {
     // The reader works: the test binaries are ELF for this machine.
     let own = machine_of(Path::new(env!("CARGO_BIN_EXE_api")));
     assert!([62, 183].contains(&own));
+}
+
+/// An invocation's metrics leave as one EMF document per set of dimensions, and EMF holds at
+/// most 100 values of a histogram (the processor records one lag sample per message): no batch
+/// the template allows can be larger.
+#[test]
+fn no_batch_outgrows_what_one_emf_document_holds() {
+    let template = rendered();
+    let most = &template["Parameters"]["ProcessorBatchSize"]["MaxValue"];
+    let most = most
+        .as_u64()
+        .or_else(|| most.as_str().and_then(|text| text.parse().ok()))
+        .expect("ProcessorBatchSize has a MaxValue");
+    assert!(most <= 100, "batches of up to {most}");
 }
