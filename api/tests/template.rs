@@ -141,6 +141,8 @@ fn throttles_include_the_index_reads_and_dead_letter_arrivals_cannot_be_faked() 
             && throttles.matches("GlobalSecondaryIndexName").count() == 2,
         "{throttles}"
     );
+    // A throttled key lookup is a 503 for a key not seen yet.
+    assert!(throttles.contains("ApiKeysTable"), "{throttles}");
     let arrivals = alarm("NewDeadLettersAlarm");
     assert!(
         arrivals.contains("ApproximateNumberOfMessagesNotVisible"),
