@@ -121,6 +121,76 @@ async fn conflicts_are_counted_once_per_request() {
     contract::conflicts_are_counted_once_per_request(backend.store as Arc<dyn Store>).await;
 }
 
+/// An SQS adapter on the test kit's stand-in, answering each call after `latency`.
+async fn stand_in_queue(
+    latency: std::time::Duration,
+) -> (
+    testkit::sqs_stand_in::SqsStandIn,
+    infra::adapters::aws::SqsQueue,
+) {
+    let stand_in = testkit::sqs_stand_in::SqsStandIn::with_latency(latency).await;
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&stand_in.endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "t", "t", None, None, "test",
+        ))
+        .load()
+        .await;
+    let queue = infra::adapters::aws::SqsQueue::new(
+        aws_sdk_sqs::Client::new(&config),
+        format!("{}/123456789012/q", stand_in.endpoint),
+        None,
+    );
+    (stand_in, queue)
+}
+
+fn bodies(count: usize) -> Vec<infra::ports::OutgoingMessage> {
+    (0..count)
+        .map(|i| infra::ports::OutgoingMessage {
+            body: format!("ok-{i}"),
+            attributes: Default::default(),
+        })
+        .collect()
+}
+
+/// A batch of 1,000 is 100 `SendMessageBatch` calls: they go out side by side, and never more
+/// than eight at once.
+#[tokio::test]
+async fn a_large_batch_sends_its_calls_side_by_side_and_bounded() {
+    let (stand_in, queue) = stand_in_queue(std::time::Duration::from_millis(20)).await;
+    let results = queue.send_batch(bodies(1000)).await.expect("sent");
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(stand_in.batch_sizes().len(), 100);
+    let most = stand_in.most_in_flight();
+    assert!((2..=8).contains(&most), "{most} calls at once");
+}
+
+/// Not a test: `scripts/bench/batch_latency.sh` runs it. A batch of 1,000 against a queue
+/// whose every call takes the given round trip, against one call of 10 measured in the same
+/// run (the baseline).
+#[tokio::test]
+#[ignore = "a measurement; run by scripts/bench/batch_latency.sh"]
+async fn measure_a_batch_of_1000_against_a_queue_with_latency() {
+    for latency_ms in [20, 100, 200] {
+        let (_stand_in, queue) = stand_in_queue(std::time::Duration::from_millis(latency_ms)).await;
+        let started = std::time::Instant::now();
+        queue.send_batch(bodies(10)).await.expect("sent");
+        let one_call = started.elapsed();
+        let started = std::time::Instant::now();
+        let results = queue.send_batch(bodies(1000)).await.expect("sent");
+        let thousand = started.elapsed();
+        assert!(results.iter().all(Result::is_ok));
+        println!(
+            "RESULT latency_ms={latency_ms} one_call_s={:.3} batch_1000_s={:.3} ratio={:.1} sequential_estimate_s={:.3}",
+            one_call.as_secs_f64(),
+            thousand.as_secs_f64(),
+            thousand.as_secs_f64() / one_call.as_secs_f64(),
+            one_call.as_secs_f64() * 100.0,
+        );
+    }
+}
+
 /// A batch send where some entries fail: each result says what became of its own entry (in
 /// order), transient failures as `Unavailable`, the sender's fault as `Rejected`. moto never
 /// fails an entry, so this runs against the test kit's SQS stand-in, with the real SDK.

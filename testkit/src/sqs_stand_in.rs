@@ -4,7 +4,9 @@
 //! first time it is seen, `fail-always` every time, and `refuse` fails as the sender's fault.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -18,6 +20,10 @@ use serde_json::{Value, json};
 struct Seen {
     bodies: Mutex<HashSet<String>>,
     batches: Mutex<Vec<usize>>,
+    /// How long each call takes to answer, as a real SQS's round trip would.
+    latency: Duration,
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
 }
 
 pub struct SqsStandIn {
@@ -28,7 +34,15 @@ pub struct SqsStandIn {
 
 impl SqsStandIn {
     pub async fn start() -> Self {
-        let seen = Arc::new(Seen::default());
+        Self::with_latency(Duration::ZERO).await
+    }
+
+    /// Answers each call after `latency`.
+    pub async fn with_latency(latency: Duration) -> Self {
+        let seen = Arc::new(Seen {
+            latency,
+            ..Seen::default()
+        });
         let app = Router::new()
             .route("/", post(answer))
             .with_state(seen.clone());
@@ -38,6 +52,11 @@ impl SqsStandIn {
         let endpoint = format!("http://{}", listener.local_addr().expect("address"));
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { endpoint, seen }
+    }
+
+    /// The most calls it was answering at once.
+    pub fn most_in_flight(&self) -> usize {
+        self.seen.most_in_flight.load(Ordering::SeqCst)
     }
 
     /// The sizes of the batches it was sent, in order.
@@ -66,6 +85,10 @@ async fn answer(
     }
     let entries = request["Entries"].as_array().cloned().unwrap_or_default();
     seen.batches.lock().expect("lock").push(entries.len());
+    let now = seen.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    seen.most_in_flight.fetch_max(now, Ordering::SeqCst);
+    tokio::time::sleep(seen.latency).await;
+    seen.in_flight.fetch_sub(1, Ordering::SeqCst);
     let mut successful = Vec::new();
     let mut failed = Vec::new();
     for entry in entries {
