@@ -13,7 +13,7 @@ use axum::http::request::Parts;
 use chrono::Utc;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use infra::domain::ShopId;
-use infra::ports::{KeyHash, KeyLookup, PortError, StoredKey};
+use infra::ports::{KeyHash, KeyLookup, PortError, StoredKey, key_id};
 use quick_cache::sync::Cache;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -107,14 +107,17 @@ impl ApiKeys {
         }
     }
 
-    /// The shop whose key this is. Every entry is compared, in constant time, so that timing
-    /// reveals neither which entry matched nor how much of a hash did.
-    pub fn authenticate(&self, presented: &str) -> Option<ShopId> {
+    /// Whose key this is. Every entry is compared, in constant time, so that timing reveals
+    /// neither which entry matched nor how much of a hash did.
+    pub fn authenticate(&self, presented: &str) -> Option<Caller> {
         let digest = hash_key(presented);
         let mut found = None;
         for (shop, expected) in &self.entries {
             if bool::from(expected.ct_eq(&digest)) {
-                found = Some(shop.clone());
+                found = Some(Caller {
+                    shop: shop.clone(),
+                    key_id: key_id(&digest),
+                });
             }
         }
         found
@@ -153,7 +156,7 @@ pub enum KeyCheckError {
 }
 
 impl KeyRing {
-    pub async fn authenticate(&self, presented: &str) -> Result<Option<ShopId>, KeyCheckError> {
+    pub async fn authenticate(&self, presented: &str) -> Result<Option<Caller>, KeyCheckError> {
         match self {
             Self::Fixed(keys) => Ok(keys.authenticate(presented)),
             Self::Table(table) => table.authenticate(presented).await,
@@ -191,7 +194,7 @@ impl TableKeys {
         }
     }
 
-    async fn authenticate(&self, presented: &str) -> Result<Option<ShopId>, KeyCheckError> {
+    async fn authenticate(&self, presented: &str) -> Result<Option<Caller>, KeyCheckError> {
         let hash = hash_key(presented);
         let key = match self.known.get(&hash) {
             Some((read_at, key)) if read_at.elapsed() < self.trust_for => Some(key),
@@ -200,7 +203,10 @@ impl TableKeys {
         };
         Ok(key
             .filter(|key| key.admits_at(Utc::now()))
-            .map(|key| key.shop_id))
+            .map(|key| Caller {
+                key_id: key.key_id(),
+                shop: key.shop_id,
+            }))
     }
 
     /// A known key read again; if the table cannot answer, what was last read still holds.
@@ -242,12 +248,33 @@ impl TableKeys {
     }
 }
 
-/// The shop of an authenticated request: extracting it answers 401 when the key is missing or
+/// Who sent a request: the shop, and the id of the key it used (which names it in a review's
+/// history; the key itself is never kept). Extracting it answers 401 when the key is missing or
 /// unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub shop: ShopId,
+    pub key_id: String,
+}
+
+/// The shop of an authenticated request, for handlers that need only that.
 #[derive(Debug, Clone)]
 pub struct Shop(pub ShopId);
 
 impl<S> FromRequestParts<S> for Shop
+where
+    S: Send + Sync,
+    Arc<KeyRing>: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        Ok(Shop(caller.shop))
+    }
+}
+
+impl<S> FromRequestParts<S> for Caller
 where
     S: Send + Sync,
     Arc<KeyRing>: FromRef<S>,
@@ -281,7 +308,6 @@ where
                 KeyCheckError::Unavailable(error) => ApiError::Port(error),
                 KeyCheckError::TooManyUnknownKeys => ApiError::TooManyUnknownKeys,
             })?
-            .map(Shop)
             .ok_or(ApiError::Unauthorized("unknown API key"))
     }
 }
@@ -323,8 +349,11 @@ mod tests {
     #[tokio::test]
     async fn a_known_key_outlives_an_outage_of_the_table_and_an_unknown_one_does_not() {
         let (table, keys) = table_keys(100);
-        let shop = keys.authenticate("known").await.expect("answered");
-        assert_eq!(shop.map(|shop| shop.to_string()), Some("shop-a".to_owned()));
+        let caller = keys.authenticate("known").await.expect("answered");
+        assert_eq!(
+            caller.map(|caller| caller.shop.to_string()),
+            Some("shop-a".to_owned())
+        );
         table.down.store(true, Ordering::SeqCst);
         let shop = keys.authenticate("known").await.expect("last read holds");
         assert!(shop.is_some());
@@ -376,7 +405,9 @@ mod tests {
             "0".repeat(64)
         ))
         .expect("parses");
-        assert_eq!(keys.authenticate(&key), Some(shop));
+        let caller = keys.authenticate(&key).expect("known");
+        assert_eq!(caller.shop, shop);
+        assert_eq!(caller.key_id.len(), 12, "an id, not the key");
         assert_eq!(keys.authenticate("not-the-key"), None);
         assert_eq!(keys.authenticate(""), None);
     }
@@ -397,7 +428,8 @@ mod tests {
         let loopback: IpAddr = "127.0.0.1".parse().expect("ip");
         let keys = ApiKeys::for_server(None, loopback).expect("dev keys on loopback");
         assert_eq!(
-            keys.authenticate(DEVELOPMENT_KEY).map(|s| s.to_string()),
+            keys.authenticate(DEVELOPMENT_KEY)
+                .map(|c| c.shop.to_string()),
             Some("demo".to_owned())
         );
         let public: IpAddr = "0.0.0.0".parse().expect("ip");

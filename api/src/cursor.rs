@@ -13,7 +13,7 @@ use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
-use infra::domain::{FieldError, ListFilters, Position, ShopId};
+use infra::domain::{AlertListFilters, AlertPosition, FieldError, ListFilters, Position, ShopId};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -139,29 +139,76 @@ pub struct Cursor {
     id: String,
 }
 
-/// A short digest of the filters, normalised so that `100.5` and `100.50` are the same filter.
-fn filters_digest(filters: &ListFilters) -> String {
-    let mut normal = filters.clone();
-    normal.min_amount = normal.min_amount.map(|d| d.normalize());
-    normal.max_amount = normal.max_amount.map(|d| d.normalize());
+/// The filters of a walk, as a cursor binds them: a short digest that also names the list,
+/// so that a cursor of one list is refused by another.
+pub trait WalkFilters {
+    fn digest(&self) -> String;
+}
+
+fn digest_of(list: &str, filters: &impl Serialize) -> String {
     let json =
-        serde_json::to_string(&normal).expect("filters are plain data, which always serialise");
-    hex::encode(&Sha256::digest(json.as_bytes())[..8])
+        serde_json::to_string(filters).expect("filters are plain data, which always serialise");
+    let digest = Sha256::digest(format!("{list}\0{json}").as_bytes());
+    hex::encode(&digest[..8])
+}
+
+/// Normalised so that `100.5` and `100.50` are the same filter.
+impl WalkFilters for ListFilters {
+    fn digest(&self) -> String {
+        let mut normal = self.clone();
+        normal.min_amount = normal.min_amount.map(|d| d.normalize());
+        normal.max_amount = normal.max_amount.map(|d| d.normalize());
+        digest_of("transactions", &normal)
+    }
+}
+
+impl WalkFilters for AlertListFilters {
+    fn digest(&self) -> String {
+        digest_of("alerts", self)
+    }
+}
+
+/// A position in a walk: a time in microseconds and an id, as both lists order.
+pub trait WalkPosition: Sized {
+    fn parts(&self) -> (i64, &str);
+    fn from_parts(micros: i64, id: String) -> Self;
+}
+
+impl WalkPosition for Position {
+    fn parts(&self) -> (i64, &str) {
+        (self.micros, &self.transaction_id)
+    }
+    fn from_parts(micros: i64, transaction_id: String) -> Self {
+        Self {
+            micros,
+            transaction_id,
+        }
+    }
+}
+
+impl WalkPosition for AlertPosition {
+    fn parts(&self) -> (i64, &str) {
+        (self.micros, &self.alert_id)
+    }
+    fn from_parts(micros: i64, alert_id: String) -> Self {
+        Self { micros, alert_id }
+    }
 }
 
 impl Cursor {
     pub fn encode(
         key: &CursorKey,
         shop: &ShopId,
-        filters: &ListFilters,
-        position: &Position,
+        filters: &impl WalkFilters,
+        position: &impl WalkPosition,
     ) -> String {
+        let (micros, id) = position.parts();
         let cursor = Cursor {
             v: CURSOR_VERSION,
             shop: shop.to_string(),
-            filters: filters_digest(filters),
-            micros: position.micros,
-            id: position.transaction_id.clone(),
+            filters: filters.digest(),
+            micros,
+            id: id.to_owned(),
         };
         let json =
             serde_json::to_vec(&cursor).expect("a cursor is plain data, which always serialises");
@@ -175,7 +222,11 @@ impl Cursor {
     }
 
     /// The position to continue after, if this cursor was made for this shop and filters.
-    pub fn position_for(&self, shop: &ShopId, filters: &ListFilters) -> Result<Position, ApiError> {
+    pub fn position_for<P: WalkPosition>(
+        &self,
+        shop: &ShopId,
+        filters: &impl WalkFilters,
+    ) -> Result<P, ApiError> {
         let refuse = |message: &str| {
             ApiError::InvalidParameters(vec![FieldError {
                 field: "cursor".into(),
@@ -186,15 +237,12 @@ impl Cursor {
         if self.shop != shop.as_str() {
             return Err(refuse("was not made for this shop"));
         }
-        if self.filters != filters_digest(filters) {
+        if self.filters != filters.digest() {
             return Err(refuse(
                 "was made with other filters; send the same filters as for the first page",
             ));
         }
-        Ok(Position {
-            micros: self.micros,
-            transaction_id: self.id.clone(),
-        })
+        Ok(P::from_parts(self.micros, self.id.clone()))
     }
 }
 
@@ -220,7 +268,10 @@ mod tests {
         let (shop, filters, position) = walk();
         let text = Cursor::encode(&key(1), &shop, &filters, &position);
         let cursor = Cursor::decode(&key(1), &text).expect("our own cursor");
-        assert_eq!(cursor.position_for(&shop, &filters).unwrap(), position);
+        assert_eq!(
+            cursor.position_for::<Position>(&shop, &filters).unwrap(),
+            position
+        );
     }
 
     #[test]

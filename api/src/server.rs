@@ -107,7 +107,7 @@ async fn app_state(
     };
     Ok(AppState::new(
         ports.producer().await?,
-        ports.record_reader().await?,
+        ports.shop_store().await?,
         keys,
         cursor_key,
         timeouts,

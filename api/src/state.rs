@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use axum::extract::FromRef;
 use infra::adapters::breaker::BreakerQueue;
-use infra::ports::{Producer, RecordReader};
+use infra::ports::{AlertInbox, Producer, RecordReader, ShopStore};
 
 use crate::auth::KeyRing;
 use crate::cursor::CursorKey;
@@ -22,6 +22,7 @@ pub struct AppState {
     /// fails fast while the queue is known to be down.
     pub queue: Arc<dyn Producer>,
     pub store: Arc<dyn RecordReader>,
+    pub alerts: Arc<dyn AlertInbox>,
     pub keys: Arc<KeyRing>,
     pub cursor_key: CursorKey,
     pub readiness: Readiness,
@@ -35,7 +36,7 @@ impl AppState {
     /// and readiness probes through the same breaker.
     pub fn new(
         queue: Arc<dyn Producer>,
-        store: Arc<dyn RecordReader>,
+        store: Arc<dyn ShopStore>,
         keys: KeyRing,
         cursor_key: CursorKey,
         timeouts: Timeouts,
@@ -44,6 +45,7 @@ impl AppState {
         Self {
             readiness: Readiness::new(queue.clone(), timeouts.health_cache),
             queue,
+            alerts: store.clone(),
             store,
             keys: Arc::new(keys),
             cursor_key,

@@ -15,7 +15,7 @@ use chrono::Utc;
 use http_body_util::BodyExt;
 use infra::adapters::embedded::QueueSettings;
 use infra::domain::{ShopId, TransactionRecord};
-use infra::ports::{Consumer, PortError, Producer, Queue, RecordReader, RecordWriter};
+use infra::ports::{Consumer, PortError, Producer, Queue, RecordWriter, ShopStore};
 use serde_json::{Value, json};
 use testkit::EmbeddedPorts;
 use testkit::doubles::{FaultyQueue, FaultyStore, StoreFault};
@@ -30,7 +30,7 @@ struct Harness {
     router: Router,
 }
 
-fn state(queue: Arc<dyn Producer>, store: Arc<dyn RecordReader>) -> AppState {
+fn state(queue: Arc<dyn Producer>, store: Arc<dyn ShopStore>) -> AppState {
     let other_shop_line = format!("other:{}", hex::encode(api::auth::hash_key("other-key")));
     let demo_line = format!("demo:{}", hex::encode(api::auth::hash_key(DEVELOPMENT_KEY)));
     let keys =

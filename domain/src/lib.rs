@@ -2,6 +2,7 @@
 
 pub mod alert;
 pub mod envelope;
+pub mod inbox;
 pub mod listing;
 pub mod money;
 pub mod names;
@@ -12,6 +13,10 @@ pub mod transaction;
 
 pub use alert::{Alert, AlertDecision, AlertPolicy};
 pub use envelope::{Envelope, EnvelopeError};
+pub use inbox::{
+    AlertListFilters, AlertListQuery, AlertPage, AlertPosition, InboxAlert, Publication, Review,
+    ReviewChange, ReviewEntry, ReviewError, ReviewStatus, Verdict, alert_id, is_alert_id,
+};
 pub use listing::{AlertFilter, ListFilters, ListQuery, Page, Position};
 pub use names::Named;
 pub use parse::{FieldError, TransactionError, parse_transaction};

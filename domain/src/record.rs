@@ -7,6 +7,7 @@ use sha2::{Digest, Sha256};
 
 use super::alert::AlertDecision;
 use super::envelope::Envelope;
+use super::inbox::{ReviewStatus, Verdict};
 use super::names::Named;
 use super::transaction::{ShopId, Transaction};
 
@@ -55,6 +56,11 @@ pub struct AlertStatus {
     pub decision: AlertDecision,
     pub state: AlertState,
     pub sent_at: Option<DateTime<Utc>>,
+    /// Where the shop's review of this alert stands (`GET /alerts/{alert_id}` has the history).
+    #[serde(default)]
+    pub review_status: ReviewStatus,
+    #[serde(default)]
+    pub verdict: Option<Verdict>,
 }
 
 /// `pending` is written with the transaction; `sent` once the notifier has published it. A
@@ -92,6 +98,8 @@ impl TransactionRecord {
                     decision,
                     state: AlertState::Pending,
                     sent_at: None,
+                    review_status: ReviewStatus::Open,
+                    verdict: None,
                 })
                 .collect(),
             conflicts: Conflicts::default(),
@@ -110,6 +118,14 @@ impl TransactionRecord {
         alert.sent_at = sent_at
             .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
             .map(|time| time.with_timezone(&Utc));
+    }
+
+    /// Applies one alert's review as a store keeps it beside the record.
+    pub fn apply_review(&mut self, rule: &str, status: ReviewStatus, verdict: Option<Verdict>) {
+        if let Some(alert) = self.alerts.iter_mut().find(|a| a.decision.rule == rule) {
+            alert.review_status = status;
+            alert.verdict = verdict;
+        }
     }
 
     /// The alerts still to be published.

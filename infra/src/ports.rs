@@ -24,7 +24,10 @@ use chrono::{DateTime, Utc};
 
 pub use crate::domain::Alert;
 use crate::domain::rules::{Contribution, WindowQuery, WindowTotal};
-use crate::domain::{ListQuery, Page, RefusedResend, ShopId, TransactionRecord};
+use crate::domain::{
+    AlertListQuery, AlertPage, InboxAlert, ListQuery, Page, RefusedResend, Review, ShopId,
+    TransactionRecord,
+};
 
 /// The single error type of the ports.
 ///
@@ -330,9 +333,51 @@ pub trait WindowCounters: Send + Sync {
     }
 }
 
+/// What became of a review written on condition of the version it was based on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReviewOutcome {
+    Saved(InboxAlert),
+    /// Another review came first: the alert as it is now.
+    Stale(InboxAlert),
+    Missing,
+}
+
+/// The alerts of a shop as resources (the API): listed, read, and reviewed. Alerts are
+/// written by the store with the transaction that raised them ([`RecordWriter::put_if_absent`])
+/// and their publication follows [`AlertLedger::mark_alert_sent`].
+#[async_trait]
+pub trait AlertInbox: Send + Sync {
+    async fn list_alerts(
+        &self,
+        shop_id: &ShopId,
+        query: &AlertListQuery,
+    ) -> Result<AlertPage, PortError>;
+
+    async fn get_alert(
+        &self,
+        shop_id: &ShopId,
+        alert_id: &str,
+    ) -> Result<Option<InboxAlert>, PortError>;
+
+    /// Writes `review` if the alert's review is still at `based_on` (its version), together
+    /// with the review status the transaction's record shows.
+    async fn review_alert(
+        &self,
+        shop_id: &ShopId,
+        alert_id: &str,
+        based_on: u64,
+        review: &Review,
+    ) -> Result<ReviewOutcome, PortError>;
+}
+
+/// What the API does with a shop's stored data: read its transactions, list and review its
+/// alerts.
+pub trait ShopStore: RecordReader + AlertInbox {}
+impl<T: RecordReader + AlertInbox + ?Sized> ShopStore for T {}
+
 /// A whole store adapter: what the wiring opens and hands out by use.
-pub trait Store: RecordReader + RecordWriter + AlertLedger + WindowCounters {}
-impl<T: RecordReader + RecordWriter + AlertLedger + WindowCounters + ?Sized> Store for T {}
+pub trait Store: ShopStore + RecordWriter + AlertLedger + WindowCounters {}
+impl<T: ShopStore + RecordWriter + AlertLedger + WindowCounters + ?Sized> Store for T {}
 
 #[async_trait]
 pub trait Notifier: Send + Sync {
@@ -372,10 +417,8 @@ impl StoredKey {
         }
     }
 
-    /// Names the key where the key itself must not appear (listings, who made a review): the
-    /// first 12 hex digits of its hash, which tell nothing about the key.
     pub fn key_id(&self) -> String {
-        hex_prefix(&self.hash, 6)
+        key_id(&self.hash)
     }
 
     pub fn admits_at(&self, now: DateTime<Utc>) -> bool {
@@ -383,10 +426,11 @@ impl StoredKey {
     }
 }
 
-fn hex_prefix(bytes: &[u8], count: usize) -> String {
-    bytes
-        .iter()
-        .take(count)
+/// Names a key where the key itself must not appear (listings, who made a review): the first
+/// 12 hex digits of its hash, which tell nothing about the key.
+pub fn key_id(hash: &KeyHash) -> String {
+    hash.iter()
+        .take(6)
         .map(|byte| format!("{byte:02x}"))
         .collect()
 }

@@ -8,10 +8,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use infra::domain::rules::{Contribution, WindowQuery, WindowTotal};
-use infra::domain::{Alert, ListQuery, Page, RefusedResend, ShopId, TransactionRecord};
+use infra::domain::{
+    Alert, AlertListQuery, AlertPage, InboxAlert, ListQuery, Page, RefusedResend, Review, ShopId,
+    TransactionRecord,
+};
 use infra::ports::{
-    AlertClaim, AlertLedger, ClaimOutcome, Notifier, OutgoingMessage, PortError, Producer,
-    PutOutcome, RecordReader, RecordWriter, Store, WindowCounters,
+    AlertClaim, AlertInbox, AlertLedger, ClaimOutcome, Notifier, OutgoingMessage, PortError,
+    Producer, PutOutcome, RecordReader, RecordWriter, ReviewOutcome, Store, WindowCounters,
 };
 
 /// A switch for an outage: while it is on, every call fails as unavailable.
@@ -125,6 +128,40 @@ impl RecordReader for FaultyStore {
     async fn list(&self, shop_id: &ShopId, query: &ListQuery) -> Result<Page, PortError> {
         self.check_all()?;
         self.inner.list(shop_id, query).await
+    }
+}
+
+#[async_trait]
+impl AlertInbox for FaultyStore {
+    async fn list_alerts(
+        &self,
+        shop_id: &ShopId,
+        query: &AlertListQuery,
+    ) -> Result<AlertPage, PortError> {
+        self.check_all()?;
+        self.inner.list_alerts(shop_id, query).await
+    }
+
+    async fn get_alert(
+        &self,
+        shop_id: &ShopId,
+        alert_id: &str,
+    ) -> Result<Option<InboxAlert>, PortError> {
+        self.check_all()?;
+        self.inner.get_alert(shop_id, alert_id).await
+    }
+
+    async fn review_alert(
+        &self,
+        shop_id: &ShopId,
+        alert_id: &str,
+        based_on: u64,
+        review: &Review,
+    ) -> Result<ReviewOutcome, PortError> {
+        self.check_all()?;
+        self.inner
+            .review_alert(shop_id, alert_id, based_on, review)
+            .await
     }
 }
 

@@ -19,7 +19,7 @@ use super::aws::{
 use super::embedded::{QueueSettings, SqliteNotifier, SqliteQueue, SqliteStore};
 use crate::ports::{
     Consumer, DeadLetters, KeyAdmin, KeyLookup, Notifier, Parameter, PortError, Producer, Queue,
-    RecordReader, Store,
+    ShopStore, Store,
 };
 use crate::settings::parse_seconds;
 
@@ -239,8 +239,8 @@ impl Connector<'_> {
         }
     }
 
-    /// Reading stored transactions (the API).
-    pub async fn record_reader(&self) -> Result<Arc<dyn RecordReader>, SettingsError> {
+    /// Reading stored transactions and working the alert inbox (the API).
+    pub async fn shop_store(&self) -> Result<Arc<dyn ShopStore>, SettingsError> {
         Ok(self.store().await?)
     }
 

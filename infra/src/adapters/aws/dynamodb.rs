@@ -19,21 +19,24 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, SecondsFormat, Utc};
 use sha2::{Digest, Sha256};
 
 use super::{counters, describe};
+
+mod inbox;
 use crate::aws_calls::{AwsCall, Caller::*};
 use crate::domain::listing::order_micros;
 use crate::domain::rules::{Contribution, WindowQuery, WindowTotal};
 use crate::domain::{
-    AlertFilter, AlertState, ListQuery, Named, Page, Position, RefusedResend, ShopId,
-    TransactionRecord,
+    AlertFilter, AlertListQuery, AlertPage, AlertState, InboxAlert, ListQuery, Named, Page,
+    Position, RefusedResend, Review, ReviewStatus, ShopId, TransactionRecord, Verdict,
 };
 use crate::ports::{
-    AlertClaim, AlertLedger, ClaimOutcome, PortError, PutOutcome, RecordReader, RecordWriter,
-    WindowCounters,
+    AlertClaim, AlertInbox, AlertLedger, ClaimOutcome, PortError, PutOutcome, RecordReader,
+    RecordWriter, ReviewOutcome, WindowCounters,
 };
 
 const COMPONENT: &str = "store";
@@ -85,6 +88,17 @@ where
         .as_service_error()
         .and_then(|service| service.code())
         .is_some_and(|code| code == "ConditionalCheckFailedException")
+}
+
+fn first_condition_failed<R>(error: &SdkError<TransactWriteItemsError, R>) -> bool {
+    match error.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(canceled)) => canceled
+            .cancellation_reasons()
+            .first()
+            .and_then(|reason| reason.code())
+            .is_some_and(|code| code == "ConditionalCheckFailed"),
+        _ => false,
+    }
 }
 
 fn timestamp(time: DateTime<Utc>) -> String {
@@ -196,6 +210,48 @@ impl DynamoStore {
         Ok(output.item)
     }
 
+    /// Puts a record without alerts; false if one is there already.
+    async fn put_record(&self, record: &TransactionRecord) -> Result<bool, PortError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(self.item(record)))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) if is_condition_failure(&error) => Ok(false),
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    /// Puts a record and its alerts' inbox items in one transaction; false if the record is
+    /// there already (and nothing was written).
+    async fn put_record_with_alerts(&self, record: &TransactionRecord) -> Result<bool, PortError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(self.item(record)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|error| PortError::rejected(COMPONENT, error.to_string()))?;
+        let mut items = vec![TransactWriteItem::builder().put(put).build()];
+        items.extend(inbox::opening_puts(&self.table, record)?);
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            // The first write, the record's, found one there: nothing was written.
+            Err(error) if first_condition_failed(&error) => Ok(false),
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
     async fn read(
         &self,
         shop_id: &str,
@@ -226,6 +282,11 @@ fn record_from_item(
     for rule in rules {
         if let Some(progress) = alert_progress(item, &rule) {
             record.apply_alert_progress(&rule, progress.field("state"), progress.field("sent_at"));
+            let status = progress
+                .field("review_status")
+                .and_then(ReviewStatus::from_name);
+            let verdict = progress.field("verdict").and_then(Verdict::from_name);
+            record.apply_review(&rule, status.unwrap_or_default(), verdict);
         }
     }
     if let Some(ids) = item
@@ -264,27 +325,19 @@ impl RecordReader for DynamoStore {
 #[async_trait]
 impl RecordWriter for DynamoStore {
     async fn put_if_absent(&self, record: &TransactionRecord) -> Result<PutOutcome, PortError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(self.item(record)))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(PutOutcome::Inserted),
-            Err(error) if is_condition_failure(&error) => {
-                let existing = self
-                    .read(record.shop_id.as_str(), &record.transaction.transaction_id)
-                    .await?
-                    .ok_or_else(|| {
-                        PortError::unavailable(COMPONENT, "the existing item vanished")
-                    })?;
-                Ok(PutOutcome::of_existing(existing, record))
-            }
-            Err(error) => Err(unavailable(error)),
+        let inserted = if record.alerts.is_empty() {
+            self.put_record(record).await?
+        } else {
+            self.put_record_with_alerts(record).await?
+        };
+        if inserted {
+            return Ok(PutOutcome::Inserted);
         }
+        let existing = self
+            .read(record.shop_id.as_str(), &record.transaction.transaction_id)
+            .await?
+            .ok_or_else(|| PortError::unavailable(COMPONENT, "the existing item vanished"))?;
+        Ok(PutOutcome::of_existing(existing, record))
     }
 
     async fn record_conflict(
@@ -444,6 +497,35 @@ impl AlertLedger for DynamoStore {
             Err(error) => Err(unavailable(error)),
             Ok(_) => Ok(()),
         }
+    }
+}
+
+#[async_trait]
+impl AlertInbox for DynamoStore {
+    async fn list_alerts(
+        &self,
+        shop_id: &ShopId,
+        query: &AlertListQuery,
+    ) -> Result<AlertPage, PortError> {
+        self.list_alerts_page(shop_id, query).await
+    }
+
+    async fn get_alert(
+        &self,
+        shop_id: &ShopId,
+        alert_id: &str,
+    ) -> Result<Option<InboxAlert>, PortError> {
+        self.one_alert(shop_id, alert_id).await
+    }
+
+    async fn review_alert(
+        &self,
+        shop_id: &ShopId,
+        alert_id: &str,
+        based_on: u64,
+        review: &Review,
+    ) -> Result<ReviewOutcome, PortError> {
+        self.write_review(shop_id, alert_id, based_on, review).await
     }
 }
 

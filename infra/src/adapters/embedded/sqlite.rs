@@ -50,6 +50,18 @@ impl SqliteDb {
         schema: &str,
         version: u32,
     ) -> Result<Self, PortError> {
+        Self::open_then(path, component, schema, version, |_| Ok(()))
+    }
+
+    /// [`Self::open`], then `migrate` in the schema's transaction, before any other write:
+    /// for rows a table added in this version needs from rows written before it.
+    pub fn open_then(
+        path: &Path,
+        component: &'static str,
+        schema: &str,
+        version: u32,
+        migrate: impl FnOnce(&Connection) -> rusqlite::Result<()>,
+    ) -> Result<Self, PortError> {
         let unavailable = |error: rusqlite::Error| PortError::unavailable(component, error);
         let connection = Connection::open(path).map_err(unavailable)?;
         connection
@@ -63,9 +75,13 @@ impl SqliteDb {
         check_schema_version(&connection, path, component, version)?;
         connection
             .execute_batch(&format!(
-                "BEGIN; {schema}; PRAGMA user_version = {version}; COMMIT;"
+                "BEGIN; {schema}; PRAGMA user_version = {version};"
             ))
             .map_err(unavailable)?;
+        if let Err(error) = migrate(&connection).and_then(|()| connection.execute_batch("COMMIT")) {
+            let _ = connection.execute_batch("ROLLBACK");
+            return Err(unavailable(error));
+        }
         let (writer, jobs) = mpsc::channel(WRITE_BACKLOG);
         let failed_commits = Arc::new(AtomicU64::new(0));
         let counted_failures = failed_commits.clone();

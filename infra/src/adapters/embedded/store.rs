@@ -17,18 +17,19 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
-use super::counters;
 use super::sqlite::{SqliteDb, json_error};
 use super::window_cache::WindowCache;
+use super::{counters, inbox};
 use crate::domain::listing::{MAX_EXAMINED_PER_PAGE, order_micros};
 use crate::domain::rules::{Contribution, WindowQuery, WindowTotal};
 use crate::domain::{
     AlertFilter, AlertState, ListFilters, ListQuery, Named, Page, Position, RefusedResend, ShopId,
     TransactionRecord,
 };
+use crate::domain::{AlertListQuery, AlertPage, InboxAlert, Review};
 use crate::ports::{
-    AlertClaim, AlertLedger, ClaimOutcome, PortError, PutOutcome, RecordReader, RecordWriter,
-    WindowCounters,
+    AlertClaim, AlertInbox, AlertLedger, ClaimOutcome, PortError, PutOutcome, RecordReader,
+    RecordWriter, ReviewOutcome, WindowCounters,
 };
 
 const COMPONENT: &str = "store";
@@ -38,9 +39,10 @@ const COMPONENT: &str = "store";
 const AMOUNT_SCALE: u32 = 4;
 
 /// 1: the first release, before versions were recorded. 2: alert progress per rule. 3: list
-/// columns and indexes, conflicts. The windowed rules' tables (`counters::SCHEMA`) and the index
-/// by kind came later as new tables and an index only, which a version-3 file takes on without
-/// a change to its rows.
+/// columns and indexes, conflicts. The windowed rules' tables (`counters::SCHEMA`), the index
+/// by kind and the alert inbox (`inbox::SCHEMA`, filled from the records at the first open)
+/// came later as new tables and indexes only, which a version-3 file takes on without a change
+/// to its rows.
 const SCHEMA_VERSION: u32 = 3;
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS transactions (
@@ -100,9 +102,16 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, PortError> {
-        let schema = format!("{SCHEMA}{}", counters::SCHEMA);
+        let schema = format!("{SCHEMA}{}{}", counters::SCHEMA, inbox::SCHEMA);
+        let db = SqliteDb::open_then(
+            path,
+            COMPONENT,
+            &schema,
+            SCHEMA_VERSION,
+            inbox::open_earlier_alerts,
+        )?;
         Ok(Self {
-            db: SqliteDb::open(path, COMPONENT, &schema, SCHEMA_VERSION)?,
+            db,
             counted: AtomicU64::new(0),
             windows: Arc::default(),
         })
@@ -156,6 +165,7 @@ fn record_from_row(
             let (rule, state, sent_at) = row?;
             record.apply_alert_progress(&rule, Some(&state), sent_at.as_deref());
         }
+        inbox::apply_reviews(connection, &mut record)?;
     }
     Ok(record)
 }
@@ -215,6 +225,7 @@ fn insert_record(
             alert.state.name(),
         ])?;
     }
+    inbox::insert_alerts(connection, record)?;
     Ok(true)
 }
 
@@ -572,6 +583,63 @@ impl AlertLedger for SqliteStore {
                         .execute(params![shop_id, transaction_id])?;
                 }
                 Ok(())
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl AlertInbox for SqliteStore {
+    async fn list_alerts(
+        &self,
+        shop_id: &ShopId,
+        query: &AlertListQuery,
+    ) -> Result<AlertPage, PortError> {
+        let shop_id = shop_id.as_str().to_owned();
+        let query = query.clone();
+        self.db
+            .read(move |connection| {
+                inbox::list_alerts(connection, &shop_id, &query, |connection, id| {
+                    select_record(connection, &shop_id, id)
+                })
+            })
+            .await
+    }
+
+    async fn get_alert(
+        &self,
+        shop_id: &ShopId,
+        alert_id: &str,
+    ) -> Result<Option<InboxAlert>, PortError> {
+        let (shop_id, alert_id) = (shop_id.as_str().to_owned(), alert_id.to_owned());
+        self.db
+            .read(move |connection| {
+                inbox::get_alert(connection, &shop_id, &alert_id, |connection, id| {
+                    select_record(connection, &shop_id, id)
+                })
+            })
+            .await
+    }
+
+    async fn review_alert(
+        &self,
+        shop_id: &ShopId,
+        alert_id: &str,
+        based_on: u64,
+        review: &Review,
+    ) -> Result<ReviewOutcome, PortError> {
+        let (shop_id, alert_id) = (shop_id.as_str().to_owned(), alert_id.to_owned());
+        let review = review.clone();
+        self.db
+            .write(move |connection| {
+                inbox::review_alert(
+                    connection,
+                    &shop_id,
+                    &alert_id,
+                    based_on,
+                    &review,
+                    |connection, id| select_record(connection, &shop_id, id),
+                )
             })
             .await
     }
