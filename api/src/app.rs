@@ -15,7 +15,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
-use crate::routes::{batch, ops, transactions};
+use crate::routes::{alerts, batch, ops, transactions};
 use crate::state::AppState;
 use crate::{access_log, ingest};
 
@@ -34,6 +34,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(ingest)
         .route("/transactions/{transaction_id}", get(transactions::read))
+        .route("/alerts", get(alerts::list))
+        .route("/alerts/{alert_id}", get(alerts::read))
+        .route("/alerts/{alert_id}/review", post(alerts::review))
         .route("/health", get(ops::health))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .fallback(not_found)

@@ -337,3 +337,44 @@ pub struct ListParamsDoc {
     #[param(example = false)]
     conflicted: Option<bool>,
 }
+
+/// The query parameters of `GET /alerts`, for the contract (read by `listing::AlertListParams`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // read by the derive only
+pub struct AlertListParamsDoc {
+    /// Alerts per page, 1-100.
+    #[param(minimum = 1, maximum = 100, example = 20, default = 20)]
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page, with the same filters; absent for the first page.
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
+    cursor: Option<String>,
+    /// Only alerts whose review is at this status.
+    #[param(value_type = Option<infra::domain::ReviewStatus>, example = "open")]
+    status: Option<String>,
+    /// Only alerts of this rule.
+    #[param(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$",
+        example = "amount_exceeds_threshold"
+    )]
+    rule: Option<String>,
+    /// Only alerts with this verdict.
+    #[param(value_type = Option<infra::domain::Verdict>, example = "fraud")]
+    verdict: Option<String>,
+    /// Only alerts raised at or after this time (RFC 3339; encode `+` as `%2B`).
+    #[param(value_type = Option<String>, format = DateTime, example = "2024-08-09T00:00:00Z")]
+    from: Option<String>,
+    /// Only alerts raised before this time (RFC 3339); after `from`.
+    #[param(value_type = Option<String>, format = DateTime, example = "2024-08-10T00:00:00Z")]
+    to: Option<String>,
+    /// Only the alerts of this transaction.
+    #[param(
+        min_length = 1,
+        max_length = 64,
+        pattern = "^[A-Za-z0-9._:-]+$",
+        example = "order-1001"
+    )]
+    transaction_id: Option<String>,
+}

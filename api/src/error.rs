@@ -55,6 +55,19 @@ pub enum ApiError {
         results: serde_json::Value,
         request_id: String,
     },
+    /// A review that breaks a rule of reviews (422).
+    #[error("the review breaks {} rule(s)", .0.len())]
+    InvalidReview(Vec<FieldError>),
+    /// A review based on a version of the alert that is not the current one (412): the current
+    /// alert is in the answer, with its `ETag`.
+    #[error(
+        "the alert changed since version {sent}: it is at version {current_version} now; review it again from there"
+    )]
+    Stale {
+        sent: String,
+        current_version: u64,
+        current: Box<serde_json::Value>,
+    },
     /// A port failed; transient failures are 503s, permanent refusals 500s.
     #[error(transparent)]
     Port(#[from] PortError),
@@ -98,6 +111,10 @@ pub struct Problem {
     /// With `results`: the batch's request id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
+    /// A 412: the resource as it is now, to review again from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub current: Option<serde_json::Value>,
 }
 
 fn listed_note(listed: usize, total: usize) -> String {
@@ -128,7 +145,10 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::InvalidParameters(_) => StatusCode::BAD_REQUEST,
-            Self::Invalid { .. } | Self::NoneAccepted { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Invalid { .. } | Self::NoneAccepted { .. } | Self::InvalidReview(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            Self::Stale { .. } => StatusCode::PRECONDITION_FAILED,
             Self::Port(PortError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Port(PortError::Rejected { .. }) | Self::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -150,7 +170,10 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::RequestTimeout(_) => "request-timeout",
             Self::InvalidParameters(_) => "invalid-parameters",
-            Self::Invalid { .. } | Self::NoneAccepted { .. } => "validation",
+            Self::Invalid { .. } | Self::NoneAccepted { .. } | Self::InvalidReview(_) => {
+                "validation"
+            }
+            Self::Stale { .. } => "stale-review",
             Self::Port(PortError::Unavailable { .. }) => "unavailable",
             Self::Port(PortError::Rejected { .. }) => "refused-by-backend",
             Self::Internal(_) => "internal",
@@ -172,6 +195,8 @@ impl ApiError {
             Self::InvalidParameters(_) => "Invalid query parameters",
             Self::Invalid { .. } => "Invalid transaction",
             Self::NoneAccepted { .. } => "Invalid transactions",
+            Self::InvalidReview(_) => "Invalid review",
+            Self::Stale { .. } => "The alert changed",
             Self::Port(PortError::Unavailable { .. }) => "Service unavailable",
             Self::Port(PortError::Rejected { .. }) => "Refused by a backend service",
             Self::Internal(_) => "Internal server error",
@@ -205,7 +230,9 @@ impl ApiError {
             // However many there were, a problem lists a bounded number: its size does not
             // grow with the request.
             errors: match self {
-                Self::Invalid { errors, .. } | Self::InvalidParameters(errors) => {
+                Self::Invalid { errors, .. }
+                | Self::InvalidParameters(errors)
+                | Self::InvalidReview(errors) => {
                     Some(errors.iter().take(MAX_REPORTED_ERRORS).cloned().collect())
                 }
                 _ => None,
@@ -217,6 +244,10 @@ impl ApiError {
             },
             results: match self {
                 Self::NoneAccepted { results, .. } => Some(results.clone()),
+                _ => None,
+            },
+            current: match self {
+                Self::Stale { current, .. } => Some((**current).clone()),
                 _ => None,
             },
             request_id: match self {
@@ -250,6 +281,11 @@ impl ApiError {
     }
 }
 
+/// The `ETag` of a resource at `version`.
+pub fn etag(version: u64) -> String {
+    format!("\"{version}\"")
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match &self {
@@ -270,6 +306,13 @@ impl IntoResponse for ApiError {
             }
             Self::TooManyUnknownKeys => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECONDS));
+            }
+            Self::Stale {
+                current_version, ..
+            } => {
+                if let Ok(etag) = HeaderValue::from_str(&etag(current_version)) {
+                    headers.insert(header::ETAG, etag);
+                }
             }
             Self::Port(PortError::Unavailable { retry_after, .. }) => {
                 // Whole seconds, rounded up: never sooner than the wait the port expects.

@@ -11,7 +11,10 @@ use infra::domain::listing::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use infra::domain::money::{
     MAX_MINOR_UNITS, decimal_from_plain_text, minor_units, significant_scale,
 };
-use infra::domain::{AlertFilter, FieldError, ListFilters, MAX_ID_CHARS, Named, TransactionType};
+use infra::domain::{
+    AlertFilter, AlertListFilters, FieldError, ListFilters, MAX_ID_CHARS, Named, ReviewStatus,
+    TransactionType, Verdict, is_identifier,
+};
 
 use crate::cursor::{Cursor, CursorKey};
 use crate::error::ApiError;
@@ -68,40 +71,41 @@ where
     }
 }
 
+/// The query's parameters by name, each at most once and each one of `allowed`; every other
+/// is an error naming it.
+fn given_parameters(
+    query: &str,
+    allowed: &[&str],
+    errors: &mut Vec<FieldError>,
+) -> BTreeMap<String, String> {
+    let mut given: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+        if !allowed.contains(&name.as_ref()) {
+            errors.push(problem(
+                &name,
+                "unknown_parameter",
+                &format!(
+                    "is not a parameter of this list; use {}",
+                    allowed.join(", ")
+                ),
+            ));
+        } else if given.insert(name.to_string(), value.into_owned()).is_some() {
+            errors.push(problem(&name, "repeated", "is given more than once"));
+        }
+    }
+    given
+}
+
 impl ListParams {
     pub fn parse(query: &str, cursor_key: &CursorKey) -> Result<Self, ApiError> {
         let mut errors = Vec::new();
-        let mut given: BTreeMap<String, String> = BTreeMap::new();
-        for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-            if !PARAMETERS.contains(&name.as_ref()) {
-                errors.push(problem(
-                    &name,
-                    "unknown_parameter",
-                    &format!(
-                        "is not a parameter of this list; use {}",
-                        PARAMETERS.join(", ")
-                    ),
-                ));
-            } else if given.insert(name.to_string(), value.into_owned()).is_some() {
-                errors.push(problem(&name, "repeated", "is given more than once"));
-            }
-        }
+        let given = given_parameters(query, &PARAMETERS, &mut errors);
         let mut read = Reader {
             given: &given,
             errors: &mut errors,
         };
-        let limit = read
-            .parse(
-                "limit",
-                |text| {
-                    let limit: usize = text.parse().ok()?;
-                    (1..=MAX_PAGE_SIZE).contains(&limit).then_some(limit)
-                },
-                &format!("must be a whole number from 1 to {MAX_PAGE_SIZE}"),
-            )
-            .unwrap_or(DEFAULT_PAGE_SIZE);
-        let from = read.parse("from", parse_time, TIME_RULE);
-        let to = read.parse("to", parse_time, TIME_RULE);
+        let limit = read.limit();
+        let (from, to) = read.time_range();
         let kind = read.parse(
             "type",
             TransactionType::from_name,
@@ -150,16 +154,7 @@ impl ListParams {
             },
             "must be true or false",
         );
-        let cursor = read.parse(
-            "cursor",
-            |text| Cursor::decode(cursor_key, text),
-            "is not a cursor this API gave; use next_cursor from the previous page",
-        );
-        if let (Some(from), Some(to)) = (from, to)
-            && from >= to
-        {
-            errors.push(problem("from", "range", "must be before `to`"));
-        }
+        let cursor = read.cursor(cursor_key);
         if let (Some(min), Some(max)) = (min_amount, max_amount)
             && min > max
         {
@@ -211,6 +206,48 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    fn limit(&mut self) -> usize {
+        self.parse(
+            "limit",
+            |text| {
+                let limit: usize = text.parse().ok()?;
+                (1..=MAX_PAGE_SIZE).contains(&limit).then_some(limit)
+            },
+            &format!("must be a whole number from 1 to {MAX_PAGE_SIZE}"),
+        )
+        .unwrap_or(DEFAULT_PAGE_SIZE)
+    }
+
+    /// `from` and `to`, `from` before `to`.
+    fn time_range(&mut self) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        let from = self.parse("from", parse_time, TIME_RULE);
+        let to = self.parse("to", parse_time, TIME_RULE);
+        if let (Some(from), Some(to)) = (from, to)
+            && from >= to
+        {
+            self.errors
+                .push(problem("from", "range", "must be before `to`"));
+        }
+        (from, to)
+    }
+
+    fn cursor(&mut self, cursor_key: &CursorKey) -> Option<Cursor> {
+        self.parse(
+            "cursor",
+            |text| Cursor::decode(cursor_key, text),
+            "is not a cursor this API gave; use next_cursor from the previous page",
+        )
+    }
+
+    /// A parameter that names an id: 1-64 characters of the id alphabet.
+    fn identifier(&mut self, name: &str) -> Option<String> {
+        self.parse(
+            name,
+            |text| is_identifier(text).then(|| text.to_owned()),
+            &format!("must be {}", infra::domain::transaction::identifier_rule()),
+        )
+    }
+
     /// The parameter read by `read`, or an error naming it with `rule`.
     fn parse<T>(
         &mut self,
@@ -224,5 +261,80 @@ impl Reader<'_> {
             self.errors.push(problem(name, "invalid", rule));
         }
         value
+    }
+}
+
+/// The parameters of `GET /alerts`, in the order the contract documents them.
+pub const ALERT_PARAMETERS: [&str; 8] = [
+    "limit",
+    "cursor",
+    "status",
+    "rule",
+    "verdict",
+    "from",
+    "to",
+    "transaction_id",
+];
+
+/// An alert list request, read from the query string as strictly as the transaction list.
+#[derive(Debug)]
+pub struct AlertListParams {
+    pub filters: AlertListFilters,
+    pub limit: usize,
+    pub cursor: Option<Cursor>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AlertListParams
+where
+    CursorKey: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let RawQuery(query) = RawQuery::from_request_parts(parts, state)
+            .await
+            .unwrap_or(RawQuery(None));
+        AlertListParams::parse(query.as_deref().unwrap_or(""), &CursorKey::from_ref(state))
+    }
+}
+
+impl AlertListParams {
+    pub fn parse(query: &str, cursor_key: &CursorKey) -> Result<Self, ApiError> {
+        let mut errors = Vec::new();
+        let given = given_parameters(query, &ALERT_PARAMETERS, &mut errors);
+        let mut read = Reader {
+            given: &given,
+            errors: &mut errors,
+        };
+        let limit = read.limit();
+        let (from, to) = read.time_range();
+        let status = read.parse("status", ReviewStatus::from_name, &one_of::<ReviewStatus>());
+        let verdict = read.parse("verdict", Verdict::from_name, &one_of::<Verdict>());
+        let rule = read.parse(
+            "rule",
+            |text| {
+                let fits = (1..=MAX_ID_CHARS as usize).contains(&text.chars().count())
+                    && !text.chars().any(char::is_control);
+                fits.then(|| text.to_owned())
+            },
+            &format!("must be a rule's name, 1-{MAX_ID_CHARS} characters"),
+        );
+        let transaction_id = read.identifier("transaction_id");
+        let cursor = read.cursor(cursor_key);
+        if !errors.is_empty() {
+            return Err(ApiError::InvalidParameters(errors));
+        }
+        Ok(AlertListParams {
+            filters: AlertListFilters {
+                status,
+                rule,
+                verdict,
+                from,
+                to,
+                transaction_id,
+            },
+            limit,
+            cursor,
+        })
     }
 }

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::Problem;
-use crate::routes::{batch, ops, transactions};
+use crate::routes::{alerts, batch, ops, transactions};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,12 +24,16 @@ use crate::routes::{batch, ops, transactions};
         transactions::list,
         transactions::read,
         transactions::read_named_batch,
+        alerts::list,
+        alerts::read,
+        alerts::review,
         ops::health,
     ),
     components(schemas(Problem, infra::domain::FieldError, infra::domain::AlertFilter)),
     modifiers(&BearerKey),
     tags(
         (name = "transactions", description = "Send and read transactions (API key needed)"),
+        (name = "alerts", description = "The shop's alert inbox: list, read and review alerts (API key needed)"),
         (name = "operations", description = "Health (no key)"),
     )
 )]

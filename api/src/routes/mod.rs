@@ -1,3 +1,4 @@
+pub mod alerts;
 pub mod batch;
 pub mod ops;
 pub mod transactions;

@@ -25,6 +25,7 @@ pub const PROCESSING_LAG: &str = "processing_lag_seconds";
 pub const BATCH_SIZE: &str = "processor_batch_size";
 pub const QUEUE_DEPTH: &str = "queue_depth";
 pub const DEAD_LETTER_DEPTH: &str = "dead_letter_queue_depth";
+pub const REVIEWS: &str = "alert_reviews_total";
 
 /// Registers help texts with whichever recorder is installed.
 pub fn describe() {
@@ -43,6 +44,10 @@ pub fn describe() {
         "Messages given back to the queue after a transient failure"
     );
     describe_counter!(ALERTS_SENT, "Alerts published");
+    describe_counter!(
+        REVIEWS,
+        "Reviews of alerts written, by the verdict they leave (`none` while unresolved)"
+    );
     describe_counter!(
         ALERTS_RAISED,
         "Alerts raised by stored transactions, by rule"

@@ -1,0 +1,270 @@
+//! The alert inbox: `GET /alerts`, `GET /alerts/{alert_id}` and
+//! `POST /alerts/{alert_id}/review`. Every alert answer carries its review's version as an
+//! `ETag`; a review sent with `If-Match` is written only on that version (else 412), and one
+//! sent without it is written on the version it read, so no review overwrites another unseen.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use infra::domain::{
+    AlertListQuery, FieldError, InboxAlert, Named, ReviewChange, ReviewStatus, ShopId, Verdict,
+    is_alert_id,
+};
+use infra::ports::{AlertInbox, ReviewOutcome};
+use infra::telemetry;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::{Caller, Shop};
+use crate::cursor::{Cursor, CursorKey};
+use crate::docs::AlertListParamsDoc;
+use crate::error::{ApiError, Problem, etag};
+use crate::extract::JsonBody;
+use crate::listing::AlertListParams;
+
+/// A review's body, at most: a note of 2,000 characters and the rest.
+pub const MAX_REVIEW_BYTES: usize = 16 * 1024;
+/// Reviews written on a version that another review changed meanwhile are read again and
+/// retried this often before the caller is told (a 412 with the alert as it is).
+const REVIEW_ATTEMPTS: usize = 3;
+
+/// One page of a shop's alerts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AlertList {
+    /// Newest first by `raised_at`, ties broken by id.
+    pub data: Vec<InboxAlert>,
+    /// Whether there may be more: then `next_cursor` gives the next page.
+    pub has_more: bool,
+    /// Pass as `cursor`, with the same filters, for the next page.
+    pub next_cursor: Option<String>,
+}
+
+/// A review of an alert.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewRequest {
+    /// `open` reopens (and clears the verdict), `acknowledged` says someone is on it,
+    /// `resolved` closes it and needs a `verdict`.
+    pub status: ReviewStatus,
+    pub verdict: Option<Verdict>,
+    /// At most 2,000 characters.
+    pub note: Option<String>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/alerts",
+    tag = "alerts",
+    security(("api_key" = [])),
+    params(AlertListParamsDoc),
+    responses(
+        (status = 200, description = "A page of the shop's alerts", body = AlertList),
+        (status = 400, description = "A parameter is not valid: each is named in `errors`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests with API keys this instance has not seen (keys table only); see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    )
+)]
+pub async fn list(
+    State(alerts): State<Arc<dyn AlertInbox>>,
+    State(cursor_key): State<CursorKey>,
+    Shop(shop_id): Shop,
+    params: AlertListParams,
+) -> Result<Json<AlertList>, ApiError> {
+    let after = params
+        .cursor
+        .as_ref()
+        .map(|cursor| cursor.position_for(&shop_id, &params.filters))
+        .transpose()?;
+    let query = AlertListQuery {
+        filters: params.filters,
+        limit: params.limit,
+        after,
+    };
+    let page = alerts.list_alerts(&shop_id, &query).await?;
+    let next_cursor = page
+        .next
+        .map(|position| Cursor::encode(&cursor_key, &shop_id, &query.filters, &position));
+    Ok(Json(AlertList {
+        data: page.alerts,
+        has_more: next_cursor.is_some(),
+        next_cursor,
+    }))
+}
+
+#[utoipa::path(
+    get,
+    path = "/alerts/{alert_id}",
+    tag = "alerts",
+    security(("api_key" = [])),
+    params(("alert_id" = String, Path, description = "The alert's id, as the list gives it")),
+    responses(
+        (status = 200, description = "The alert, with its review's history", body = InboxAlert,
+            headers(("ETag" = String, description = "The review's version: send it as `If-Match` with a review"))),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests with API keys this instance has not seen (keys table only); see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such alert for this shop", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn read(
+    State(alerts): State<Arc<dyn AlertInbox>>,
+    Shop(shop_id): Shop,
+    Path(alert_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let alert = find(alerts.as_ref(), &shop_id, &alert_id).await?;
+    Ok(with_etag(alert))
+}
+
+#[utoipa::path(
+    post,
+    path = "/alerts/{alert_id}/review",
+    tag = "alerts",
+    security(("api_key" = [])),
+    params(
+        ("alert_id" = String, Path, description = "The alert's id, as the list gives it"),
+        ("If-Match" = Option<String>, Header, description = "The `ETag` the review is based on; a stale one is a 412"),
+    ),
+    request_body(content = ReviewRequest, content_type = "application/json",
+        examples(
+            ("acknowledge" = (value = json!({"status": "acknowledged", "note": "calling the customer"}))),
+            ("resolve" = (value = json!({"status": "resolved", "verdict": "fraud", "note": "card reported stolen"}))),
+            ("reopen" = (value = json!({"status": "open", "note": "chargeback arrived"}))),
+        )),
+    responses(
+        (status = 200, description = "The alert after the review", body = InboxAlert,
+            headers(("ETag" = String, description = "The review's new version"))),
+        (status = 400, description = "Malformed JSON, or a field that is not a review's", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests with API keys this instance has not seen (keys table only); see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such alert for this shop", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The alert changed since the `If-Match` version: `current` holds it as it is, and `ETag` its version", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A rule of reviews broken (a resolution without a verdict, a verdict on reopening, a note over 2,000 characters, over 100 reviews)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn review(
+    State(alerts): State<Arc<dyn AlertInbox>>,
+    caller: Caller,
+    Path(alert_id): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<MAX_REVIEW_BYTES>,
+) -> Result<Response, ApiError> {
+    let request: ReviewRequest = serde_json::from_slice(&body)
+        .map_err(|error| ApiError::MalformedJson(format!("the body is not a review: {error}")))?;
+    let if_match = if_match(&headers);
+    let mut current = find(alerts.as_ref(), &caller.shop, &alert_id).await?;
+    for _ in 0..REVIEW_ATTEMPTS {
+        if let Some(sent) = &if_match
+            && !matches(sent, current.review.version)
+        {
+            return Err(stale(sent.clone(), &current));
+        }
+        let change = ReviewChange {
+            status: request.status,
+            verdict: request.verdict,
+            note: request.note.clone(),
+            by: caller.key_id.clone(),
+            at: Utc::now(),
+        };
+        let next = current.review.apply(change).map_err(|error| {
+            ApiError::InvalidReview(vec![FieldError {
+                field: error.field().to_owned(),
+                code: "review".to_owned(),
+                message: error.to_string(),
+            }])
+        })?;
+        let based_on = current.review.version;
+        match alerts
+            .review_alert(&caller.shop, &alert_id, based_on, &next)
+            .await?
+        {
+            ReviewOutcome::Saved(alert) => {
+                let verdict = next.verdict.map_or("none", |verdict| verdict.name());
+                metrics::counter!(telemetry::REVIEWS, "verdict" => verdict).increment(1);
+                return Ok(with_etag(alert));
+            }
+            ReviewOutcome::Stale(now) => current = now,
+            ReviewOutcome::Missing => return Err(not_found()),
+        }
+    }
+    Err(stale(etag(current.review.version), &current))
+}
+
+async fn find(
+    alerts: &dyn AlertInbox,
+    shop_id: &ShopId,
+    alert_id: &str,
+) -> Result<InboxAlert, ApiError> {
+    // Only an id that could exist is looked up (and none is echoed back).
+    if !is_alert_id(alert_id) {
+        return Err(not_found());
+    }
+    alerts
+        .get_alert(shop_id, alert_id)
+        .await?
+        .ok_or_else(not_found)
+}
+
+fn not_found() -> ApiError {
+    ApiError::NotFound("no such alert for this shop".to_owned())
+}
+
+fn stale(sent: String, current: &InboxAlert) -> ApiError {
+    ApiError::Stale {
+        sent,
+        current_version: current.review.version,
+        current: Box::new(serde_json::to_value(current).unwrap_or_default()),
+    }
+}
+
+fn with_etag(alert: InboxAlert) -> Response {
+    let version = alert.review.version;
+    let mut response = Json(alert).into_response();
+    if let Ok(value) = HeaderValue::from_str(&etag(version)) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
+}
+
+/// The `If-Match` header, if one was sent (as text, to be echoed in a 412).
+fn if_match(headers: &HeaderMap) -> Option<String> {
+    let values: Vec<&str> = headers
+        .get_all(header::IF_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join(", "))
+}
+
+/// Whether an `If-Match` list names `version` (or is `*`). A weak tag compares as the strong
+/// one, since a review's version names its whole state.
+fn matches(if_match: &str, version: u64) -> bool {
+    let wanted = etag(version);
+    if_match
+        .split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag == wanted || tag.strip_prefix("W/") == Some(wanted.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_match_names_a_version_or_any() {
+        assert!(matches("\"3\"", 3));
+        assert!(matches("W/\"3\"", 3));
+        assert!(matches("\"1\", \"3\"", 3));
+        assert!(matches("*", 7));
+        assert!(!matches("\"2\"", 3));
+        assert!(!matches("3", 3), "an ETag is quoted");
+    }
+}
