@@ -378,3 +378,80 @@ pub struct AlertListParamsDoc {
     )]
     transaction_id: Option<String>,
 }
+
+/// A review of an alert, as `routes::alerts::ReviewRequest` reads it: one shape per status,
+/// nothing else in it.
+pub struct ReviewRequestDoc;
+
+impl PartialSchema for ReviewRequestDoc {
+    fn schema() -> RefOr<Schema> {
+        use infra::domain::inbox::MAX_NOTE_CHARS;
+        use infra::domain::{ReviewStatus, Verdict};
+        let shape = |status: ReviewStatus, verdict: Option<bool>, what: &str| {
+            let note = nullable(ObjectBuilder::new())
+                .max_length(Some(MAX_NOTE_CHARS))
+                .description(Some("Why, for whoever reads the history."));
+            let mut object = ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .description(Some(what))
+                .property(
+                    "status",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some([status.name()])),
+                )
+                .required("status")
+                .property("note", note)
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+            if let Some(required) = verdict {
+                let mut names: Vec<serde_json::Value> =
+                    Verdict::names().into_iter().map(Into::into).collect();
+                object = if required {
+                    let values = ObjectBuilder::new().enum_values(Some(names));
+                    object
+                        .property("verdict", values.schema_type(Type::String))
+                        .required("verdict")
+                } else {
+                    names.push(serde_json::Value::Null);
+                    let values = ObjectBuilder::new().enum_values(Some(names));
+                    object.property("verdict", nullable(values))
+                };
+            }
+            object
+        };
+        OneOfBuilder::new()
+            .item(shape(
+                ReviewStatus::Open,
+                None,
+                "Reopen: the verdict is cleared.",
+            ))
+            .item(shape(
+                ReviewStatus::Acknowledged,
+                Some(false),
+                "Someone is on it; a verdict may be given already.",
+            ))
+            .item(shape(
+                ReviewStatus::Resolved,
+                Some(true),
+                "Done with, with a verdict.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for ReviewRequestDoc {}
+
+/// The headers a review takes, for the contract.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // read by the derive only
+pub struct ReviewHeadersDoc {
+    /// The `ETag` the review is based on (quoted, as sent; the bare number is taken too); a
+    /// stale one is a 412.
+    #[param(
+        rename = "If-Match",
+        nullable = false,
+        pattern = r#"^(\*|(W/)?("[0-9]+"|[0-9]+)(, *(W/)?("[0-9]+"|[0-9]+))*)$"#
+    )]
+    if_match: Option<String>,
+}

@@ -27,6 +27,11 @@ pub enum ApiError {
     TooManyUnknownKeys,
     #[error("more than one {0} header: send exactly one")]
     AmbiguousHeader(&'static str),
+    #[error("the {name} header {rule}")]
+    InvalidHeader {
+        name: &'static str,
+        rule: &'static str,
+    },
     /// An error answer made outside the handlers (an extractor's rejection, Swagger UI), of
     /// which only the status is known.
     #[error("the request could not be served as sent ({0})")]
@@ -61,10 +66,9 @@ pub enum ApiError {
     /// A review based on a version of the alert that is not the current one (412): the current
     /// alert is in the answer, with its `ETag`.
     #[error(
-        "the alert changed since version {sent}: it is at version {current_version} now; review it again from there"
+        "the alert changed since the version in If-Match: it is at version {current_version} now; review it again from there"
     )]
     Stale {
-        sent: String,
         current_version: u64,
         current: Box<serde_json::Value>,
     },
@@ -136,7 +140,7 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::TooManyUnknownKeys => StatusCode::TOO_MANY_REQUESTS,
-            Self::AmbiguousHeader(_) => StatusCode::BAD_REQUEST,
+            Self::AmbiguousHeader(_) | Self::InvalidHeader { .. } => StatusCode::BAD_REQUEST,
             Self::Unreadable(status) => *status,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } | Self::TooManyItems { .. } => {
@@ -164,6 +168,7 @@ impl ApiError {
             Self::NotFound(_) => "not-found",
             Self::TooManyUnknownKeys => "too-many-unknown-keys",
             Self::AmbiguousHeader(_) => "ambiguous-header",
+            Self::InvalidHeader { .. } => "invalid-header",
             Self::Unreadable(_) => "unreadable-request",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::PayloadTooLarge { .. } | Self::TooManyItems { .. } => "payload-too-large",
@@ -187,6 +192,7 @@ impl ApiError {
             Self::NotFound(_) => "Not found",
             Self::TooManyUnknownKeys => "Too many unknown keys",
             Self::AmbiguousHeader(_) => "Ambiguous request",
+            Self::InvalidHeader { .. } => "Invalid header",
             Self::Unreadable(status) => status.canonical_reason().unwrap_or("Bad request"),
             Self::MethodNotAllowed => "Method not allowed",
             Self::PayloadTooLarge { .. } | Self::TooManyItems { .. } => "Payload too large",

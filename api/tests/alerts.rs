@@ -200,8 +200,18 @@ async fn inbox_scenario(queue: Arc<dyn Producer>, store: Arc<dyn Store>) {
     assert_eq!(acknowledged.status, StatusCode::OK, "{}", acknowledged.body);
     assert_eq!(acknowledged.etag.as_deref(), Some("\"1\""));
     let no_verdict = review(&app, &id, DEMO_KEY, None, json!({"status": "resolved"})).await;
-    assert_eq!(no_verdict.status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(no_verdict.body["errors"][0]["field"], "verdict");
+    assert_eq!(no_verdict.status, StatusCode::BAD_REQUEST);
+    let detail = no_verdict.body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("verdict"), "names the field: {detail}");
+    let verdict_on_open = review(
+        &app,
+        &id,
+        DEMO_KEY,
+        None,
+        json!({"status": "open", "verdict": "fraud"}),
+    )
+    .await;
+    assert_eq!(verdict_on_open.status, StatusCode::BAD_REQUEST);
     let resolved = review(
         &app,
         &id,

@@ -21,13 +21,14 @@ use utoipa::ToSchema;
 
 use crate::auth::{Caller, Shop};
 use crate::cursor::{Cursor, CursorKey};
-use crate::docs::AlertListParamsDoc;
+use crate::docs::{AlertListParamsDoc, ReviewHeadersDoc, ReviewRequestDoc};
 use crate::error::{ApiError, Problem, etag};
 use crate::extract::JsonBody;
 use crate::listing::AlertListParams;
 
-/// A review's body, at most: a note of 2,000 characters and the rest.
-pub const MAX_REVIEW_BYTES: usize = 16 * 1024;
+/// A review's body, at most: room for a note of 2,000 characters each written as a JSON
+/// surrogate pair (12 bytes), and the rest.
+pub const MAX_REVIEW_BYTES: usize = 32 * 1024;
 /// Reviews written on a version that another review changed meanwhile are read again and
 /// retried this often before the caller is told (a 412 with the alert as it is).
 const REVIEW_ATTEMPTS: usize = 3;
@@ -43,16 +44,32 @@ pub struct AlertList {
     pub next_cursor: Option<String>,
 }
 
-/// A review of an alert.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ReviewRequest {
-    /// `open` reopens (and clears the verdict), `acknowledged` says someone is on it,
-    /// `resolved` closes it and needs a `verdict`.
-    pub status: ReviewStatus,
-    pub verdict: Option<Verdict>,
-    /// At most 2,000 characters.
-    pub note: Option<String>,
+/// A review of an alert (documented by `docs::ReviewRequestDoc`), by the status it leaves: `open` reopens (and clears the verdict),
+/// `acknowledged` says someone is on it, `resolved` closes it with a verdict.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ReviewRequest {
+    Open {
+        note: Option<String>,
+    },
+    Acknowledged {
+        verdict: Option<Verdict>,
+        note: Option<String>,
+    },
+    Resolved {
+        verdict: Verdict,
+        note: Option<String>,
+    },
+}
+
+impl ReviewRequest {
+    fn into_parts(self) -> (ReviewStatus, Option<Verdict>, Option<String>) {
+        match self {
+            Self::Open { note } => (ReviewStatus::Open, None, note),
+            Self::Acknowledged { verdict, note } => (ReviewStatus::Acknowledged, verdict, note),
+            Self::Resolved { verdict, note } => (ReviewStatus::Resolved, Some(verdict), note),
+        }
+    }
 }
 
 #[utoipa::path(
@@ -128,9 +145,9 @@ pub async fn read(
     security(("api_key" = [])),
     params(
         ("alert_id" = String, Path, description = "The alert's id, as the list gives it"),
-        ("If-Match" = Option<String>, Header, description = "The `ETag` the review is based on; a stale one is a 412"),
+        ReviewHeadersDoc,
     ),
-    request_body(content = ReviewRequest, content_type = "application/json",
+    request_body(content = ReviewRequestDoc, content_type = "application/json",
         examples(
             ("acknowledge" = (value = json!({"status": "acknowledged", "note": "calling the customer"}))),
             ("resolve" = (value = json!({"status": "resolved", "verdict": "fraud", "note": "card reported stolen"}))),
@@ -139,14 +156,14 @@ pub async fn read(
     responses(
         (status = 200, description = "The alert after the review", body = InboxAlert,
             headers(("ETag" = String, description = "The review's new version"))),
-        (status = 400, description = "Malformed JSON, or a field that is not a review's", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed JSON, a body that is not a review (each status has its own fields), or an `If-Match` that is not ETags", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many requests with API keys this instance has not seen (keys table only); see Retry-After", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such alert for this shop", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The alert changed since the `If-Match` version: `current` holds it as it is, and `ETag` its version", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 32 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A rule of reviews broken (a resolution without a verdict, a verdict on reopening, a note over 2,000 characters, over 100 reviews)", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The alert already has 100 reviews, the most it keeps", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "The store is unavailable", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -159,18 +176,14 @@ pub async fn review(
 ) -> Result<Response, ApiError> {
     let request: ReviewRequest = serde_json::from_slice(&body)
         .map_err(|error| ApiError::MalformedJson(format!("the body is not a review: {error}")))?;
-    let if_match = if_match(&headers);
+    let (status, verdict, note) = request.into_parts();
+    let if_match = if_match(&headers)?;
     let mut current = find(alerts.as_ref(), &caller.shop, &alert_id).await?;
     for _ in 0..REVIEW_ATTEMPTS {
-        if let Some(sent) = &if_match
-            && !matches(sent, current.review.version)
-        {
-            return Err(stale(sent.clone(), &current));
-        }
         let change = ReviewChange {
-            status: request.status,
-            verdict: request.verdict,
-            note: request.note.clone(),
+            status,
+            verdict,
+            note: note.clone(),
             by: caller.key_id.clone(),
             at: Utc::now(),
         };
@@ -181,6 +194,13 @@ pub async fn review(
                 message: error.to_string(),
             }])
         })?;
+        // Judged after the review itself, so that a broken review is refused as such
+        // whatever the version it names.
+        if let Some(tags) = &if_match
+            && !matches(tags, current.review.version)
+        {
+            return Err(stale(&current));
+        }
         let based_on = current.review.version;
         match alerts
             .review_alert(&caller.shop, &alert_id, based_on, &next)
@@ -195,7 +215,7 @@ pub async fn review(
             ReviewOutcome::Missing => return Err(not_found()),
         }
     }
-    Err(stale(etag(current.review.version), &current))
+    Err(stale(&current))
 }
 
 async fn find(
@@ -217,9 +237,8 @@ fn not_found() -> ApiError {
     ApiError::NotFound("no such alert for this shop".to_owned())
 }
 
-fn stale(sent: String, current: &InboxAlert) -> ApiError {
+fn stale(current: &InboxAlert) -> ApiError {
     ApiError::Stale {
-        sent,
         current_version: current.review.version,
         current: Box::new(serde_json::to_value(current).unwrap_or_default()),
     }
@@ -234,24 +253,44 @@ fn with_etag(alert: InboxAlert) -> Response {
     response
 }
 
-/// The `If-Match` header, if one was sent (as text, to be echoed in a 412).
-fn if_match(headers: &HeaderMap) -> Option<String> {
-    let values: Vec<&str> = headers
-        .get_all(header::IF_MATCH)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .collect();
-    (!values.is_empty()).then(|| values.join(", "))
+/// The `If-Match` header, if one was sent (as text, to be echoed in a 412): `*` or a list of
+/// the ETags this API gives.
+fn if_match(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let invalid = || ApiError::InvalidHeader {
+        name: "If-Match",
+        rule: "must be * or ETags this API gave, such as \"3\"",
+    };
+    let mut values = Vec::new();
+    for value in headers.get_all(header::IF_MATCH) {
+        let text = value.to_str().map_err(|_| invalid())?;
+        let well_formed = text.split(',').map(str::trim).all(|tag| {
+            let tag = tag.strip_prefix("W/").unwrap_or(tag);
+            let digits = tag
+                .strip_prefix('"')
+                .and_then(|rest| rest.strip_suffix('"'))
+                .unwrap_or(tag);
+            tag == "*" || (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        });
+        if !well_formed {
+            return Err(invalid());
+        }
+        values.push(text);
+    }
+    Ok((!values.is_empty()).then(|| values.join(", ")))
 }
 
 /// Whether an `If-Match` list names `version` (or is `*`). A weak tag compares as the strong
 /// one, since a review's version names its whole state.
 fn matches(if_match: &str, version: u64) -> bool {
-    let wanted = etag(version);
-    if_match
-        .split(',')
-        .map(str::trim)
-        .any(|tag| tag == "*" || tag == wanted || tag.strip_prefix("W/") == Some(wanted.as_str()))
+    let wanted = version.to_string();
+    if_match.split(',').map(str::trim).any(|tag| {
+        let tag = tag.strip_prefix("W/").unwrap_or(tag);
+        let bare = tag
+            .strip_prefix('"')
+            .and_then(|rest| rest.strip_suffix('"'))
+            .unwrap_or(tag);
+        tag == "*" || bare == wanted
+    })
 }
 
 #[cfg(test)]
@@ -265,6 +304,7 @@ mod tests {
         assert!(matches("\"1\", \"3\"", 3));
         assert!(matches("*", 7));
         assert!(!matches("\"2\"", 3));
-        assert!(!matches("3", 3), "an ETag is quoted");
+        assert!(matches("3", 3), "a bare number is taken as its tag");
+        assert!(!matches("\"33\"", 3));
     }
 }
