@@ -93,6 +93,15 @@ async fn a_transaction_travels_sqs_lambda_dynamodb_sns_once_even_when_delivered_
         server.stored(DEV_KEY, "aws-small").await["alerts"],
         json!([])
     );
+    // The alert is in the shop's inbox once, delivered twice or not, and shows it was sent.
+    let inbox = server
+        .get_json(format!("{}/alerts", server.base), Some(DEV_KEY))
+        .await;
+    let listed = inbox["data"].as_array().cloned().unwrap_or_default();
+    assert_eq!(listed.len(), 1, "{inbox}");
+    assert_eq!(listed[0]["transaction_id"], "aws-big");
+    assert_eq!(listed[0]["publication"]["state"], "sent");
+    assert_eq!(listed[0]["review"]["status"], "open");
 
     // Exactly one alert reached the topic's subscriber, with the attributes filters use.
     let alerts = testkit::subscriber_messages(&resources, 2, Duration::from_secs(3)).await;

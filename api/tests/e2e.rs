@@ -115,6 +115,28 @@ async fn the_same_post_twice_gives_one_record_and_one_alert() {
     .await;
     assert_eq!(server.metric("transactions_processed_total").await, 1.0);
     assert_eq!(alerts_of(&data_dir(&temp), "demo").await, ["twice"]);
+    // One alert in the shop's inbox, which a review then resolves (and the metric counts).
+    let inbox = server
+        .get_json(format!("{}/alerts", server.base), Some(DEV_KEY))
+        .await;
+    let listed = inbox["data"].as_array().cloned().unwrap_or_default();
+    assert_eq!(listed.len(), 1, "{inbox}");
+    let id = listed[0]["alert_id"].as_str().expect("an id");
+    let reviewed = reqwest::Client::new()
+        .post(format!("{}/alerts/{id}/review", server.base))
+        .bearer_auth(DEV_KEY)
+        .json(&json!({"status": "resolved", "verdict": "legitimate"}))
+        .send()
+        .await
+        .expect("review");
+    assert_eq!(reviewed.status(), StatusCode::OK);
+    assert_eq!(reviewed.headers()["etag"], "\"1\"");
+    assert_eq!(
+        server
+            .metric("alert_reviews_total{verdict=\"legitimate\"}")
+            .await,
+        1.0
+    );
 }
 
 #[tokio::test]
