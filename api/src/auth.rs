@@ -168,15 +168,27 @@ impl KeyRing {
 ///
 /// Known keys and unknown ones are cached apart, each bounded, so that a flood of made-up keys
 /// cannot push out the keys in use. Lookups of keys this instance has not seen are rate
-/// limited; a known key's refresh is not, and if the table cannot answer, a known key keeps
-/// working on what was last read.
+/// limited; a known key's refresh is not. If the table cannot answer, a known key keeps working
+/// on what was last read, asked again once per `trust_for`, for at most [`MAX_STALE`].
 pub struct TableKeys {
     lookup: Arc<dyn KeyLookup>,
     trust_for: Duration,
-    known: Cache<KeyHash, (Instant, StoredKey)>,
+    known: Cache<KeyHash, Known>,
     unknown: Cache<KeyHash, Instant>,
     unknown_lookups: DefaultDirectRateLimiter,
 }
+
+/// A key as last read, when that was, and when the table was last asked for it.
+#[derive(Clone)]
+struct Known {
+    key: StoredKey,
+    read_at: Instant,
+    asked_at: Instant,
+}
+
+/// How long a key read before keeps working while the table cannot answer: a revocation takes
+/// effect within this even through an outage of the keys table.
+pub const MAX_STALE: Duration = Duration::from_secs(10 * 60);
 
 /// Enough for every key of 10,000 shops with two live keys each, and room to spare.
 const KNOWN_KEYS: usize = 50_000;
@@ -197,8 +209,8 @@ impl TableKeys {
     async fn authenticate(&self, presented: &str) -> Result<Option<Caller>, KeyCheckError> {
         let hash = hash_key(presented);
         let key = match self.known.get(&hash) {
-            Some((read_at, key)) if read_at.elapsed() < self.trust_for => Some(key),
-            Some((_, key)) => self.refresh(&hash, key).await,
+            Some(known) if known.asked_at.elapsed() < self.trust_for => Some(known.key),
+            Some(known) => self.refresh(&hash, known).await?,
             None => self.look_up_unseen(&hash).await?,
         };
         Ok(key
@@ -209,14 +221,29 @@ impl TableKeys {
             }))
     }
 
-    /// A known key read again; if the table cannot answer, what was last read still holds.
-    async fn refresh(&self, hash: &KeyHash, last_read: StoredKey) -> Option<StoredKey> {
+    /// A known key read again. If the table cannot answer, what was last read holds until
+    /// it is [`MAX_STALE`] old, and the table is asked again after `trust_for`, not on every
+    /// request.
+    async fn refresh(
+        &self,
+        hash: &KeyHash,
+        known: Known,
+    ) -> Result<Option<StoredKey>, KeyCheckError> {
         match self.lookup.find_key(hash).await {
-            Ok(found) => self.remember(hash, found),
-            Err(error) => {
-                tracing::warn!(%error, key_id = %last_read.key_id(), "could not read an API key again; trusting what was last read");
-                Some(last_read)
+            Ok(found) => Ok(self.remember(hash, found)),
+            Err(error) if known.read_at.elapsed() < MAX_STALE => {
+                tracing::warn!(%error, key_id = %known.key.key_id(), "could not read an API key again; trusting what was last read");
+                let key = known.key.clone();
+                self.known.insert(
+                    *hash,
+                    Known {
+                        asked_at: Instant::now(),
+                        ..known
+                    },
+                );
+                Ok(Some(key))
             }
+            Err(error) => Err(error.into()),
         }
     }
 
@@ -236,7 +263,13 @@ impl TableKeys {
     fn remember(&self, hash: &KeyHash, found: Option<StoredKey>) -> Option<StoredKey> {
         match &found {
             Some(key) => {
-                self.known.insert(*hash, (Instant::now(), key.clone()));
+                let now = Instant::now();
+                let known = Known {
+                    key: key.clone(),
+                    read_at: now,
+                    asked_at: now,
+                };
+                self.known.insert(*hash, known);
                 self.unknown.remove(hash);
             }
             None => {

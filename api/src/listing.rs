@@ -18,6 +18,27 @@ use infra::domain::{
 
 use crate::cursor::{Cursor, CursorKey};
 use crate::error::ApiError;
+use crate::limits::MAX_PAGE_BYTES;
+
+/// The items of a page as shown, up to `MAX_PAGE_BYTES` of them (always at least one); when
+/// some are left out, the position after which the next page starts. Each item comes with its
+/// position in the walk.
+pub fn within_page_bytes<P, T: serde::Serialize>(
+    items: impl IntoIterator<Item = (P, T)>,
+) -> (Vec<T>, Option<P>) {
+    let mut shown = Vec::new();
+    let mut bytes = 0;
+    let mut last = None;
+    for (position, item) in items {
+        bytes += serde_json::to_vec(&item).map_or(0, |json| json.len());
+        if bytes > MAX_PAGE_BYTES && !shown.is_empty() {
+            return (shown, last);
+        }
+        shown.push(item);
+        last = Some(position);
+    }
+    (shown, None)
+}
 
 /// The parameters a list takes, in the order the contract documents them.
 pub const PARAMETERS: [&str; 11] = [
@@ -116,15 +137,7 @@ impl ListParams {
             |code| minor_units(code).map(|_| code.to_owned()),
             "must be an ISO 4217 alphabetic currency code with minor units, such as USD",
         );
-        let customer_id = read.parse(
-            "customer_id",
-            |text| {
-                let fits = (1..=MAX_ID_CHARS as usize).contains(&text.chars().count())
-                    && !text.chars().any(char::is_control);
-                fits.then(|| text.to_owned())
-            },
-            &format!("must be 1-{MAX_ID_CHARS} characters without control characters"),
-        );
+        let customer_id = read.short_text("customer_id");
         let places = currency
             .as_deref()
             .and_then(minor_units)
@@ -239,6 +252,19 @@ impl Reader<'_> {
         )
     }
 
+    /// A parameter of 1-64 characters without control characters (a customer, a rule).
+    fn short_text(&mut self, name: &str) -> Option<String> {
+        self.parse(
+            name,
+            |text| {
+                let fits = (1..=MAX_ID_CHARS as usize).contains(&text.chars().count())
+                    && !text.chars().any(char::is_control);
+                fits.then(|| text.to_owned())
+            },
+            &format!("must be 1-{MAX_ID_CHARS} characters without control characters"),
+        )
+    }
+
     /// A parameter that names an id: 1-64 characters of the id alphabet.
     fn identifier(&mut self, name: &str) -> Option<String> {
         self.parse(
@@ -310,15 +336,7 @@ impl AlertListParams {
         let (from, to) = read.time_range();
         let status = read.parse("status", ReviewStatus::from_name, &one_of::<ReviewStatus>());
         let verdict = read.parse("verdict", Verdict::from_name, &one_of::<Verdict>());
-        let rule = read.parse(
-            "rule",
-            |text| {
-                let fits = (1..=MAX_ID_CHARS as usize).contains(&text.chars().count())
-                    && !text.chars().any(char::is_control);
-                fits.then(|| text.to_owned())
-            },
-            &format!("must be a rule's name, 1-{MAX_ID_CHARS} characters"),
-        );
+        let rule = read.short_text("rule");
         let transaction_id = read.identifier("transaction_id");
         let cursor = read.cursor(cursor_key);
         if !errors.is_empty() {

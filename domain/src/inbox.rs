@@ -16,6 +16,9 @@ use super::transaction::ShopId;
 pub const MAX_REVIEWS_PER_ALERT: usize = 100;
 /// A review's note, in characters at most.
 pub const MAX_NOTE_CHARS: usize = 2_000;
+/// The notes of one alert's history, in bytes at most: an alert stays well inside a DynamoDB
+/// item (400 KB) and a list page, however long its notes.
+pub const MAX_HISTORY_NOTE_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -100,7 +103,9 @@ pub enum ReviewError {
     VerdictOnOpen,
     #[error("the note is longer than {MAX_NOTE_CHARS} characters")]
     NoteTooLong,
-    #[error("the alert already has {MAX_REVIEWS_PER_ALERT} reviews, the most it keeps")]
+    #[error(
+        "the alert already has {MAX_REVIEWS_PER_ALERT} reviews or {MAX_HISTORY_NOTE_BYTES} bytes of notes, the most it keeps"
+    )]
     TooManyReviews,
 }
 
@@ -132,7 +137,19 @@ impl Review {
         {
             return Err(ReviewError::NoteTooLong);
         }
-        if self.history.len() >= MAX_REVIEWS_PER_ALERT {
+        let note_bytes: usize = self
+            .history
+            .iter()
+            .chain(std::iter::once(&ReviewEntry {
+                status: change.status,
+                verdict: None,
+                note: change.note.clone(),
+                by: String::new(),
+                at: change.at,
+            }))
+            .filter_map(|entry| entry.note.as_ref().map(String::len))
+            .sum();
+        if self.history.len() >= MAX_REVIEWS_PER_ALERT || note_bytes > MAX_HISTORY_NOTE_BYTES {
             return Err(ReviewError::TooManyReviews);
         }
         let verdict = match change.status {
@@ -341,6 +358,19 @@ mod tests {
             review.apply(change(ReviewStatus::Acknowledged, None)),
             Err(ReviewError::TooManyReviews)
         );
+    }
+
+    #[test]
+    fn the_notes_of_a_history_are_bounded_in_bytes() {
+        let mut long = change(ReviewStatus::Acknowledged, None);
+        // 2,000 four-byte characters: 8,000 bytes a note.
+        long.note = Some("😀".repeat(MAX_NOTE_CHARS));
+        let mut review = Review::default();
+        let fits = MAX_HISTORY_NOTE_BYTES / 8_000;
+        for _ in 0..fits {
+            review = review.apply(long.clone()).expect("within the bound");
+        }
+        assert_eq!(review.apply(long), Err(ReviewError::TooManyReviews));
     }
 
     #[test]

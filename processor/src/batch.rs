@@ -126,9 +126,10 @@ impl Processor {
     }
 
     /// Processes a batch that must be done by `deadline` (a Lambda invocation's): no message
-    /// is started without [`TIME_TO_START`] left, and one still running at the deadline is cut
-    /// and reported failed, with any alert claim it held released, so that it can be handed
-    /// back to the queue in time.
+    /// is started without [`TIME_TO_START`] left before it, and one still running at the
+    /// deadline is cut and reported failed, so that it can be handed back to the queue in
+    /// time. A publish is given up [`TIME_TO_RELEASE`] before the deadline, to release its
+    /// claim; a claim taken by a message cut in another call expires by itself.
     pub async fn process_batch_within(
         &self,
         messages: Vec<ReceivedMessage>,
@@ -365,11 +366,24 @@ impl Processor {
             }
             return Err(error);
         }
-        self.ledger
-            .mark_alert_sent(shop_id, transaction_id, &decision.rule, Utc::now())
-            .await?;
         metrics::counter!(telemetry::ALERTS_SENT).increment(1);
-        Ok(())
+        // Published: marking it sent is its own task, which a deadline's cut of this message
+        // does not cancel. A cut mark would leave the claim held until it expires and the next
+        // delivery would publish again; the task finishes instead (in Lambda, at the latest
+        // when the environment next runs), and the next delivery finds the alert sent.
+        let ledger = self.ledger.clone();
+        let (shop_id, transaction_id, rule) = (
+            shop_id.clone(),
+            transaction_id.clone(),
+            decision.rule.clone(),
+        );
+        tokio::spawn(async move {
+            ledger
+                .mark_alert_sent(&shop_id, &transaction_id, &rule, Utc::now())
+                .await
+        })
+        .await
+        .unwrap_or_else(|error| Err(PortError::unavailable("store", error)))
     }
 }
 

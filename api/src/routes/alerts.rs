@@ -1,7 +1,8 @@
 //! The alert inbox: `GET /alerts`, `GET /alerts/{alert_id}` and
 //! `POST /alerts/{alert_id}/review`. Every alert answer carries its review's version as an
-//! `ETag`; a review sent with `If-Match` is written only on that version (else 412), and one
-//! sent without it is written on the version it read, so no review overwrites another unseen.
+//! `ETag`; a review sent with `If-Match` is written only on that version (else 412). One sent
+//! without it is written on the version it read, re-read and applied again if another review
+//! came first: every review is kept in the history, none is lost.
 
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use infra::domain::{
     AlertListQuery, FieldError, InboxAlert, Named, ReviewChange, ReviewStatus, ShopId, Verdict,
     is_alert_id,
 };
-use infra::ports::{AlertInbox, ReviewOutcome};
+use infra::ports::{AlertInbox, PortError, ReviewOutcome};
 use infra::telemetry;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -24,7 +25,7 @@ use crate::cursor::{Cursor, CursorKey};
 use crate::docs::{AlertListParamsDoc, ReviewHeadersDoc, ReviewRequestDoc};
 use crate::error::{ApiError, Problem, etag};
 use crate::extract::JsonBody;
-use crate::listing::AlertListParams;
+use crate::listing::{AlertListParams, within_page_bytes};
 
 /// A review's body, at most: room for a note of 2,000 characters each written as a JSON
 /// surrogate pair (12 bytes), and the rest.
@@ -104,11 +105,16 @@ pub async fn list(
         after,
     };
     let page = alerts.list_alerts(&shop_id, &query).await?;
-    let next_cursor = page
-        .next
+    let shown = page
+        .alerts
+        .into_iter()
+        .map(|alert| (alert.position(), alert));
+    let (data, cut_after) = within_page_bytes(shown);
+    let next_cursor = cut_after
+        .or(page.next)
         .map(|position| Cursor::encode(&cursor_key, &shop_id, &query.filters, &position));
     Ok(Json(AlertList {
-        data: page.alerts,
+        data,
         has_more: next_cursor.is_some(),
         next_cursor,
     }))
@@ -177,7 +183,7 @@ pub async fn review(
     let request: ReviewRequest = serde_json::from_slice(&body)
         .map_err(|error| ApiError::MalformedJson(format!("the body is not a review: {error}")))?;
     let (status, verdict, note) = request.into_parts();
-    let if_match = if_match(&headers)?;
+    let precondition = Precondition::of(&headers)?;
     let mut current = find(alerts.as_ref(), &caller.shop, &alert_id).await?;
     for _ in 0..REVIEW_ATTEMPTS {
         let change = ReviewChange {
@@ -196,8 +202,8 @@ pub async fn review(
         })?;
         // Judged after the review itself, so that a broken review is refused as such
         // whatever the version it names.
-        if let Some(tags) = &if_match
-            && !matches(tags, current.review.version)
+        if let Some(precondition) = &precondition
+            && !precondition.holds(current.review.version)
         {
             return Err(stale(&current));
         }
@@ -215,7 +221,11 @@ pub async fn review(
             ReviewOutcome::Missing => return Err(not_found()),
         }
     }
-    Err(stale(&current))
+    // Reviewed by others between each read and write, without a precondition to fail.
+    Err(ApiError::Port(PortError::unavailable(
+        "alert inbox",
+        "the alert was reviewed concurrently",
+    )))
 }
 
 async fn find(
@@ -253,58 +263,86 @@ fn with_etag(alert: InboxAlert) -> Response {
     response
 }
 
-/// The `If-Match` header, if one was sent (as text, to be echoed in a 412): `*` or a list of
-/// the ETags this API gives.
-fn if_match(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let invalid = || ApiError::InvalidHeader {
-        name: "If-Match",
-        rule: "must be * or ETags this API gave, such as \"3\"",
-    };
-    let mut values = Vec::new();
-    for value in headers.get_all(header::IF_MATCH) {
-        let text = value.to_str().map_err(|_| invalid())?;
-        let well_formed = text.split(',').map(str::trim).all(|tag| {
-            let tag = tag.strip_prefix("W/").unwrap_or(tag);
-            let digits = tag
-                .strip_prefix('"')
-                .and_then(|rest| rest.strip_suffix('"'))
-                .unwrap_or(tag);
-            tag == "*" || (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
-        });
-        if !well_formed {
-            return Err(invalid());
-        }
-        values.push(text);
-    }
-    Ok((!values.is_empty()).then(|| values.join(", ")))
+/// An `If-Match` header: `*`, or the versions its ETags name. A weak tag (`W/"3"`) names none:
+/// `If-Match` compares strongly (RFC 9110). A bare number is taken as its quoted tag.
+#[derive(Debug, PartialEq, Eq)]
+enum Precondition {
+    Any,
+    Versions(Vec<u64>),
 }
 
-/// Whether an `If-Match` list names `version` (or is `*`). A weak tag compares as the strong
-/// one, since a review's version names its whole state.
-fn matches(if_match: &str, version: u64) -> bool {
-    let wanted = version.to_string();
-    if_match.split(',').map(str::trim).any(|tag| {
-        let tag = tag.strip_prefix("W/").unwrap_or(tag);
-        let bare = tag
-            .strip_prefix('"')
-            .and_then(|rest| rest.strip_suffix('"'))
-            .unwrap_or(tag);
-        tag == "*" || bare == wanted
-    })
+impl Precondition {
+    fn of(headers: &HeaderMap) -> Result<Option<Self>, ApiError> {
+        let invalid = || ApiError::InvalidHeader {
+            name: "If-Match",
+            rule: "must be * or ETags this API gave, such as \"3\"",
+        };
+        let mut versions = Vec::new();
+        let mut any = false;
+        let mut sent = false;
+        for value in headers.get_all(header::IF_MATCH) {
+            sent = true;
+            let text = value.to_str().map_err(|_| invalid())?;
+            for tag in text.split(',').map(str::trim) {
+                if tag == "*" {
+                    any = true;
+                    continue;
+                }
+                let (weak, tag) = match tag.strip_prefix("W/") {
+                    Some(rest) => (true, rest),
+                    None => (false, tag),
+                };
+                let digits = tag
+                    .strip_prefix('"')
+                    .and_then(|rest| rest.strip_suffix('"'))
+                    .unwrap_or(tag);
+                let version: u64 = digits.parse().map_err(|_| invalid())?;
+                if !weak {
+                    versions.push(version);
+                }
+            }
+        }
+        Ok(sent.then_some(if any {
+            Self::Any
+        } else {
+            Self::Versions(versions)
+        }))
+    }
+
+    fn holds(&self, version: u64) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Versions(versions) => versions.contains(&version),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn precondition(value: &str) -> Result<Option<Precondition>, ApiError> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::IF_MATCH,
+            HeaderValue::from_str(value).expect("header"),
+        );
+        Precondition::of(&headers)
+    }
+
     #[test]
-    fn if_match_names_a_version_or_any() {
-        assert!(matches("\"3\"", 3));
-        assert!(matches("W/\"3\"", 3));
-        assert!(matches("\"1\", \"3\"", 3));
-        assert!(matches("*", 7));
-        assert!(!matches("\"2\"", 3));
-        assert!(matches("3", 3), "a bare number is taken as its tag");
-        assert!(!matches("\"33\"", 3));
+    fn if_match_names_versions_strongly_or_any() {
+        let holds = |value: &str, version| precondition(value).unwrap().unwrap().holds(version);
+        assert!(holds("\"3\"", 3));
+        assert!(holds("\"1\", \"3\"", 3));
+        assert!(holds("3", 3), "a bare number is taken as its tag");
+        assert!(holds("*", 7));
+        assert!(!holds("\"2\"", 3));
+        assert!(!holds("\"33\"", 3));
+        assert!(!holds("W/\"3\"", 3), "a weak tag never matches");
+        for broken in ["", "\"x\"", "null", "3\"", "\"-1\""] {
+            assert!(precondition(broken).is_err(), "{broken:?}");
+        }
+        assert!(Precondition::of(&HeaderMap::new()).unwrap().is_none());
     }
 }

@@ -20,8 +20,7 @@ use crate::docs::{ListParamsDoc, NewTransaction};
 use crate::error::{ApiError, Problem};
 use crate::extract::ValidatedTransaction;
 use crate::ingest;
-use crate::limits::MAX_PAGE_BYTES;
-use crate::listing::ListParams;
+use crate::listing::{ListParams, within_page_bytes};
 use crate::state::{AppState, PathPrefix};
 
 /// The answer to an accepted POST: the transaction is durably on the queue.
@@ -236,7 +235,11 @@ pub async fn list(
         after,
     };
     let page = store.list(&shop_id, &query).await?;
-    let (data, cut_after) = within_page_bytes(page.records);
+    let shown = page
+        .records
+        .into_iter()
+        .map(|record| (Position::of(&record), StoredTransaction::from(record)));
+    let (data, cut_after) = within_page_bytes(shown);
     let next_cursor = cut_after
         .or(page.next)
         .map(|position| Cursor::encode(&cursor_key, &shop_id, &query.filters, &position));
@@ -245,25 +248,4 @@ pub async fn list(
         has_more: next_cursor.is_some(),
         next_cursor,
     }))
-}
-
-/// The records as shown, up to `MAX_PAGE_BYTES` of them (always at least one); when some are
-/// left out, the position after which the next page starts.
-fn within_page_bytes(
-    records: Vec<TransactionRecord>,
-) -> (Vec<StoredTransaction>, Option<Position>) {
-    let mut shown = Vec::with_capacity(records.len());
-    let mut bytes = 0;
-    let mut last = None;
-    for record in records {
-        let position = Position::of(&record);
-        let record = StoredTransaction::from(record);
-        bytes += serde_json::to_vec(&record).map_or(0, |json| json.len());
-        if bytes > MAX_PAGE_BYTES && !shown.is_empty() {
-            return (shown, last);
-        }
-        shown.push(record);
-        last = Some(position);
-    }
-    (shown, None)
 }

@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use chrono::DateTime;
 
@@ -178,6 +177,12 @@ impl DynamoStore {
             kept.push("transaction_id = :transaction");
             values.insert(":transaction".to_owned(), text(id));
         }
+        // Without a filter every item read is kept: read no more than the page needs.
+        let per_query = if kept.is_empty() {
+            i32::try_from(query.limit + 1).unwrap_or(ITEMS_PER_QUERY)
+        } else {
+            ITEMS_PER_QUERY
+        };
         let mut rows = Vec::new();
         let mut examined = 0usize;
         let mut start = None;
@@ -193,7 +198,7 @@ impl DynamoStore {
                 .set_expression_attribute_names((!names.is_empty()).then(|| names.clone()))
                 .set_expression_attribute_values(Some(values.clone()))
                 .scan_index_forward(false)
-                .limit(ITEMS_PER_QUERY)
+                .limit(per_query)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
@@ -234,6 +239,12 @@ impl DynamoStore {
             .iter()
             .map(|id| HashMap::from([("pk".to_owned(), text(key(shop_id, id)))]))
             .collect();
+        wanted.sort_by(|a, b| {
+            a.get("pk")
+                .and_then(|v| v.as_s().ok())
+                .cmp(&b.get("pk").and_then(|v| v.as_s().ok()))
+        });
+        // BatchGetItem refuses a key given twice (two alerts of one transaction on a page).
         wanted.dedup();
         for _round in 0..5 {
             if wanted.is_empty() {
@@ -395,22 +406,18 @@ impl DynamoStore {
                 Some(alert) => ReviewOutcome::Saved(alert),
                 None => ReviewOutcome::Missing,
             }),
-            Err(error) if is_canceled(&error) => {
+            // The alert's own condition failed: another review came first.
+            Err(error) if super::first_condition_failed(&error) => {
                 Ok(match self.one_alert(shop_id, alert_id).await? {
                     Some(alert) => ReviewOutcome::Stale(alert),
                     None => ReviewOutcome::Missing,
                 })
             }
+            // Anything else (a transaction conflicting with the processor's update of the
+            // record, a throttle) is worth a retry: the client gets 503 with Retry-After.
             Err(error) => Err(unavailable(error)),
         }
     }
-}
-
-fn is_canceled<R>(error: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, R>) -> bool {
-    matches!(
-        error.as_service_error(),
-        Some(TransactWriteItemsError::TransactionCanceledException(_))
-    )
 }
 
 /// The position of the last item a query examined, from its `LastEvaluatedKey`.
