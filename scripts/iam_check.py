@@ -212,10 +212,16 @@ def condition_holds(conditions, context):
     for operator, pairs in conditions.items():
         for key, expected in pairs.items():
             actual = context.get(key)
-            if actual is None:
-                return False
             expected = as_list(expected)
-            if operator in ("StringEquals", "ArnEquals"):
+            if operator == "ForAllValues:StringEquals":
+                # Every value the request carries must be allowed; as in IAM, a request that
+                # carries none passes.
+                ok = all(value in expected for value in as_list(actual or []))
+            elif actual is None:
+                return False
+            elif isinstance(actual, list):
+                return False  # a multivalued key needs a set operator
+            elif operator in ("StringEquals", "ArnEquals"):
                 ok = actual in expected
             elif operator in ("StringLike", "ArnLike"):
                 ok = any(matches(pattern, actual) for pattern in expected)
@@ -295,7 +301,8 @@ def check(template, calls):
                 problems.append(f"{function}: the template has no resource or parameter for "
                                 f"{call['resource']} (the code calls {call['operation']})")
                 continue
-            context = {key: value.replace("{region}", REGION) for key, value in call.get("context", {}).items()}
+            context = {key: value.replace("{region}", REGION) if isinstance(value, str) else value
+                       for key, value in call.get("context", {}).items()}
             checked += 1
             if not allowed(statements, call["action"], arn, context):
                 problems.append(f"{function}: {call['action']} on {arn} is not allowed "
@@ -332,6 +339,13 @@ def self_test():
     assert check(template(conditioned), via)[0] == []
     other = dict(conditioned, Condition={"StringEquals": {"kms:ViaService": "sns.us-east-1.amazonaws.com"}})
     assert len(check(template(other), via)[0]) == 1
+    # A grant scoped to some attributes allows a write of those only.
+    scoped = {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": {"Fn::GetAtt": ["Q", "Arn"]},
+              "Condition": {"ForAllValues:StringEquals": {"dynamodb:Attributes": ["pk", "review"]}}}
+    writes = lambda *names: [dict(send[0], context={"dynamodb:Attributes": list(names)})]
+    assert check(template(scoped), writes("pk", "review"))[0] == []
+    assert len(check(template(scoped), writes("pk", "record"))[0]) == 1, "an attribute outside the grant"
+    assert check(template(scoped), send)[0] == [], "as in IAM, ForAllValues holds for none"
     print("iam_check self-test: ok")
 
 

@@ -99,12 +99,16 @@ fn calls_json() -> serde_json::Value {
                 // Operators use their own credentials; the README lists what they need.
                 Caller::Operator => continue,
             };
-            let context = match call.via {
-                Some(service) => {
-                    serde_json::json!({"kms:ViaService": format!("{service}.{{region}}.amazonaws.com")})
-                }
-                None => serde_json::json!({}),
-            };
+            let mut context = serde_json::Map::new();
+            if let Some(service) = call.via {
+                context.insert(
+                    "kms:ViaService".to_owned(),
+                    format!("{service}.{{region}}.amazonaws.com").into(),
+                );
+            }
+            if !call.attributes.is_empty() {
+                context.insert("dynamodb:Attributes".to_owned(), call.attributes.into());
+            }
             entries.push(serde_json::json!({
                 "function": function,
                 "operation": call.operation,

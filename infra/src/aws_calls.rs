@@ -31,6 +31,9 @@ pub struct AwsCall {
     pub callers: &'static [Caller],
     /// The `kms:ViaService` service of a call made through another service, if any.
     pub via: Option<&'static str>,
+    /// The item attributes a DynamoDB write names (its key included), for a grant scoped by
+    /// `dynamodb:Attributes`; empty when the call's grant is not scoped.
+    pub attributes: &'static [&'static str],
 }
 
 impl AwsCall {
@@ -46,11 +49,17 @@ impl AwsCall {
             resource,
             callers,
             via: None,
+            attributes: &[],
         }
     }
 
     pub const fn via(mut self, service: &'static str) -> Self {
         self.via = Some(service);
+        self
+    }
+
+    pub const fn writing(mut self, attributes: &'static [&'static str]) -> Self {
+        self.attributes = attributes;
         self
     }
 }

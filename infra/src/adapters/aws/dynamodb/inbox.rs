@@ -23,6 +23,18 @@ use crate::domain::{
 };
 use crate::ports::{PortError, ReviewOutcome};
 
+/// Every attribute a review writes, on the alert's item and on the record (`alerts`), and the
+/// key: the API's grant to update the table is scoped to these (`dynamodb:Attributes`), so it
+/// cannot rewrite a record's transaction or anything else.
+pub(super) const REVIEW_ATTRIBUTES: &[&str] = &[
+    "pk",
+    "review",
+    "review_version",
+    "status",
+    "verdict",
+    "alerts",
+];
+
 /// Reads of the index per page at most, each of up to this many items.
 const ITEMS_PER_QUERY: i32 = 500;
 
