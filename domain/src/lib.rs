@@ -10,6 +10,7 @@ pub mod parse;
 pub mod record;
 pub mod rules;
 pub mod transaction;
+pub mod webhooks;
 
 pub use alert::{Alert, AlertDecision, AlertPolicy};
 pub use envelope::{Envelope, EnvelopeError};
