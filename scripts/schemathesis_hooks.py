@@ -25,6 +25,9 @@ A review depends on the alert's state, which no schema can know: a review sent w
 and an alert keeps at most 100 reviews (then 422). The alert list's cursor is as the
 transaction list's. Those answers, checked against their bodies, are dropped from ST202.
 
+A webhook's destination is judged where it resolves (no private or metadata address), and a
+shop has at most 10 webhooks: a registration's 422 naming only `url` is dropped from ST202.
+
 A POST answers 202 once the transaction is on the queue; the processor stores it a moment
 later, and until then a read of it is a 404 (the README's eventual consistency). A "created
 resource not found" failure (ST302) is dropped only when the same GET, sent again, finds the
@@ -163,6 +166,16 @@ def refused_for_the_alerts_state(response):
     ) and bool(errors)
 
 
+def refused_for_its_destination(response):
+    """A webhook URL of the right form whose host does not resolve, or resolves to a private
+    address, or a shop at its limit of webhooks: facts no schema states."""
+    answer = _answer(response)
+    errors = answer.get("errors") if isinstance(answer, dict) else None
+    return response.status_code == 422 and bool(errors) and all(
+        isinstance(error, dict) and error.get("field") == "url" for error in errors
+    )
+
+
 def batch_answered_item_by_item(response):
     if response.status_code == 413:
         return True
@@ -222,4 +235,6 @@ def filter_failure(ctx, failure, case, response):
         return not list_refused_beyond_schema(case, response)
     if case.path == "/alerts/{alert_id}/review":
         return not refused_for_the_alerts_state(response)
+    if case.path == "/webhooks" and case.method.upper() == "POST":
+        return not refused_for_its_destination(response)
     return expressible(case.body)

@@ -144,6 +144,15 @@ pub struct ServeArgs {
     #[arg(long, env = "API_KEYS_CACHE_SECONDS", default_value = "60", value_parser = parse_seconds)]
     pub api_keys_cache_seconds: Duration,
 
+    /// Seconds a webhook's receiver has to answer an attempt; then it is a failure, retried.
+    #[arg(long, env = "WEBHOOK_TIMEOUT", default_value = "10", value_parser = parse_seconds)]
+    pub webhook_timeout: Duration,
+
+    /// The waits between a failing webhook delivery's attempts, in seconds, comma-separated;
+    /// after the last the delivery is failed. Unset: 10 s growing to 8 h, about 30 hours.
+    #[arg(long, env = "WEBHOOK_RETRY_WAITS", value_delimiter = ',', value_parser = parse_seconds)]
+    pub webhook_retry_waits: Vec<Duration>,
+
     /// Run the processor inside this process when the queue is embedded (`false` serves the
     /// API only and leaves the queue to another process).
     #[arg(long, env = "EMBEDDED_PROCESSOR", default_value_t = true, action = clap::ArgAction::Set)]

@@ -63,6 +63,9 @@ pub enum ApiError {
     /// A review that breaks a rule of reviews (422).
     #[error("the review breaks {} rule(s)", .0.len())]
     InvalidReview(Vec<FieldError>),
+    /// A webhook that cannot be registered (422): a destination refused, a limit reached.
+    #[error("the webhook breaks {} rule(s)", .0.len())]
+    InvalidWebhook(Vec<FieldError>),
     /// A review based on a version of the alert that is not the current one (412): the current
     /// alert is in the answer, with its `ETag`.
     #[error(
@@ -149,9 +152,10 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::InvalidParameters(_) => StatusCode::BAD_REQUEST,
-            Self::Invalid { .. } | Self::NoneAccepted { .. } | Self::InvalidReview(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            Self::Invalid { .. }
+            | Self::NoneAccepted { .. }
+            | Self::InvalidReview(_)
+            | Self::InvalidWebhook(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Stale { .. } => StatusCode::PRECONDITION_FAILED,
             Self::Port(PortError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Port(PortError::Rejected { .. }) | Self::Internal(_) => {
@@ -175,9 +179,10 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => "unsupported-media-type",
             Self::RequestTimeout(_) => "request-timeout",
             Self::InvalidParameters(_) => "invalid-parameters",
-            Self::Invalid { .. } | Self::NoneAccepted { .. } | Self::InvalidReview(_) => {
-                "validation"
-            }
+            Self::Invalid { .. }
+            | Self::NoneAccepted { .. }
+            | Self::InvalidReview(_)
+            | Self::InvalidWebhook(_) => "validation",
             Self::Stale { .. } => "stale-review",
             Self::Port(PortError::Unavailable { .. }) => "unavailable",
             Self::Port(PortError::Rejected { .. }) => "refused-by-backend",
@@ -202,6 +207,7 @@ impl ApiError {
             Self::Invalid { .. } => "Invalid transaction",
             Self::NoneAccepted { .. } => "Invalid transactions",
             Self::InvalidReview(_) => "Invalid review",
+            Self::InvalidWebhook(_) => "Invalid webhook",
             Self::Stale { .. } => "The alert changed",
             Self::Port(PortError::Unavailable { .. }) => "Service unavailable",
             Self::Port(PortError::Rejected { .. }) => "Refused by a backend service",
@@ -238,7 +244,8 @@ impl ApiError {
             errors: match self {
                 Self::Invalid { errors, .. }
                 | Self::InvalidParameters(errors)
-                | Self::InvalidReview(errors) => {
+                | Self::InvalidReview(errors)
+                | Self::InvalidWebhook(errors) => {
                     Some(errors.iter().take(MAX_REPORTED_ERRORS).cloned().collect())
                 }
                 _ => None,

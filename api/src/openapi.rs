@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::Problem;
-use crate::routes::{alerts, batch, ops, transactions};
+use crate::routes::{alerts, batch, ops, transactions, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,6 +27,11 @@ use crate::routes::{alerts, batch, ops, transactions};
         alerts::list,
         alerts::read,
         alerts::review,
+        webhooks::create,
+        webhooks::list,
+        webhooks::remove,
+        webhooks::rotate_secret,
+        webhooks::deliveries,
         ops::health,
     ),
     components(schemas(Problem, infra::domain::FieldError, infra::domain::AlertFilter)),
@@ -34,6 +39,7 @@ use crate::routes::{alerts, batch, ops, transactions};
     tags(
         (name = "transactions", description = "Send and read transactions (API key needed)"),
         (name = "alerts", description = "The shop's alert inbox: list, read and review alerts (API key needed)"),
+        (name = "webhooks", description = "Signed deliveries of the shop's alert events to its own systems (API key needed)"),
         (name = "operations", description = "Health (no key)"),
     )
 )]

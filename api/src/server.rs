@@ -4,10 +4,13 @@
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use anyhow::Context;
 use infra::adapters::select::{Backend, Connector};
 use infra::aws_calls::{AwsCall, Caller};
+use infra::domain::webhooks::RETRY_WAITS;
+use infra::ports::{WebhookOutbox, WebhookRegistry};
 use infra::{shutdown, telemetry};
 use processor::{wiring, worker};
 use tokio::net::TcpListener;
@@ -21,7 +24,8 @@ use crate::cursor::CursorKey;
 use crate::http_server::{self, Limits};
 use crate::lambda;
 use crate::routes::ops::HEALTH_CACHE;
-use crate::state::{AppState, Timeouts};
+use crate::state::{AppState, Timeouts, WebhookState};
+use crate::webhook_sender::{self, SenderSettings};
 
 /// What Lambda does for the API function with its role, for the permission test.
 pub const AWS_CALLS: &[AwsCall] = &[
@@ -93,17 +97,27 @@ fn cursor_key(args: &ServeArgs, on_lambda: bool) -> anyhow::Result<CursorKey> {
     }
 }
 
-/// The state the router needs: the queue's sending side, the store's reading side, the keys.
+/// The state the router needs: the queue's sending side, the store's reading side, the keys,
+/// the webhooks where the store keeps them. `loopback` says whether the API listens on a
+/// loopback address, where loopback webhook destinations are allowed.
 async fn app_state(
     args: &ServeArgs,
     ports: &Connector<'_>,
     keys: KeyRing,
     cursor_key: CursorKey,
+    loopback: bool,
 ) -> anyhow::Result<AppState> {
     let timeouts = Timeouts {
         enqueue: args.enqueue_timeout,
         body_read: args.body_read_timeout,
         health_cache: HEALTH_CACHE,
+    };
+    let webhooks = WebhookState {
+        registry: ports
+            .webhooks()
+            .await?
+            .map(|webhooks| webhooks as Arc<dyn WebhookRegistry>),
+        loopback_allowed: loopback,
     };
     Ok(AppState::new(
         ports.producer().await?,
@@ -111,7 +125,32 @@ async fn app_state(
         keys,
         cursor_key,
         timeouts,
-    ))
+    )
+    .with_webhooks(webhooks))
+}
+
+/// The webhook sender, where the store keeps webhooks.
+async fn start_webhook_sender(
+    args: &ServeArgs,
+    ports: &Connector<'_>,
+    stop: CancellationToken,
+) -> anyhow::Result<Option<JoinHandle<()>>> {
+    let Some(outbox) = ports.webhooks().await? else {
+        return Ok(None);
+    };
+    let settings = SenderSettings {
+        timeout: args.webhook_timeout,
+        retry_waits: if args.webhook_retry_waits.is_empty() {
+            RETRY_WAITS.to_vec()
+        } else {
+            args.webhook_retry_waits.clone()
+        },
+        loopback_allowed: args.addr.ip().is_loopback(),
+    };
+    let outbox = outbox as Arc<dyn WebhookOutbox>;
+    Ok(Some(tokio::spawn(webhook_sender::run(
+        outbox, settings, stop,
+    ))))
 }
 
 /// The processor inside this process, draining the same embedded queue the API sends to (the
@@ -164,9 +203,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let ports = args.ports.connector();
     let keys = key_ring(&args, &ports, Some(args.addr.ip())).await?;
     let prometheus = telemetry::prometheus();
-    let state = app_state(&args, &ports, keys, cursor_key(&args, false)?).await?;
+    let loopback = args.addr.ip().is_loopback();
+    let state = app_state(&args, &ports, keys, cursor_key(&args, false)?, loopback).await?;
     let stop =
         shutdown::on_signal("no new requests; finishing those in flight and the current batch");
+    let sender = start_webhook_sender(&args, &ports, stop.child_token()).await?;
     let run_processor = args.embedded_processor && args.ports.queue_backend() == Backend::Embedded;
     let worker = if run_processor {
         Some(start_embedded_processor(&args, &ports, stop.child_token()).await?)
@@ -210,6 +251,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         // The worker saw the same cancellation and is finishing its batch.
         worker.await.context("the in-process processor")?;
     }
+    if let Some(sender) = sender {
+        sender.await.context("the webhook sender")?;
+    }
     tracing::info!("stopped");
     Ok(())
 }
@@ -220,7 +264,7 @@ pub async fn run_lambda(args: ServeArgs) -> anyhow::Result<()> {
     let metrics = telemetry::cloudwatch_metrics(&args.telemetry.metrics_namespace)?;
     let ports = args.ports.connector();
     let keys = key_ring(&args, &ports, None).await?;
-    let state = app_state(&args, &ports, keys, cursor_key(&args, true)?).await?;
+    let state = app_state(&args, &ports, keys, cursor_key(&args, true)?, false).await?;
     let service = tower::ServiceBuilder::new()
         .map_request(lambda::prepare)
         .service(router(state));

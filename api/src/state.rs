@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use axum::extract::FromRef;
 use infra::adapters::breaker::BreakerQueue;
-use infra::ports::{AlertInbox, Producer, RecordReader, ShopStore};
+use infra::ports::{AlertInbox, Producer, RecordReader, ShopStore, WebhookRegistry};
 
 use crate::auth::KeyRing;
 use crate::cursor::CursorKey;
@@ -28,6 +28,15 @@ pub struct AppState {
     pub readiness: Readiness,
     pub body_read_timeout: BodyReadTimeout,
     pub enqueue_timeout: EnqueueTimeout,
+    pub webhooks: WebhookState,
+}
+
+/// The shops' webhooks, where the store keeps them (the embedded store; not yet DynamoDB), and
+/// whether loopback destinations are allowed (the API itself listens on loopback).
+#[derive(Clone, Default)]
+pub struct WebhookState {
+    pub registry: Option<Arc<dyn WebhookRegistry>>,
+    pub loopback_allowed: bool,
 }
 
 impl AppState {
@@ -51,7 +60,14 @@ impl AppState {
             cursor_key,
             body_read_timeout: BodyReadTimeout(timeouts.body_read),
             enqueue_timeout: EnqueueTimeout(timeouts.enqueue),
+            webhooks: WebhookState::default(),
         }
+    }
+
+    /// The state with the shops' webhooks.
+    pub fn with_webhooks(mut self, webhooks: WebhookState) -> Self {
+        self.webhooks = webhooks;
+        self
     }
 }
 

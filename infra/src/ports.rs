@@ -24,6 +24,7 @@ use chrono::{DateTime, Utc};
 
 pub use crate::domain::Alert;
 use crate::domain::rules::{Contribution, WindowQuery, WindowTotal};
+use crate::domain::webhooks::EventType;
 use crate::domain::{
     AlertListQuery, AlertPage, InboxAlert, ListQuery, Page, RefusedResend, Review, ShopId,
     TransactionRecord,
@@ -451,3 +452,123 @@ pub trait KeyAdmin: KeyLookup {
     async fn expire_key(&self, hash: &KeyHash, at: DateTime<Utc>) -> Result<(), PortError>;
     async fn remove_key(&self, hash: &KeyHash) -> Result<(), PortError>;
 }
+
+/// A shop's webhook: where its events go, and the secrets that sign them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhook {
+    pub webhook_id: String,
+    pub shop_id: ShopId,
+    pub url: String,
+    pub events: Vec<EventType>,
+    pub description: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub secret: String,
+    /// The secret before the last rotation, signing beside the new one until it expires.
+    pub previous_secret: Option<(String, DateTime<Utc>)>,
+}
+
+impl Webhook {
+    /// The secrets that sign a delivery made at `now`.
+    pub fn live_secrets(&self, now: DateTime<Utc>) -> Vec<&str> {
+        let mut secrets = vec![self.secret.as_str()];
+        if let Some((previous, until)) = &self.previous_secret
+            && now < *until
+        {
+            secrets.push(previous);
+        }
+        secrets
+    }
+}
+
+/// One attempt to deliver an event, as the deliveries list shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeliveryAttempt {
+    pub at: DateTime<Utc>,
+    /// The receiver's status code, if it answered.
+    pub status: Option<u16>,
+    /// Why the attempt failed without an answer (refused, timed out, a forbidden address).
+    pub error: Option<String>,
+    pub latency_ms: u64,
+}
+
+/// One event's delivery to one webhook.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Delivery {
+    pub delivery_id: String,
+    pub event_id: String,
+    pub event_type: EventType,
+    /// `pending` (retries left), `delivered` or `failed` (no retries left).
+    pub state: String,
+    pub created_at: DateTime<Utc>,
+    pub attempts: Vec<DeliveryAttempt>,
+}
+
+/// A delivery that is due: what to send, where, and how many attempts came before.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub delivery_id: String,
+    pub webhook: Webhook,
+    pub body: String,
+    pub attempts_made: u32,
+}
+
+/// What an attempt leaves the delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Delivered,
+    RetryAt(DateTime<Utc>),
+    Failed,
+}
+
+/// A shop's webhooks (the API): registered, listed, removed, their secrets rotated, their
+/// deliveries read. The events themselves are written by the store with the change they
+/// report (an alert raised with its record, a review with the review).
+#[async_trait]
+pub trait WebhookRegistry: Send + Sync {
+    /// Adds the webhook unless the shop has `most` already; false then.
+    async fn add_webhook(&self, webhook: &Webhook, most: usize) -> Result<bool, PortError>;
+    async fn webhooks(&self, shop_id: &ShopId) -> Result<Vec<Webhook>, PortError>;
+    async fn remove_webhook(&self, shop_id: &ShopId, webhook_id: &str) -> Result<bool, PortError>;
+    /// Makes `secret` the signing secret; the one before keeps signing until `old_until`.
+    async fn rotate_secret(
+        &self,
+        shop_id: &ShopId,
+        webhook_id: &str,
+        secret: &str,
+        old_until: DateTime<Utc>,
+    ) -> Result<Option<Webhook>, PortError>;
+    /// A webhook's deliveries, newest first, `limit` of them after `after` (a delivery id).
+    async fn deliveries(
+        &self,
+        shop_id: &ShopId,
+        webhook_id: &str,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Option<(Vec<Delivery>, bool)>, PortError>;
+}
+
+/// The deliveries to make (the delivery worker).
+#[async_trait]
+pub trait WebhookOutbox: Send + Sync {
+    /// Up to `limit` deliveries due at `now`, each leased until `now + lease` so that no other
+    /// worker sends it meanwhile.
+    async fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<DueDelivery>, PortError>;
+
+    async fn record_attempt(
+        &self,
+        delivery_id: &str,
+        attempt: &DeliveryAttempt,
+        outcome: AttemptOutcome,
+    ) -> Result<(), PortError>;
+}
+
+/// Both sides of a store's webhooks, for the wiring.
+pub trait Webhooks: WebhookRegistry + WebhookOutbox {}
+impl<T: WebhookRegistry + WebhookOutbox + ?Sized> Webhooks for T {}

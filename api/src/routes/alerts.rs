@@ -296,8 +296,11 @@ impl Precondition {
                     .strip_prefix('"')
                     .and_then(|rest| rest.strip_suffix('"'))
                     .unwrap_or(tag);
-                let version: u64 = digits.parse().map_err(|_| invalid())?;
-                if !weak {
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(invalid());
+                }
+                // A number past any version names none; a weak tag never matches.
+                if let (false, Ok(version)) = (weak, digits.parse::<u64>()) {
                     versions.push(version);
                 }
             }
@@ -340,6 +343,7 @@ mod tests {
         assert!(!holds("\"2\"", 3));
         assert!(!holds("\"33\"", 3));
         assert!(!holds("W/\"3\"", 3), "a weak tag never matches");
+        assert!(!holds("\"99999999999999999999999\"", 3), "past any version");
         for broken in ["", "\"x\"", "null", "3\"", "\"-1\""] {
             assert!(precondition(broken).is_err(), "{broken:?}");
         }

@@ -2,3 +2,4 @@ pub mod alerts;
 pub mod batch;
 pub mod ops;
 pub mod transactions;
+pub mod webhooks;

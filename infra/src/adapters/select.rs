@@ -19,7 +19,7 @@ use super::aws::{
 use super::embedded::{QueueSettings, SqliteNotifier, SqliteQueue, SqliteStore};
 use crate::ports::{
     Consumer, DeadLetters, KeyAdmin, KeyLookup, Notifier, Parameter, PortError, Producer, Queue,
-    ShopStore, Store,
+    ShopStore, Store, Webhooks,
 };
 use crate::settings::parse_seconds;
 
@@ -143,6 +143,7 @@ impl PortArgs {
             aws: OnceCell::new(),
             queue: OnceCell::new(),
             store: OnceCell::new(),
+            webhooks: std::sync::OnceLock::new(),
         }
     }
 }
@@ -154,6 +155,8 @@ pub struct Connector<'a> {
     aws: OnceCell<SdkConfig>,
     queue: OnceCell<Arc<dyn Queue>>,
     store: OnceCell<Arc<dyn Store>>,
+    /// The embedded store's webhooks, set when it is opened.
+    webhooks: std::sync::OnceLock<Arc<dyn Webhooks>>,
 }
 
 /// How long a connection to an AWS endpoint may take to open (the SDK's own default).
@@ -239,6 +242,13 @@ impl Connector<'_> {
         }
     }
 
+    /// The shops' webhooks and their deliveries, where the store keeps them: the embedded
+    /// store does; on DynamoDB they are not built yet (`None`).
+    pub async fn webhooks(&self) -> Result<Option<Arc<dyn Webhooks>>, SettingsError> {
+        self.store().await?;
+        Ok(self.webhooks.get().cloned())
+    }
+
     /// Reading stored transactions and working the alert inbox (the API).
     pub async fn shop_store(&self) -> Result<Arc<dyn ShopStore>, SettingsError> {
         Ok(self.store().await?)
@@ -257,9 +267,9 @@ impl Connector<'_> {
         match self.args.store_backend() {
             Backend::Embedded => {
                 let path = data_file(&self.args.embedded.data_dir, "store.db", PORT)?;
-                Ok(Arc::new(
-                    SqliteStore::open(&path).map_err(open_error(PORT))?,
-                ))
+                let store = Arc::new(SqliteStore::open(&path).map_err(open_error(PORT))?);
+                let _ = self.webhooks.set(store.clone());
+                Ok(store)
             }
             Backend::Aws => {
                 let client = aws_sdk_dynamodb::Client::new(self.aws_config().await);

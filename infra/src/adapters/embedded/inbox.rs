@@ -6,8 +6,12 @@
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
+use chrono::Utc;
+
 use super::sqlite::json_error;
+use super::webhooks;
 use crate::domain::listing::MAX_EXAMINED_PER_PAGE;
+use crate::domain::webhooks::{EventType, WebhookEvent};
 use crate::domain::{
     AlertListQuery, AlertPage, AlertPosition, InboxAlert, Named, Review, ReviewStatus,
     TransactionRecord, Verdict, alert_id,
@@ -37,7 +41,8 @@ CREATE INDEX IF NOT EXISTS inbox_of_transaction
 
 const ORDER: &str = "ORDER BY raised_at_us DESC, alert_id DESC";
 
-/// Opens an inbox row for each alert of a record just inserted.
+/// Opens an inbox row for each alert of a record just inserted, with its `alert.raised`
+/// deliveries.
 pub fn insert_alerts(connection: &Connection, record: &TransactionRecord) -> rusqlite::Result<()> {
     let review = serde_json::to_string(&Review::default()).map_err(json_error)?;
     let mut insert = connection.prepare_cached(
@@ -56,6 +61,9 @@ pub fn insert_alerts(connection: &Connection, record: &TransactionRecord) -> rus
             record.processed_at.timestamp_micros(),
             review,
         ])?;
+        let alert = InboxAlert::of(record, alert, Review::default());
+        let event = WebhookEvent::of(EventType::AlertRaised, alert, record.processed_at);
+        webhooks::enqueue(connection, record.shop_id.as_str(), &event)?;
     }
     Ok(())
 }
@@ -299,7 +307,11 @@ pub fn review_alert(
     let now = get_alert(connection, shop_id, alert_id, record)?;
     Ok(match (changed, now) {
         (_, None) => ReviewOutcome::Missing,
-        (1, Some(alert)) => ReviewOutcome::Saved(alert),
+        (1, Some(alert)) => {
+            let event = WebhookEvent::of(EventType::AlertReviewed, alert.clone(), Utc::now());
+            webhooks::enqueue(connection, shop_id, &event)?;
+            ReviewOutcome::Saved(alert)
+        }
         (_, Some(alert)) => ReviewOutcome::Stale(alert),
     })
 }

@@ -8,6 +8,7 @@ mod notifier;
 mod queue;
 mod sqlite;
 mod store;
+mod webhooks;
 mod window_cache;
 
 pub use notifier::{PublishedAlert, SqliteNotifier};

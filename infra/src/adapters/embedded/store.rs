@@ -19,7 +19,7 @@ use rust_decimal::prelude::ToPrimitive;
 
 use super::sqlite::{SqliteDb, json_error};
 use super::window_cache::WindowCache;
-use super::{counters, inbox};
+use super::{counters, inbox, webhooks};
 use crate::domain::listing::{MAX_EXAMINED_PER_PAGE, order_micros};
 use crate::domain::rules::{Contribution, WindowQuery, WindowTotal};
 use crate::domain::{
@@ -28,8 +28,9 @@ use crate::domain::{
 };
 use crate::domain::{AlertListQuery, AlertPage, InboxAlert, Review};
 use crate::ports::{
-    AlertClaim, AlertInbox, AlertLedger, ClaimOutcome, PortError, PutOutcome, RecordReader,
-    RecordWriter, ReviewOutcome, WindowCounters,
+    AlertClaim, AlertInbox, AlertLedger, AttemptOutcome, ClaimOutcome, Delivery, DeliveryAttempt,
+    DueDelivery, PortError, PutOutcome, RecordReader, RecordWriter, ReviewOutcome, Webhook,
+    WebhookOutbox, WebhookRegistry, WindowCounters,
 };
 
 const COMPONENT: &str = "store";
@@ -102,7 +103,12 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, PortError> {
-        let schema = format!("{SCHEMA}{}{}", counters::SCHEMA, inbox::SCHEMA);
+        let schema = format!(
+            "{SCHEMA}{}{}{}",
+            counters::SCHEMA,
+            inbox::SCHEMA,
+            webhooks::SCHEMA
+        );
         let db = SqliteDb::open_then(
             path,
             COMPONENT,
@@ -640,6 +646,91 @@ impl AlertInbox for SqliteStore {
                     &review,
                     |connection, id| select_record(connection, &shop_id, id),
                 )
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl WebhookRegistry for SqliteStore {
+    async fn add_webhook(&self, webhook: &Webhook, most: usize) -> Result<bool, PortError> {
+        let webhook = webhook.clone();
+        self.db
+            .write(move |connection| webhooks::add(connection, &webhook, most))
+            .await
+    }
+
+    async fn webhooks(&self, shop_id: &ShopId) -> Result<Vec<Webhook>, PortError> {
+        let shop_id = shop_id.as_str().to_owned();
+        self.db
+            .read(move |connection| webhooks::of_shop(connection, &shop_id))
+            .await
+    }
+
+    async fn remove_webhook(&self, shop_id: &ShopId, webhook_id: &str) -> Result<bool, PortError> {
+        let (shop_id, webhook_id) = (shop_id.as_str().to_owned(), webhook_id.to_owned());
+        self.db
+            .write(move |connection| webhooks::remove(connection, &shop_id, &webhook_id))
+            .await
+    }
+
+    async fn rotate_secret(
+        &self,
+        shop_id: &ShopId,
+        webhook_id: &str,
+        secret: &str,
+        old_until: DateTime<Utc>,
+    ) -> Result<Option<Webhook>, PortError> {
+        let (shop_id, webhook_id) = (shop_id.as_str().to_owned(), webhook_id.to_owned());
+        let secret = secret.to_owned();
+        self.db
+            .write(move |connection| {
+                webhooks::rotate(connection, &shop_id, &webhook_id, &secret, old_until)
+            })
+            .await
+    }
+
+    async fn deliveries(
+        &self,
+        shop_id: &ShopId,
+        webhook_id: &str,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<Option<(Vec<Delivery>, bool)>, PortError> {
+        let (shop_id, webhook_id) = (shop_id.as_str().to_owned(), webhook_id.to_owned());
+        let after = after.map(str::to_owned);
+        self.db
+            .read(move |connection| {
+                webhooks::deliveries(connection, &shop_id, &webhook_id, limit, after.as_deref())
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl WebhookOutbox for SqliteStore {
+    async fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<DueDelivery>, PortError> {
+        let lease_until = now + chrono::Duration::from_std(lease).unwrap_or_default();
+        self.db
+            .write(move |connection| webhooks::due(connection, now, lease_until, limit))
+            .await
+    }
+
+    async fn record_attempt(
+        &self,
+        delivery_id: &str,
+        attempt: &DeliveryAttempt,
+        outcome: AttemptOutcome,
+    ) -> Result<(), PortError> {
+        let (delivery_id, attempt) = (delivery_id.to_owned(), attempt.clone());
+        self.db
+            .write(move |connection| {
+                webhooks::record_attempt(connection, &delivery_id, &attempt, outcome)
             })
             .await
     }

@@ -1,0 +1,181 @@
+//! Sends webhook deliveries: takes the due ones from the store, POSTs each signed event to its
+//! webhook, and records the attempt; a failure is retried on the schedule, then failed.
+//!
+//! A destination is checked at every attempt, after DNS resolution, and the request goes to
+//! the address that was checked (no second lookup a rebinding DNS server could answer
+//! differently). Redirects are not followed, and at most 1 KiB of an answer is read.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures_util::{StreamExt, stream};
+use infra::domain::webhooks::{self, DestinationError, signature_header};
+use infra::ports::{AttemptOutcome, DeliveryAttempt, DueDelivery, WebhookOutbox};
+use tokio_util::sync::CancellationToken;
+
+/// Deliveries sent at once.
+const CONCURRENCY: usize = 8;
+/// Deliveries taken from the store per round.
+const BATCH: usize = 32;
+/// How long a taken delivery is held from other senders: longer than an attempt can take.
+const LEASE: Duration = Duration::from_secs(60);
+/// A receiver's answer is read this far, no further.
+const MAX_ANSWER_BYTES: usize = 1024;
+const IDLE_WAIT: Duration = Duration::from_millis(250);
+const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How deliveries are sent.
+#[derive(Debug, Clone)]
+pub struct SenderSettings {
+    /// An attempt without an answer in this long is a failure.
+    pub timeout: Duration,
+    /// The waits between attempts; after the last, the delivery is failed.
+    pub retry_waits: Vec<Duration>,
+    /// The API listens on loopback: loopback destinations are allowed (the development set-up).
+    pub loopback_allowed: bool,
+}
+
+/// Where a webhook URL may be delivered: its addresses after DNS resolution, each allowed.
+pub async fn resolve_destination(
+    url: &url::Url,
+    loopback_allowed: bool,
+) -> Result<Vec<SocketAddr>, String> {
+    webhooks::check_url(url, loopback_allowed).map_err(|error| error.to_string())?;
+    let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
+    let port = url.port_or_known_default().unwrap_or(443);
+    let addresses: Vec<SocketAddr> =
+        tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host((host, port)))
+            .await
+            .map_err(|_| format!("resolving {host} took over {DNS_TIMEOUT:?}"))?
+            .map_err(|error| format!("{host} does not resolve: {error}"))?
+            .collect();
+    if addresses.is_empty() {
+        return Err(format!("{host} resolves to no address"));
+    }
+    for address in &addresses {
+        webhooks::address_allowed(address.ip(), loopback_allowed)
+            .map_err(|error: DestinationError| error.to_string())?;
+    }
+    Ok(addresses)
+}
+
+/// Sends due deliveries until `stop`.
+pub async fn run(
+    outbox: Arc<dyn WebhookOutbox>,
+    settings: SenderSettings,
+    stop: CancellationToken,
+) {
+    while !stop.is_cancelled() {
+        let due = match outbox.due_deliveries(Utc::now(), LEASE, BATCH).await {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::warn!(%error, "could not read the webhook deliveries due");
+                Vec::new()
+            }
+        };
+        let idle = due.is_empty();
+        stream::iter(due)
+            .for_each_concurrent(CONCURRENCY, |delivery| {
+                let (outbox, settings) = (outbox.clone(), &settings);
+                async move { deliver(outbox.as_ref(), settings, delivery).await }
+            })
+            .await;
+        if idle {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = tokio::time::sleep(IDLE_WAIT) => {}
+            }
+        }
+    }
+}
+
+async fn deliver(outbox: &dyn WebhookOutbox, settings: &SenderSettings, delivery: DueDelivery) {
+    let started = Instant::now();
+    let at = Utc::now();
+    let result = attempt(settings, &delivery).await;
+    let latency_ms = started.elapsed().as_millis() as u64;
+    let (status, error) = match &result {
+        Ok(status) => (Some(*status), None),
+        Err(error) => (None, Some(error.clone())),
+    };
+    let delivered = status.is_some_and(|status| (200..300).contains(&status));
+    let attempts = delivery.attempts_made as usize + 1;
+    let outcome = if delivered {
+        AttemptOutcome::Delivered
+    } else {
+        match settings.retry_waits.get(attempts - 1) {
+            Some(wait) => {
+                AttemptOutcome::RetryAt(at + chrono::Duration::from_std(*wait).unwrap_or_default())
+            }
+            None => AttemptOutcome::Failed,
+        }
+    };
+    if !delivered {
+        tracing::info!(delivery = %delivery.delivery_id, ?status, ?error, attempts, ?outcome, "webhook delivery failed");
+    }
+    let record = DeliveryAttempt {
+        at,
+        status,
+        error,
+        latency_ms,
+    };
+    if let Err(error) = outbox
+        .record_attempt(&delivery.delivery_id, &record, outcome)
+        .await
+    {
+        // The lease runs out and the delivery is tried again: at least once, as promised.
+        tracing::warn!(%error, delivery = %delivery.delivery_id, "could not record a webhook attempt");
+    }
+}
+
+/// One POST of the delivery; its status code, or why there was none.
+async fn attempt(settings: &SenderSettings, delivery: &DueDelivery) -> Result<u16, String> {
+    let url = url::Url::parse(&delivery.webhook.url).map_err(|error| error.to_string())?;
+    let addresses = resolve_destination(&url, settings.loopback_allowed).await?;
+    let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(settings.timeout)
+        .resolve_to_addrs(host, &addresses)
+        .build()
+        .map_err(|error| error.to_string())?;
+    let now = Utc::now();
+    let secrets: Vec<&[u8]> = delivery
+        .webhook
+        .live_secrets(now)
+        .into_iter()
+        .map(str::as_bytes)
+        .collect();
+    let signature = signature_header(&secrets, now.timestamp(), delivery.body.as_bytes());
+    let mut response = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("webhook-signature", signature)
+        .header("user-agent", "ecommerce-pipeline-webhooks")
+        .body(delivery.body.clone())
+        .send()
+        .await
+        .map_err(|error| describe(&error))?;
+    let status = response.status().as_u16();
+    // Read a little of the answer (some receivers expect it read), never more.
+    let mut read = 0;
+    while read < MAX_ANSWER_BYTES {
+        match tokio::time::timeout(settings.timeout, response.chunk()).await {
+            Ok(Ok(Some(chunk))) => read += chunk.len(),
+            _ => break,
+        }
+    }
+    Ok(status)
+}
+
+fn describe(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        "no answer in time".to_owned()
+    } else if error.is_connect() {
+        "could not connect".to_owned()
+    } else {
+        "the request failed".to_owned()
+    }
+}

@@ -1,0 +1,412 @@
+//! Webhooks end to end, with the real binary on the embedded store and a receiver on loopback:
+//! signed deliveries the receiver verifies, retries after 500s and timeouts, the failure after
+//! the last retry, secret rotation, destinations refused by URL and by resolved address, and
+//! tenancy.
+
+mod support;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use infra::domain::webhooks::signature_holds;
+use reqwest::StatusCode as Status;
+use serde_json::{Value, json};
+use support::{DEV_KEY, Server, eventually};
+
+/// What the receiver got: each request's signature header and body.
+#[derive(Default)]
+struct Received {
+    requests: Mutex<Vec<(String, Bytes)>>,
+    /// How to answer the next requests: a status, and a delay first; then 200.
+    script: Mutex<VecDeque<(u16, Duration)>>,
+}
+
+struct Receiver {
+    url: String,
+    received: Arc<Received>,
+}
+
+impl Receiver {
+    async fn start(script: &[(u16, Duration)]) -> Self {
+        let received = Arc::new(Received {
+            script: Mutex::new(script.iter().copied().collect()),
+            ..Received::default()
+        });
+        let app = Router::new()
+            .route("/hook", post(receive))
+            .with_state(received.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/hook", listener.local_addr().expect("address"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, received }
+    }
+
+    /// Each request's signature, raw body (what the signature covers) and parsed event.
+    fn requests(&self) -> Vec<(String, Bytes, Value)> {
+        let requests = self.received.requests.lock().expect("lock");
+        requests
+            .iter()
+            .map(|(signature, body)| {
+                let event = serde_json::from_slice(body).unwrap_or(Value::Null);
+                (signature.clone(), body.clone(), event)
+            })
+            .collect()
+    }
+}
+
+async fn receive(
+    State(received): State<Arc<Received>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let signature = headers
+        .get("webhook-signature")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let (status, delay) = received
+        .script
+        .lock()
+        .expect("lock")
+        .pop_front()
+        .unwrap_or((200, Duration::ZERO));
+    tokio::time::sleep(delay).await;
+    received
+        .requests
+        .lock()
+        .expect("lock")
+        .push((signature, body));
+    StatusCode::from_u16(status).unwrap_or(StatusCode::OK)
+}
+
+async fn register(server: &Server, key: &str, url: &str, events: Value) -> reqwest::Response {
+    server
+        .http
+        .post(format!("{}/webhooks", server.base))
+        .bearer_auth(key)
+        .json(&json!({"url": url, "events": events, "description": "back office"}))
+        .send()
+        .await
+        .expect("POST /webhooks")
+}
+
+async fn alert_once(server: &Server, id: &str) {
+    let body =
+        json!({"transaction_id": id, "amount": "5000.00", "timestamp": "2024-08-09T12:34:56Z"});
+    assert_eq!(
+        server.post(DEV_KEY, &body.to_string()).await.status(),
+        Status::ACCEPTED
+    );
+}
+
+/// Waits until the receiver got `count` requests.
+async fn received(receiver: &Receiver, count: usize) -> Vec<(String, Bytes, Value)> {
+    eventually(&format!("{count} deliveries received"), || async {
+        let requests = receiver.requests();
+        (requests.len() >= count).then_some(requests)
+    })
+    .await
+}
+
+/// The receiver's check, on the raw body as it arrived.
+fn verified(signature: &str, secret: &str, body: &[u8]) -> bool {
+    let now = chrono::Utc::now().timestamp();
+    signature_holds(
+        signature,
+        secret.as_bytes(),
+        body,
+        now,
+        Duration::from_secs(300),
+    )
+}
+
+async fn deliveries(server: &Server, webhook_id: &str) -> Value {
+    server
+        .get_json(
+            format!("{}/webhooks/{webhook_id}/deliveries", server.base),
+            Some(DEV_KEY),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn alert_events_arrive_signed_and_the_receiver_verifies_them() {
+    let temp = tempfile::tempdir().expect("temp");
+    let server = Server::start(&temp.path().join("data"), &[] as &[(&str, &str)]).await;
+    let receiver = Receiver::start(&[]).await;
+    let created = register(
+        &server,
+        DEV_KEY,
+        &receiver.url,
+        json!(["alert.raised", "alert.reviewed"]),
+    )
+    .await;
+    assert_eq!(created.status(), Status::CREATED);
+    let created: Value = created.json().await.expect("JSON");
+    let secret = created["secret"].as_str().expect("a secret").to_owned();
+    let webhook_id = created["webhook_id"].as_str().expect("an id").to_owned();
+
+    alert_once(&server, "hooked-1").await;
+    let requests = received(&receiver, 1).await;
+    let (signature, raw, event) = &requests[0];
+    assert_eq!(event["type"], "alert.raised");
+    assert_eq!(event["data"]["transaction_id"], "hooked-1");
+    assert!(event["id"].as_str().unwrap_or_default().starts_with("evt_"));
+    assert!(verified(signature, &secret, raw), "{signature}");
+    assert!(!verified(signature, "whsec_not-the-secret", raw));
+    assert!(!verified(signature, &secret, b"{}"), "another body");
+
+    // A review is an event too.
+    let alert_id = event["data"]["alert_id"]
+        .as_str()
+        .expect("alert id")
+        .to_owned();
+    let reviewed = server
+        .http
+        .post(format!("{}/alerts/{alert_id}/review", server.base))
+        .bearer_auth(DEV_KEY)
+        .json(&json!({"status": "resolved", "verdict": "fraud"}))
+        .send()
+        .await
+        .expect("review");
+    assert_eq!(reviewed.status(), Status::OK);
+    let requests = received(&receiver, 2).await;
+    assert_eq!(requests[1].2["type"], "alert.reviewed");
+    assert_eq!(requests[1].2["data"]["review"]["verdict"], "fraud");
+
+    // Rotation: the next delivery is signed by both secrets.
+    let rotated: Value = server
+        .http
+        .post(format!(
+            "{}/webhooks/{webhook_id}/rotate-secret",
+            server.base
+        ))
+        .bearer_auth(DEV_KEY)
+        .send()
+        .await
+        .expect("rotate")
+        .json()
+        .await
+        .expect("JSON");
+    let new_secret = rotated["secret"].as_str().expect("a new secret").to_owned();
+    assert_ne!(new_secret, secret);
+    assert!(rotated["previous_secret_expires_at"].is_string());
+    alert_once(&server, "hooked-2").await;
+    let requests = received(&receiver, 3).await;
+    let (signature, raw, _) = &requests[2];
+    assert!(
+        verified(signature, &secret, raw),
+        "the old secret still signs"
+    );
+    assert!(verified(signature, &new_secret, raw), "the new one too");
+
+    // The list shows no secret; the deliveries show each attempt.
+    let listed = server
+        .get_json(format!("{}/webhooks", server.base), Some(DEV_KEY))
+        .await;
+    assert!(!listed.to_string().contains("whsec_"), "{listed}");
+    let page = deliveries(&server, &webhook_id).await;
+    let data = page["data"].as_array().cloned().unwrap_or_default();
+    assert_eq!(data.len(), 3, "{page}");
+    assert!(
+        data.iter()
+            .all(|d| d["state"] == "delivered" && d["attempts"][0]["status"] == 200)
+    );
+}
+
+#[tokio::test]
+async fn failures_and_timeouts_are_retried_until_delivered_and_the_last_retry_fails_it() {
+    let temp = tempfile::tempdir().expect("temp");
+    let env = [
+        ("WEBHOOK_RETRY_WAITS", "0.2,0.2,0.2"),
+        ("WEBHOOK_TIMEOUT", "1"),
+    ];
+    let server = Server::start(&temp.path().join("data"), &env).await;
+    // 500, then no answer in time, then 500, then 200: delivered on the fourth attempt.
+    let flaky = Receiver::start(&[
+        (500, Duration::ZERO),
+        (200, Duration::from_secs(3)),
+        (503, Duration::ZERO),
+    ])
+    .await;
+    let created: Value = register(&server, DEV_KEY, &flaky.url, json!(["alert.raised"]))
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    let flaky_id = created["webhook_id"].as_str().expect("id").to_owned();
+    alert_once(&server, "retried").await;
+    let delivered = eventually("delivered after retries", || async {
+        let page = deliveries(&server, &flaky_id).await;
+        (page["data"][0]["state"] == "delivered").then_some(page)
+    })
+    .await;
+    let attempts = delivered["data"][0]["attempts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let statuses: Vec<Value> = attempts.iter().map(|a| a["status"].clone()).collect();
+    assert_eq!(
+        statuses,
+        [json!(500), Value::Null, json!(503), json!(200)],
+        "{delivered}"
+    );
+    assert_eq!(attempts[1]["error"], "no answer in time");
+    // Every attempt carried the same event.
+    let ids: Vec<Value> = flaky
+        .requests()
+        .iter()
+        .map(|(_, _, event)| event["id"].clone())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "{ids:?}");
+
+    // A receiver that always fails: after the last of three waits, the delivery is failed.
+    let down = Receiver::start(&[(500, Duration::ZERO); 10]).await;
+    let created: Value = register(&server, DEV_KEY, &down.url, json!(["alert.raised"]))
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    let down_id = created["webhook_id"].as_str().expect("id").to_owned();
+    alert_once(&server, "never-delivered").await;
+    let failed = eventually("failed after the last retry", || async {
+        let page = deliveries(&server, &down_id).await;
+        (page["data"][0]["state"] == "failed").then_some(page)
+    })
+    .await;
+    assert_eq!(
+        failed["data"][0]["attempts"].as_array().map(Vec::len),
+        Some(4)
+    );
+}
+
+#[tokio::test]
+async fn destinations_that_could_reach_private_networks_are_refused() {
+    let temp = tempfile::tempdir().expect("temp");
+    let server = Server::start(&temp.path().join("data"), &[] as &[(&str, &str)]).await;
+    for url in [
+        "http://hooks.example.com/x",
+        "ftp://hooks.example.com/x",
+        "https://10.0.0.1/x",
+        "https://192.168.1.20/x",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[fd00:ec2::254]/",
+        "https://[::ffff:10.1.2.3]/",
+        "https://user:password@hooks.example.com/",
+        "not a url",
+    ] {
+        let refused = register(&server, DEV_KEY, url, json!(["alert.raised"])).await;
+        assert_eq!(refused.status(), Status::UNPROCESSABLE_ENTITY, "{url}");
+        let problem: Value = refused.json().await.expect("problem");
+        assert_eq!(problem["errors"][0]["field"], "url", "{url}: {problem}");
+    }
+    // By resolved address: a name is judged by what it resolves to. Off loopback, localhost is
+    // refused although its name is harmless.
+    let url = url::Url::parse("https://localhost:9/x").expect("URL");
+    let refused = api::webhook_sender::resolve_destination(&url, false).await;
+    let reason = refused.expect_err("localhost resolves to loopback");
+    assert!(
+        reason.contains("127.0.0.1") || reason.contains("::1"),
+        "{reason}"
+    );
+    // Bad registrations otherwise: no events, unknown fields.
+    let none = register(&server, DEV_KEY, "http://127.0.0.1:9/x", json!([])).await;
+    assert_eq!(none.status(), Status::UNPROCESSABLE_ENTITY);
+    let odd = server
+        .http
+        .post(format!("{}/webhooks", server.base))
+        .bearer_auth(DEV_KEY)
+        .json(&json!({"url": "http://127.0.0.1:9/x", "events": ["alert.raised"], "secret": "mine"}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(odd.status(), Status::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn another_shops_webhooks_are_not_there() {
+    let temp = tempfile::tempdir().expect("temp");
+    let keys = temp.path().join("keys");
+    let line =
+        |shop: &str, key: &str| format!("{shop}:{}\n", hex::encode(api::auth::hash_key(key)));
+    std::fs::write(
+        &keys,
+        format!("{}{}", line("demo", DEV_KEY), line("other", "other-key")),
+    )
+    .expect("keys");
+    let env = [("API_KEYS_FILE", keys.to_string_lossy().into_owned())];
+    let server = Server::start(&temp.path().join("data"), &env).await;
+    let receiver = Receiver::start(&[]).await;
+    let created: Value = register(&server, DEV_KEY, &receiver.url, json!(["alert.raised"]))
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    let id = created["webhook_id"].as_str().expect("id").to_owned();
+    let theirs = server
+        .get_json(format!("{}/webhooks", server.base), Some("other-key"))
+        .await;
+    assert_eq!(theirs["data"], json!([]));
+    let url = |path: &str| format!("{}/webhooks/{id}{path}", server.base);
+    let status = |response: reqwest::Response| response.status();
+    let http = &server.http;
+    assert_eq!(
+        status(
+            http.get(url("/deliveries"))
+                .bearer_auth("other-key")
+                .send()
+                .await
+                .expect("GET")
+        ),
+        Status::NOT_FOUND
+    );
+    assert_eq!(
+        status(
+            http.post(url("/rotate-secret"))
+                .bearer_auth("other-key")
+                .send()
+                .await
+                .expect("POST")
+        ),
+        Status::NOT_FOUND
+    );
+    assert_eq!(
+        status(
+            http.delete(url(""))
+                .bearer_auth("other-key")
+                .send()
+                .await
+                .expect("DELETE")
+        ),
+        Status::NOT_FOUND
+    );
+    // Still there for its shop, and removed by it.
+    assert_eq!(
+        status(
+            http.delete(url(""))
+                .bearer_auth(DEV_KEY)
+                .send()
+                .await
+                .expect("DELETE")
+        ),
+        Status::NO_CONTENT
+    );
+    assert_eq!(
+        status(
+            http.delete(url(""))
+                .bearer_auth(DEV_KEY)
+                .send()
+                .await
+                .expect("DELETE")
+        ),
+        Status::NOT_FOUND
+    );
+}
