@@ -1,9 +1,11 @@
 //! Sends webhook deliveries: takes the due ones from the store, POSTs each signed event to its
 //! webhook, and records the attempt; a failure is retried on the schedule, then failed.
 //!
-//! A destination is checked at every attempt, after DNS resolution, and the request goes to
-//! the address that was checked (no second lookup a rebinding DNS server could answer
-//! differently). Redirects are not followed, and at most 1 KiB of an answer is read.
+//! A destination is checked at every connection, after DNS resolution: the client resolves
+//! names through [`CheckedResolver`], which refuses a name with any forbidden address, so the
+//! connection goes to an address that was checked (no second lookup a rebinding DNS server
+//! could answer differently); an address written in the URL is checked as it is. Redirects are
+//! not followed, and at most 1 KiB of an answer is read.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,8 +21,6 @@ use tokio_util::sync::CancellationToken;
 const CONCURRENCY: usize = 8;
 /// Deliveries taken from the store per round.
 const BATCH: usize = 32;
-/// How long a taken delivery is held from other senders: longer than an attempt can take.
-const LEASE: Duration = Duration::from_secs(60);
 /// A receiver's answer is read this far, no further.
 const MAX_ANSWER_BYTES: usize = 1024;
 const IDLE_WAIT: Duration = Duration::from_millis(250);
@@ -35,6 +35,14 @@ pub struct SenderSettings {
     pub retry_waits: Vec<Duration>,
     /// The API listens on loopback: loopback destinations are allowed (the development set-up).
     pub loopback_allowed: bool,
+}
+
+impl SenderSettings {
+    /// How long a taken delivery is held from other senders (and from this one after a
+    /// restart): longer than an attempt can take, its lookup, answer and reading included.
+    fn lease(&self) -> Duration {
+        DNS_TIMEOUT + self.timeout * 2 + Duration::from_secs(5)
+    }
 }
 
 /// Where a webhook URL may be delivered: its addresses after DNS resolution, each allowed.
@@ -61,14 +69,55 @@ pub async fn resolve_destination(
     Ok(addresses)
 }
 
+/// Resolves names for the delivery client, refusing any with a forbidden address.
+struct CheckedResolver {
+    loopback_allowed: bool,
+}
+
+impl reqwest::dns::Resolve for CheckedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let loopback_allowed = self.loopback_allowed;
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addresses: Vec<SocketAddr> =
+                tokio::time::timeout(DNS_TIMEOUT, tokio::net::lookup_host((host.as_str(), 0)))
+                    .await
+                    .map_err(|_| format!("resolving {host} took over {DNS_TIMEOUT:?}"))??
+                    .collect();
+            for address in &addresses {
+                webhooks::address_allowed(address.ip(), loopback_allowed)?;
+            }
+            let addresses: reqwest::dns::Addrs = Box::new(addresses.into_iter());
+            Ok(addresses)
+        })
+    }
+}
+
+/// The one client deliveries go through: names resolved and checked by [`CheckedResolver`],
+/// no redirects, a deadline per attempt; connections kept alive for the next attempt.
+fn client(settings: &SenderSettings) -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(settings.timeout)
+        .dns_resolver(Arc::new(CheckedResolver {
+            loopback_allowed: settings.loopback_allowed,
+        }))
+        .build()
+        .expect("a client with a resolver, no redirects and a timeout builds")
+}
+
 /// Sends due deliveries until `stop`.
 pub async fn run(
     outbox: Arc<dyn WebhookOutbox>,
     settings: SenderSettings,
     stop: CancellationToken,
 ) {
+    let client = client(&settings);
     while !stop.is_cancelled() {
-        let due = match outbox.due_deliveries(Utc::now(), LEASE, BATCH).await {
+        let due = match outbox
+            .due_deliveries(Utc::now(), settings.lease(), BATCH)
+            .await
+        {
             Ok(due) => due,
             Err(error) => {
                 tracing::warn!(%error, "could not read the webhook deliveries due");
@@ -78,8 +127,8 @@ pub async fn run(
         let idle = due.is_empty();
         stream::iter(due)
             .for_each_concurrent(CONCURRENCY, |delivery| {
-                let (outbox, settings) = (outbox.clone(), &settings);
-                async move { deliver(outbox.as_ref(), settings, delivery).await }
+                let (outbox, settings, client) = (outbox.clone(), &settings, &client);
+                async move { deliver(outbox.as_ref(), settings, client, delivery).await }
             })
             .await;
         if idle {
@@ -91,10 +140,15 @@ pub async fn run(
     }
 }
 
-async fn deliver(outbox: &dyn WebhookOutbox, settings: &SenderSettings, delivery: DueDelivery) {
+async fn deliver(
+    outbox: &dyn WebhookOutbox,
+    settings: &SenderSettings,
+    client: &reqwest::Client,
+    delivery: DueDelivery,
+) {
     let started = Instant::now();
     let at = Utc::now();
-    let result = attempt(settings, &delivery).await;
+    let result = attempt(settings, client, &delivery).await;
     let latency_ms = started.elapsed().as_millis() as u64;
     let (status, error) = match &result {
         Ok(status) => (Some(*status), None),
@@ -131,16 +185,23 @@ async fn deliver(outbox: &dyn WebhookOutbox, settings: &SenderSettings, delivery
 }
 
 /// One POST of the delivery; its status code, or why there was none.
-async fn attempt(settings: &SenderSettings, delivery: &DueDelivery) -> Result<u16, String> {
+async fn attempt(
+    settings: &SenderSettings,
+    client: &reqwest::Client,
+    delivery: &DueDelivery,
+) -> Result<u16, String> {
     let url = url::Url::parse(&delivery.webhook.url).map_err(|error| error.to_string())?;
-    let addresses = resolve_destination(&url, settings.loopback_allowed).await?;
-    let host = url.host_str().unwrap_or_default().trim_matches(['[', ']']);
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(settings.timeout)
-        .resolve_to_addrs(host, &addresses)
-        .build()
-        .map_err(|error| error.to_string())?;
+    webhooks::check_url(&url, settings.loopback_allowed).map_err(|error| error.to_string())?;
+    // A name is checked by the resolver; an address in the URL is not resolved, so here.
+    let literal = match url.host() {
+        Some(url::Host::Ipv4(ip)) => Some(std::net::IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => Some(std::net::IpAddr::V6(ip)),
+        _ => None,
+    };
+    if let Some(ip) = literal {
+        webhooks::address_allowed(ip, settings.loopback_allowed)
+            .map_err(|error| error.to_string())?;
+    }
     let now = Utc::now();
     let secrets: Vec<&[u8]> = delivery
         .webhook
@@ -171,6 +232,14 @@ async fn attempt(settings: &SenderSettings, delivery: &DueDelivery) -> Result<u1
 }
 
 fn describe(error: &reqwest::Error) -> String {
+    // A refusal by the resolver says why (a forbidden address); other causes are generic.
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = source {
+        if let Some(refused) = cause.downcast_ref::<DestinationError>() {
+            return refused.to_string();
+        }
+        source = cause.source();
+    }
     if error.is_timeout() {
         "no answer in time".to_owned()
     } else if error.is_connect() {
