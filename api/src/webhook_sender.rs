@@ -97,6 +97,8 @@ impl reqwest::dns::Resolve for CheckedResolver {
 /// no redirects, a deadline per attempt; connections kept alive for the next attempt.
 fn client(settings: &SenderSettings) -> reqwest::Client {
     reqwest::Client::builder()
+        // No proxy from the environment: a proxy would resolve the name itself, past the check.
+        .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(settings.timeout)
         .dns_resolver(Arc::new(CheckedResolver {
