@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+use super::ids::{derived_id, is_id};
 use super::names::Named;
 use super::record::{AlertState, AlertStatus, TransactionRecord};
 use super::transaction::ShopId;
@@ -229,19 +229,14 @@ impl InboxAlert {
 }
 
 /// The id of the alert `rule` raised on a transaction: the same for every delivery of it, and
-/// telling nothing of the shop's data (a hash).
+/// telling nothing of the shop's data (a digest).
 pub fn alert_id(shop_id: &ShopId, transaction_id: &str, rule: &str) -> String {
-    let digest = Sha256::digest(format!("{shop_id}\0{transaction_id}\0{rule}"));
-    format!("alt_{}", &hex::encode(digest)[..24])
+    derived_id("alt_", &[shop_id.as_str(), transaction_id, rule])
 }
 
 /// Whether `text` has the shape of an alert id, so that anything else is a 404 before any read.
 pub fn is_alert_id(text: &str) -> bool {
-    text.len() == 28
-        && text.starts_with("alt_")
-        && text[4..]
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    is_id(text, "alt_")
 }
 
 /// The filters of an alert list; all given must hold.

@@ -2,6 +2,7 @@
 
 pub mod alert;
 pub mod envelope;
+pub mod ids;
 pub mod inbox;
 pub mod listing;
 pub mod money;

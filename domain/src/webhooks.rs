@@ -10,8 +10,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
+use super::ids::derived_id;
 use super::inbox::InboxAlert;
 use super::names::Named;
 
@@ -49,9 +50,9 @@ impl WebhookEvent {
             EventType::AlertRaised => 0,
             EventType::AlertReviewed => alert.review.version,
         };
-        let digest = Sha256::digest(format!("{}\0{}\0{version}", alert.alert_id, kind.name()));
+        let version = version.to_string();
         Self {
-            id: format!("evt_{}", &hex::encode(digest)[..24]),
+            id: derived_id("evt_", &[&alert.alert_id, kind.name(), &version]),
             kind,
             created_at,
             data: alert,

@@ -197,20 +197,7 @@ async fn measure_a_batch_of_1000_against_a_queue_with_latency() {
 #[tokio::test]
 async fn a_partial_batch_failure_is_mapped_entry_by_entry() {
     use infra::ports::{OutgoingMessage, PortError};
-    let stand_in = testkit::sqs_stand_in::SqsStandIn::start().await;
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&stand_in.endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "t", "t", None, None, "test",
-        ))
-        .load()
-        .await;
-    let queue = infra::adapters::aws::SqsQueue::new(
-        aws_sdk_sqs::Client::new(&config),
-        format!("{}/123456789012/q", stand_in.endpoint),
-        None,
-    );
+    let (stand_in, queue) = stand_in_queue(std::time::Duration::ZERO).await;
     let bodies = ["ok-0", "fail-always-1", "ok-2", "refuse-3"]
         .into_iter()
         .chain((4..12).map(|_| "ok"))

@@ -11,6 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use infra::domain::FieldError;
+use infra::domain::ids::{ID_HEX_DIGITS, is_id};
 use infra::domain::webhooks::EventType;
 use infra::ports::{Delivery, Webhook, WebhookRegistry};
 use rand::RngCore;
@@ -118,11 +119,7 @@ fn registry(webhooks: &WebhookState) -> Result<Arc<dyn WebhookRegistry>, ApiErro
 }
 
 fn is_webhook_id(text: &str) -> bool {
-    text.len() == 28
-        && text.starts_with("whk_")
-        && text[4..]
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    is_id(text, "whk_")
 }
 
 fn not_found() -> ApiError {
@@ -192,7 +189,7 @@ pub async fn create(
         ));
     }
     let webhook = Webhook {
-        webhook_id: random_token("whk_", 12),
+        webhook_id: random_token("whk_", ID_HEX_DIGITS / 2),
         shop_id,
         url: url.to_string(),
         events,
@@ -371,10 +368,7 @@ fn page_parameters(query: &str) -> Result<(usize, Option<String>), ApiError> {
                 _ => errors.push(problem("limit", "must be a whole number from 1 to 100")),
             },
             "cursor" if cursor.is_none() => {
-                let valid = value.len() == 28
-                    && value.starts_with("dlv_")
-                    && value[4..].bytes().all(|b| b.is_ascii_hexdigit());
-                if valid {
+                if is_id(&value, "dlv_") {
                     cursor = Some(value.into_owned());
                 } else {
                     errors.push(problem("cursor", "is not a cursor this API gave"));

@@ -6,9 +6,9 @@
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
-use sha2::{Digest, Sha256};
 
 use super::sqlite::json_error;
+use crate::domain::ids::derived_id;
 use crate::domain::webhooks::{EventType, WebhookEvent};
 use crate::domain::{Named, ShopId};
 use crate::ports::{AttemptOutcome, Delivery, DeliveryAttempt, DueDelivery, Webhook};
@@ -153,9 +153,8 @@ pub fn enqueue(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', '[]', ?7, ?7) ON CONFLICT DO NOTHING",
     )?;
     for webhook in subscribed {
-        let digest = Sha256::digest(format!("{}\0{}", event.id, webhook.webhook_id));
         insert.execute(params![
-            format!("dlv_{}", &hex::encode(digest)[..24]),
+            derived_id("dlv_", &[&event.id, &webhook.webhook_id]),
             shop_id,
             webhook.webhook_id,
             event.id,
