@@ -7,20 +7,25 @@
 //! could answer differently); an address written in the URL is checked as it is. Redirects are
 //! not followed, and at most 1 KiB of an answer is read.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use futures_util::{StreamExt, stream};
 use infra::domain::webhooks::{self, DestinationError, signature_header};
-use infra::ports::{AttemptOutcome, DeliveryAttempt, DueDelivery, WebhookOutbox};
+use infra::ports::{AttemptOutcome, DeliveryAttempt, DueDelivery, Take, WebhookOutbox};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// Deliveries sent at once.
 const CONCURRENCY: usize = 8;
-/// Deliveries taken from the store per round.
-const BATCH: usize = 32;
+/// Deliveries of one webhook sent at once: half the slots, so a receiver that answers slowly
+/// (or never, until the timeout) leaves the other half to every other webhook.
+const PER_WEBHOOK: usize = CONCURRENCY / 2;
+/// How long an ended delivery stays in the deliveries list.
+pub const KEEP_DELIVERIES: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
 /// A receiver's answer is read this far, no further.
 const MAX_ANSWER_BYTES: usize = 1024;
 const IDLE_WAIT: Duration = Duration::from_millis(250);
@@ -108,37 +113,89 @@ fn client(settings: &SenderSettings) -> reqwest::Client {
         .expect("a client with a resolver, no redirects and a timeout builds")
 }
 
-/// Sends due deliveries until `stop`.
+/// Sends due deliveries until `stop`: a slot freed by one delivery is filled from the store
+/// at once, so a receiver that is slow to answer holds up only its own deliveries (at most
+/// [`PER_WEBHOOK`] of the [`CONCURRENCY`] slots), and a taken delivery is sent straight away,
+/// well within its lease.
 pub async fn run(
     outbox: Arc<dyn WebhookOutbox>,
     settings: SenderSettings,
     stop: CancellationToken,
 ) {
     let client = client(&settings);
+    let mut sending: JoinSet<String> = JoinSet::new();
+    let mut in_flight: HashMap<String, usize> = HashMap::new();
+    let mut next_prune = Instant::now();
     while !stop.is_cancelled() {
-        let due = match outbox
-            .due_deliveries(Utc::now(), settings.lease(), BATCH)
-            .await
-        {
-            Ok(due) => due,
-            Err(error) => {
-                tracing::warn!(%error, "could not read the webhook deliveries due");
-                Vec::new()
-            }
+        if Instant::now() >= next_prune {
+            prune(outbox.as_ref()).await;
+            next_prune = Instant::now() + PRUNE_EVERY;
+        }
+        let free = CONCURRENCY - sending.len();
+        let due = if free == 0 {
+            Vec::new()
+        } else {
+            let take = Take {
+                limit: free,
+                per_webhook: PER_WEBHOOK,
+                in_flight: &in_flight,
+            };
+            outbox
+                .due_deliveries(Utc::now(), settings.lease(), take)
+                .await
+                .unwrap_or_else(|error| {
+                    tracing::warn!(%error, "could not read the webhook deliveries due");
+                    Vec::new()
+                })
         };
-        let idle = due.is_empty();
-        stream::iter(due)
-            .for_each_concurrent(CONCURRENCY, |delivery| {
-                let (outbox, settings, client) = (outbox.clone(), &settings, &client);
-                async move { deliver(outbox.as_ref(), settings, client, delivery).await }
-            })
-            .await;
-        if idle {
-            tokio::select! {
-                () = stop.cancelled() => {}
-                () = tokio::time::sleep(IDLE_WAIT) => {}
+        let took = !due.is_empty();
+        for delivery in due {
+            let webhook_id = delivery.webhook.webhook_id.clone();
+            *in_flight.entry(webhook_id.clone()).or_default() += 1;
+            let (outbox, settings, client) = (outbox.clone(), settings.clone(), client.clone());
+            sending.spawn(async move {
+                deliver(outbox.as_ref(), &settings, &client, delivery).await;
+                webhook_id
+            });
+        }
+        if took && sending.len() < CONCURRENCY {
+            continue;
+        }
+        // Full, or nothing due: wait for a slot to free, for work to come due, or for the end.
+        tokio::select! {
+            () = stop.cancelled() => {}
+            Some(done) = sending.join_next(), if !sending.is_empty() => {
+                if let Ok(webhook_id) = done {
+                    finished(&mut in_flight, &webhook_id);
+                }
+            }
+            () = tokio::time::sleep(IDLE_WAIT), if sending.len() < CONCURRENCY => {}
+        }
+        while let Some(done) = sending.try_join_next() {
+            if let Ok(webhook_id) = done {
+                finished(&mut in_flight, &webhook_id);
             }
         }
+    }
+}
+
+fn finished(in_flight: &mut HashMap<String, usize>, webhook_id: &str) {
+    if let Some(count) = in_flight.get_mut(webhook_id) {
+        *count -= 1;
+        if *count == 0 {
+            in_flight.remove(webhook_id);
+        }
+    }
+}
+
+/// Forgets deliveries that ended more than [`KEEP_DELIVERIES`] ago, so the list does not grow
+/// for ever.
+async fn prune(outbox: &dyn WebhookOutbox) {
+    let before = Utc::now() - chrono::Duration::from_std(KEEP_DELIVERIES).unwrap_or_default();
+    match outbox.prune_deliveries(before).await {
+        Ok(0) => {}
+        Ok(removed) => tracing::info!(removed, "old webhook deliveries forgotten"),
+        Err(error) => tracing::warn!(%error, "could not forget old webhook deliveries"),
     }
 }
 

@@ -139,7 +139,9 @@ pub enum DestinationError {
     Scheme,
     #[error("must be an absolute URL with a host, and no user name or password in it")]
     Malformed,
-    #[error("resolves to {0}, a private, loopback, link-local or metadata address")]
+    // The address itself is not said: a shop must not learn what a name resolves to inside
+    // the network the API runs in.
+    #[error("resolves to a private, loopback, link-local or metadata address")]
     Forbidden(IpAddr),
 }
 
@@ -171,8 +173,9 @@ fn is_loopback_host(url: &url::Url) -> bool {
 }
 
 /// Whether a delivery may connect to `ip`: never to a private, shared, link-local (the cloud
-/// metadata service among them), unspecified, multicast or documentation address; to loopback
-/// only when `loopback_allowed`.
+/// metadata service among them), unspecified, multicast, documentation or other
+/// special-purpose address, nor to an IPv6 address that a gateway carries on to one of those;
+/// to loopback only when `loopback_allowed`.
 pub fn address_allowed(ip: IpAddr, loopback_allowed: bool) -> Result<(), DestinationError> {
     let ip = match ip {
         // An IPv4 address written as IPv6 is judged as itself.
@@ -203,19 +206,50 @@ fn forbidden_v4(ip: Ipv4Addr) -> bool {
         || (a == 100 && (64..128).contains(&b))
         // Benchmarking, 198.18.0.0/15.
         || (a == 198 && (b == 18 || b == 19))
+        // IETF protocol assignments, 192.0.0.0/24, and the 6to4 relays' anycast,
+        // 192.88.99.0/24: no receiver lives there.
+        || matches!(ip.octets(), [192, 0, 0, _] | [192, 88, 99, _])
         || a >= 240
 }
 
 fn forbidden_v6(ip: Ipv6Addr) -> bool {
-    let first = ip.segments()[0];
+    let segments = ip.segments();
+    let first = segments[0];
     ip.is_unspecified()
         || ip.is_multicast()
         // Unique local (fc00::/7), where the EC2 metadata service's fd00:ec2::254 lives.
         || (first & 0xfe00) == 0xfc00
-        // Link-local, fe80::/10.
+        // Link-local, fe80::/10, and the deprecated site-local, fec0::/10: never routed.
         || (first & 0xffc0) == 0xfe80
-        // Documentation, 2001:db8::/32.
-        || (first == 0x2001 && ip.segments()[1] == 0x0db8)
+        || (first & 0xffc0) == 0xfec0
+        || matches!(
+            segments,
+            // Documentation, 2001:db8::/32.
+            [0x2001, 0x0db8, ..]
+            // Teredo, 2001::/32: the IPv4 address it reaches is obfuscated, so cannot be judged.
+            | [0x2001, 0, ..]
+            // Local-use NAT64, 64:ff9b:1::/48: translated into whatever the network chooses.
+            | [0x64, 0xff9b, 1, ..]
+            // Discard-only, 100::/64.
+            | [0x100, 0, 0, 0, ..]
+        )
+        // A gateway carries these on to an IPv4 address, which is judged instead; its loopback
+        // is the gateway's, never this host's, so it is refused even when loopback is allowed.
+        || embedded_v4(ip).is_some_and(|v4| v4.is_loopback() || forbidden_v4(v4))
+}
+
+/// The IPv4 address that a NAT64 (64:ff9b::/96), 6to4 (2002::/16) or deprecated
+/// IPv4-compatible (::/96) address is translated or tunnelled to.
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let bits = ip.to_bits();
+    let last_32 = Ipv4Addr::from_bits(bits as u32);
+    match ip.segments() {
+        [0x64, 0xff9b, 0, 0, 0, 0, ..] => Some(last_32),
+        [0x2002, ..] => Some(Ipv4Addr::from_bits((bits >> 80) as u32)),
+        // Except `::` and `::1`, IPv6's own unspecified and loopback addresses.
+        [0, 0, 0, 0, 0, 0, ..] if bits > 1 => Some(last_32),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -337,13 +371,35 @@ mod tests {
             "::ffff:169.254.169.254",
             "2001:db8::1",
             "198.18.0.1",
+            "192.0.0.8",
+            "192.88.99.1",
+            // IPv6 forms that reach a private IPv4 address, or are not globally routed.
+            "64:ff9b::a00:1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::1",
+            "2002:a00:1::1",
+            "2002:7f00:1::",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "::10.0.0.1",
+            "::127.0.0.1",
+            "fec0::1",
+            "100::1",
         ] {
             assert!(address_allowed(ip(refused), true).is_err(), "{refused}");
         }
         assert!(address_allowed(ip("127.0.0.1"), false).is_err());
         assert!(address_allowed(ip("::1"), false).is_err());
+        assert!(address_allowed(ip("::127.0.0.1"), false).is_err());
+        assert!(address_allowed(ip("64:ff9b::7f00:1"), false).is_err());
         assert!(address_allowed(ip("127.0.0.1"), true).is_ok());
-        for allowed in ["93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"] {
+        assert!(address_allowed(ip("::1"), true).is_ok());
+        for allowed in [
+            "93.184.216.34",
+            "2606:2800:220:1:248:1893:25c8:1946",
+            "64:ff9b::5db8:d822",
+            "2002:5db8:d822::1",
+            "::93.184.216.34",
+        ] {
             assert!(address_allowed(ip(allowed), false).is_ok(), "{allowed}");
         }
     }

@@ -16,7 +16,7 @@
 //! and for tests. The binaries choose adapters at start-up (`adapters::select`) and nothing
 //! else knows which are in use.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -454,7 +454,7 @@ pub trait KeyAdmin: KeyLookup {
 }
 
 /// A shop's webhook: where its events go, and the secrets that sign them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Webhook {
     pub webhook_id: String,
     pub shop_id: ShopId,
@@ -465,6 +465,20 @@ pub struct Webhook {
     pub secret: String,
     /// The secret before the last rotation, signing beside the new one until it expires.
     pub previous_secret: Option<(String, DateTime<Utc>)>,
+}
+
+/// Without the secrets: a webhook in a log or a panic message shows none.
+impl std::fmt::Debug for Webhook {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Webhook")
+            .field("webhook_id", &self.webhook_id)
+            .field("shop_id", &self.shop_id)
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("secret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
 }
 
 impl Webhook {
@@ -549,17 +563,30 @@ pub trait WebhookRegistry: Send + Sync {
     ) -> Result<Option<(Vec<Delivery>, bool)>, PortError>;
 }
 
+/// Which due deliveries a sender takes: `limit` in all, and no more of one webhook than
+/// brings its deliveries in flight (`in_flight`, by webhook id) to `per_webhook`, so that one
+/// slow receiver holds a share of the sender, never all of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Take<'a> {
+    pub limit: usize,
+    pub per_webhook: usize,
+    pub in_flight: &'a HashMap<String, usize>,
+}
+
 /// The deliveries to make (the delivery worker).
 #[async_trait]
 pub trait WebhookOutbox: Send + Sync {
-    /// Up to `limit` deliveries due at `now`, each leased until `now + lease` so that no other
-    /// worker sends it meanwhile.
+    /// Deliveries due at `now`, as many as `take` allows, each leased until `now + lease` so
+    /// that no other worker sends it meanwhile.
     async fn due_deliveries(
         &self,
         now: DateTime<Utc>,
         lease: Duration,
-        limit: usize,
+        take: Take<'_>,
     ) -> Result<Vec<DueDelivery>, PortError>;
+
+    /// Forgets delivered and failed deliveries made before `before`.
+    async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<u64, PortError>;
 
     async fn record_attempt(
         &self,
@@ -572,3 +599,25 @@ pub trait WebhookOutbox: Send + Sync {
 /// Both sides of a store's webhooks, for the wiring.
 pub trait Webhooks: WebhookRegistry + WebhookOutbox {}
 impl<T: WebhookRegistry + WebhookOutbox + ?Sized> Webhooks for T {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_webhook_printed_shows_no_secret() {
+        let webhook = Webhook {
+            webhook_id: "whk_1".to_owned(),
+            shop_id: ShopId::parse("shop-1").expect("shop"),
+            url: "https://hooks.example.com/x".to_owned(),
+            events: vec![EventType::AlertRaised],
+            description: None,
+            created_at: Utc::now(),
+            secret: "whsec_current".to_owned(),
+            previous_secret: Some(("whsec_previous".to_owned(), Utc::now())),
+        };
+        let printed = format!("{webhook:?}");
+        assert!(!printed.contains("whsec_"), "{printed}");
+        assert!(printed.contains("whk_1"), "{printed}");
+    }
+}

@@ -29,7 +29,7 @@ use crate::domain::{
 use crate::domain::{AlertListQuery, AlertPage, InboxAlert, Review};
 use crate::ports::{
     AlertClaim, AlertInbox, AlertLedger, AttemptOutcome, ClaimOutcome, Delivery, DeliveryAttempt,
-    DueDelivery, PortError, PutOutcome, RecordReader, RecordWriter, ReviewOutcome, Webhook,
+    DueDelivery, PortError, PutOutcome, RecordReader, RecordWriter, ReviewOutcome, Take, Webhook,
     WebhookOutbox, WebhookRegistry, WindowCounters,
 };
 
@@ -713,11 +713,26 @@ impl WebhookOutbox for SqliteStore {
         &self,
         now: DateTime<Utc>,
         lease: std::time::Duration,
-        limit: usize,
+        take: Take<'_>,
     ) -> Result<Vec<DueDelivery>, PortError> {
         let lease_until = now + chrono::Duration::from_std(lease).unwrap_or_default();
+        let in_flight = take.in_flight.clone();
+        let (limit, per_webhook) = (take.limit, take.per_webhook);
         self.db
-            .write(move |connection| webhooks::due(connection, now, lease_until, limit))
+            .write(move |connection| {
+                let take = Take {
+                    limit,
+                    per_webhook,
+                    in_flight: &in_flight,
+                };
+                webhooks::due(connection, now, lease_until, take)
+            })
+            .await
+    }
+
+    async fn prune_deliveries(&self, before: DateTime<Utc>) -> Result<u64, PortError> {
+        self.db
+            .write(move |connection| webhooks::prune(connection, before))
             .await
     }
 

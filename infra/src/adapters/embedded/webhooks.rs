@@ -11,7 +11,7 @@ use super::sqlite::json_error;
 use crate::domain::ids::derived_id;
 use crate::domain::webhooks::{EventType, WebhookEvent};
 use crate::domain::{Named, ShopId};
-use crate::ports::{AttemptOutcome, Delivery, DeliveryAttempt, DueDelivery, Webhook};
+use crate::ports::{AttemptOutcome, Delivery, DeliveryAttempt, DueDelivery, Take, Webhook};
 
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS webhooks (
@@ -78,12 +78,21 @@ pub fn add(connection: &Connection, webhook: &Webhook, most: usize) -> rusqlite:
     Ok(true)
 }
 
+/// The shop's webhooks that read; one that does not is left out (and logged), so that it
+/// cannot stop the record its event belongs to from being stored.
 pub fn of_shop(connection: &Connection, shop_id: &str) -> rusqlite::Result<Vec<Webhook>> {
     let mut statement = connection.prepare_cached(&format!(
         "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE shop_id = ?1 ORDER BY created_at_us, webhook_id"
     ))?;
     let rows = statement.query_map(params![shop_id], webhook_from_row)?;
-    rows.collect()
+    let mut webhooks = Vec::new();
+    for row in rows {
+        match row {
+            Ok(webhook) => webhooks.push(webhook),
+            Err(error) => tracing::error!(%error, shop = %shop_id, "a webhook's row does not read"),
+        }
+    }
+    Ok(webhooks)
 }
 
 fn one(
@@ -166,18 +175,26 @@ pub fn enqueue(
     Ok(())
 }
 
-/// Deliveries due at `now`, leased until `lease_until`.
+/// Deliveries due at `now` that `take` allows, leased until `lease_until`. A delivery whose row
+/// no longer reads is failed, so that it cannot stop the others.
 pub fn due(
     connection: &Connection,
     now: DateTime<Utc>,
     lease_until: DateTime<Utc>,
-    limit: usize,
+    take: Take<'_>,
 ) -> rusqlite::Result<Vec<DueDelivery>> {
+    let in_flight = serde_json::to_string(take.in_flight).map_err(json_error)?;
     let mut statement = connection.prepare_cached(&format!(
-        "SELECT d.delivery_id, d.body, d.attempts, {}
-           FROM deliveries d JOIN webhooks w
+        "WITH ranked AS (
+              SELECT delivery_id, body, attempts, shop_id, webhook_id, due_at_us,
+                     ROW_NUMBER() OVER (PARTITION BY shop_id, webhook_id
+                                        ORDER BY due_at_us, delivery_id) AS place
+                FROM deliveries
+               WHERE state = 'pending' AND due_at_us <= ?1)
+         SELECT d.delivery_id, d.body, d.attempts, {}
+           FROM ranked d JOIN webhooks w
              ON w.shop_id = d.shop_id AND w.webhook_id = d.webhook_id
-          WHERE d.state = 'pending' AND d.due_at_us <= ?1
+          WHERE d.place + coalesce(json_extract(?3, '$.\"' || d.webhook_id || '\"'), 0) <= ?4
           ORDER BY d.due_at_us LIMIT ?2",
         WEBHOOK_COLUMNS
             .split(", ")
@@ -185,19 +202,22 @@ pub fn due(
             .collect::<Vec<_>>()
             .join(", ")
     ))?;
-    let mut rows = statement.query(params![now.timestamp_micros(), limit as i64])?;
-    let mut due = Vec::new();
+    let mut rows = statement.query(params![
+        now.timestamp_micros(),
+        take.limit as i64,
+        in_flight,
+        take.per_webhook as i64
+    ])?;
+    let (mut due, mut unreadable) = (Vec::new(), Vec::new());
     while let Some(row) = rows.next()? {
-        let attempts: String = row.get(2)?;
-        let attempts: Vec<serde_json::Value> =
-            serde_json::from_str(&attempts).map_err(json_error)?;
-        let webhook = webhook_from_row_at(row, 3)?;
-        due.push(DueDelivery {
-            delivery_id: row.get(0)?,
-            body: row.get(1)?,
-            attempts_made: attempts.len() as u32,
-            webhook,
-        });
+        let delivery_id: String = row.get(0)?;
+        match due_from_row(row) {
+            Ok(delivery) => due.push(delivery),
+            Err(error) => {
+                tracing::error!(%error, delivery = %delivery_id, "a webhook delivery's row does not read; it is failed");
+                unreadable.push(delivery_id);
+            }
+        }
     }
     let mut lease =
         connection.prepare_cached("UPDATE deliveries SET due_at_us = ?2 WHERE delivery_id = ?1")?;
@@ -207,7 +227,31 @@ pub fn due(
             lease_until.timestamp_micros()
         ])?;
     }
+    let mut fail = connection
+        .prepare_cached("UPDATE deliveries SET state = 'failed' WHERE delivery_id = ?1")?;
+    for delivery_id in &unreadable {
+        fail.execute(params![delivery_id])?;
+    }
     Ok(due)
+}
+
+fn due_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DueDelivery> {
+    let attempts: String = row.get(2)?;
+    let attempts: Vec<serde_json::Value> = serde_json::from_str(&attempts).map_err(json_error)?;
+    Ok(DueDelivery {
+        delivery_id: row.get(0)?,
+        body: row.get(1)?,
+        attempts_made: attempts.len() as u32,
+        webhook: webhook_from_row_at(row, 3)?,
+    })
+}
+
+/// Forgets the deliveries that ended (delivered or failed) before `before`.
+pub fn prune(connection: &Connection, before: DateTime<Utc>) -> rusqlite::Result<u64> {
+    let removed = connection
+        .prepare_cached("DELETE FROM deliveries WHERE state <> 'pending' AND due_at_us < ?1")?
+        .execute(params![before.timestamp_micros()])?;
+    Ok(removed as u64)
 }
 
 /// [`webhook_from_row`] for columns that start at `offset`.
@@ -327,4 +371,39 @@ pub fn deliveries(
     let more = deliveries.len() > limit;
     deliveries.truncate(limit);
     Ok(Some((deliveries, more)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(connection: &Connection, id: &str, state: &str, ended_us: i64) {
+        connection
+            .execute(
+                "INSERT INTO deliveries (delivery_id, shop_id, webhook_id, event_id, event_type,
+                                         body, state, attempts, created_at_us, due_at_us)
+                 VALUES (?1, 's', 'w', 'e', 'alert.raised', '{}', ?2, '[]', 0, ?3)",
+                params![id, state, ended_us],
+            )
+            .expect("insert");
+    }
+
+    #[test]
+    fn pruning_forgets_only_deliveries_that_ended_before_the_cut() {
+        let connection = Connection::open_in_memory().expect("open");
+        connection.execute_batch(SCHEMA).expect("schema");
+        delivery(&connection, "old-delivered", "delivered", 100);
+        delivery(&connection, "old-failed", "failed", 100);
+        delivery(&connection, "old-pending", "pending", 100);
+        delivery(&connection, "new-delivered", "delivered", 300);
+        assert_eq!(prune(&connection, time(200)).expect("prune"), 2);
+        let left: Vec<String> = connection
+            .prepare("SELECT delivery_id FROM deliveries ORDER BY delivery_id")
+            .expect("select")
+            .query_map([], |row| row.get(0))
+            .expect("rows")
+            .collect::<Result<_, _>>()
+            .expect("ids");
+        assert_eq!(left, ["new-delivered", "old-pending"]);
+    }
 }
