@@ -121,6 +121,8 @@ class Resolver:
     def get_att(self, logical, attribute):
         if attribute in ("Arn", "TopicArn"):
             return self.arn_of(logical)
+        if attribute == "StreamArn":
+            return f"{self.arn_of(logical)}/stream/{STREAM_LABEL}"
         if attribute in ("QueueName", "TopicName"):
             return self.name_of(logical)
         if attribute == "QueueUrl":
@@ -174,6 +176,10 @@ class Resolver:
             if key == "Fn::Contains":
                 return str(self.resolve(argument[1])) in [str(item) for item in self.resolve(argument[0])]
         return {k: self.resolve(v) for k, v in value.items()}
+
+
+# A table stream's ARN ends in the time the stream was enabled; any one stands for it here.
+STREAM_LABEL = "2026-01-01T00:00:00.000"
 
 
 def as_list(value):
@@ -271,6 +277,8 @@ def resource_arn(resolver, reference):
         if table not in resolver.resources:
             return None
         return f"{resolver.arn_of(table)}/index/{index}"
+    if kind == "stream":
+        return f"{resolver.arn_of(target)}/stream/{STREAM_LABEL}" if target in resolver.resources else None
     if kind == "parameter":
         if target not in resolver.parameters:
             return None  # the template lacks the parameter the code reads: reported by check()

@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use infra::adapters::select::PortArgs;
+use infra::domain::webhooks::RETRY_WAITS;
 use infra::settings::parse_seconds;
 use infra::telemetry::TelemetryArgs;
 use processor::settings::ProcessorArgs;
+
+use crate::webhook_sender::SenderSettings;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -144,14 +147,8 @@ pub struct ServeArgs {
     #[arg(long, env = "API_KEYS_CACHE_SECONDS", default_value = "60", value_parser = parse_seconds)]
     pub api_keys_cache_seconds: Duration,
 
-    /// Seconds a webhook's receiver has to answer an attempt; then it is a failure, retried.
-    #[arg(long, env = "WEBHOOK_TIMEOUT", default_value = "10", value_parser = parse_seconds)]
-    pub webhook_timeout: Duration,
-
-    /// The waits between a failing webhook delivery's attempts, in seconds, comma-separated;
-    /// after the last the delivery is failed. Unset: 10 s growing to 8 h, about 30 hours.
-    #[arg(long, env = "WEBHOOK_RETRY_WAITS", value_delimiter = ',', value_parser = parse_seconds)]
-    pub webhook_retry_waits: Vec<Duration>,
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
 
     /// Run the processor inside this process when the queue is embedded (`false` serves the
     /// API only and leaves the queue to another process).
@@ -185,6 +182,54 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub processor: ProcessorArgs,
+
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
+}
+
+/// How webhook deliveries are made: by the API's sender locally, by the webhooks function on
+/// AWS.
+#[derive(Debug, Clone, Args)]
+pub struct WebhookArgs {
+    /// Seconds a webhook's receiver has to answer an attempt; then it is a failure, retried.
+    #[arg(long, env = "WEBHOOK_TIMEOUT", default_value = "10", value_parser = parse_seconds)]
+    pub webhook_timeout: Duration,
+
+    /// The waits between a failing webhook delivery's attempts, in seconds, comma-separated;
+    /// after the last the delivery is failed. Unset: 10 s growing to 8 h, about 30 hours.
+    #[arg(long, env = "WEBHOOK_RETRY_WAITS", value_delimiter = ',', value_parser = parse_seconds)]
+    pub webhook_retry_waits: Vec<Duration>,
+}
+
+impl WebhookArgs {
+    /// The sender's settings; `loopback_allowed` when the API itself listens on loopback.
+    pub fn sender_settings(&self, loopback_allowed: bool) -> SenderSettings {
+        SenderSettings {
+            timeout: self.webhook_timeout,
+            retry_waits: if self.webhook_retry_waits.is_empty() {
+                RETRY_WAITS.to_vec()
+            } else {
+                self.webhook_retry_waits.clone()
+            },
+            loopback_allowed,
+        }
+    }
+}
+
+/// The webhooks function on AWS (`webhooks` binary): the transactions table's stream and the
+/// deliveries queue.
+#[derive(Debug, Parser)]
+#[command(
+    name = "webhooks",
+    version,
+    about = "The webhooks Lambda function: alert changes from the table's stream become deliveries, and deliveries are made"
+)]
+pub struct WebhooksFunctionArgs {
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
+
+    #[command(flatten)]
+    pub ports: PortArgs,
 
     #[command(flatten)]
     pub telemetry: TelemetryArgs,

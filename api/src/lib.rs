@@ -24,4 +24,5 @@ pub mod openapi;
 pub mod routes;
 pub mod server;
 pub mod state;
+pub mod webhook_lambda;
 pub mod webhook_sender;

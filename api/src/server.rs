@@ -4,13 +4,10 @@
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 
 use anyhow::Context;
 use infra::adapters::select::{Backend, Connector};
 use infra::aws_calls::{AwsCall, Caller};
-use infra::domain::webhooks::RETRY_WAITS;
-use infra::ports::{WebhookOutbox, WebhookRegistry};
 use infra::{shutdown, telemetry};
 use processor::{wiring, worker};
 use tokio::net::TcpListener;
@@ -25,7 +22,7 @@ use crate::http_server::{self, Limits};
 use crate::lambda;
 use crate::routes::ops::HEALTH_CACHE;
 use crate::state::{AppState, Timeouts, WebhookState};
-use crate::webhook_sender::{self, SenderSettings};
+use crate::webhook_sender;
 
 /// What Lambda does for the API function with its role, for the permission test.
 pub const AWS_CALLS: &[AwsCall] = &[
@@ -113,10 +110,7 @@ async fn app_state(
         health_cache: HEALTH_CACHE,
     };
     let webhooks = WebhookState {
-        registry: ports
-            .webhooks()
-            .await?
-            .map(|webhooks| webhooks as Arc<dyn WebhookRegistry>),
+        registry: ports.webhook_registry().await?,
         loopback_allowed: loopback,
     };
     Ok(AppState::new(
@@ -135,19 +129,10 @@ async fn start_webhook_sender(
     ports: &Connector<'_>,
     stop: CancellationToken,
 ) -> anyhow::Result<Option<JoinHandle<()>>> {
-    let Some(outbox) = ports.webhooks().await? else {
+    let Some(outbox) = ports.webhook_outbox().await? else {
         return Ok(None);
     };
-    let settings = SenderSettings {
-        timeout: args.webhook_timeout,
-        retry_waits: if args.webhook_retry_waits.is_empty() {
-            RETRY_WAITS.to_vec()
-        } else {
-            args.webhook_retry_waits.clone()
-        },
-        loopback_allowed: args.addr.ip().is_loopback(),
-    };
-    let outbox = outbox as Arc<dyn WebhookOutbox>;
+    let settings = args.webhooks.sender_settings(args.addr.ip().is_loopback());
     Ok(Some(tokio::spawn(webhook_sender::run(
         outbox, settings, stop,
     ))))

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use infra::domain::webhooks::{self, DestinationError, signature_header};
 use infra::ports::{AttemptOutcome, DeliveryAttempt, DueDelivery, Take, WebhookOutbox};
+use infra::telemetry::WEBHOOK_DELIVERIES;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -100,7 +101,7 @@ impl reqwest::dns::Resolve for CheckedResolver {
 
 /// The one client deliveries go through: names resolved and checked by [`CheckedResolver`],
 /// no redirects, a deadline per attempt; connections kept alive for the next attempt.
-fn client(settings: &SenderSettings) -> reqwest::Client {
+pub fn client(settings: &SenderSettings) -> reqwest::Client {
     reqwest::Client::builder()
         // No proxy from the environment: a proxy would resolve the name itself, past the check.
         .no_proxy()
@@ -205,13 +206,31 @@ async fn deliver(
     client: &reqwest::Client,
     delivery: DueDelivery,
 ) {
+    let (record, outcome) = attempt_once(settings, client, &delivery).await;
+    if let Err(error) = outbox
+        .record_attempt(&delivery.delivery_id, &record, outcome)
+        .await
+    {
+        // The lease runs out and the delivery is tried again: at least once, as promised.
+        tracing::warn!(%error, delivery = %delivery.delivery_id, "could not record a webhook attempt");
+    }
+}
+
+/// One attempt of `delivery`, judged: what to record of it, and what it leaves the delivery
+/// (delivered, retried after the schedule's next wait, or failed after its last). Counted in
+/// `webhook_deliveries_total` by outcome.
+pub async fn attempt_once(
+    settings: &SenderSettings,
+    client: &reqwest::Client,
+    delivery: &DueDelivery,
+) -> (DeliveryAttempt, AttemptOutcome) {
     let started = Instant::now();
     let at = Utc::now();
-    let result = attempt(settings, client, &delivery).await;
+    let result = attempt(settings, client, delivery).await;
     let latency_ms = started.elapsed().as_millis() as u64;
-    let (status, error) = match &result {
-        Ok(status) => (Some(*status), None),
-        Err(error) => (None, Some(error.clone())),
+    let (status, error) = match result {
+        Ok(status) => (Some(status), None),
+        Err(error) => (None, Some(error)),
     };
     let delivered = status.is_some_and(|status| (200..300).contains(&status));
     let attempts = delivery.attempts_made as usize + 1;
@@ -228,19 +247,19 @@ async fn deliver(
     if !delivered {
         tracing::info!(delivery = %delivery.delivery_id, ?status, ?error, attempts, ?outcome, "webhook delivery failed");
     }
+    let counted = match outcome {
+        AttemptOutcome::Delivered => "delivered",
+        AttemptOutcome::RetryAt(_) => "retried",
+        AttemptOutcome::Failed => "failed",
+    };
+    metrics::counter!(WEBHOOK_DELIVERIES, "outcome" => counted).increment(1);
     let record = DeliveryAttempt {
         at,
         status,
         error,
         latency_ms,
     };
-    if let Err(error) = outbox
-        .record_attempt(&delivery.delivery_id, &record, outcome)
-        .await
-    {
-        // The lease runs out and the delivery is tried again: at least once, as promised.
-        tracing::warn!(%error, delivery = %delivery.delivery_id, "could not record a webhook attempt");
-    }
+    (record, outcome)
 }
 
 /// One POST of the delivery; its status code, or why there was none.

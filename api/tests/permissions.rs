@@ -17,6 +17,7 @@ fn every_call() -> Vec<AwsCall> {
     [
         infra::adapters::aws::calls(),
         api::server::AWS_CALLS.to_vec(),
+        api::webhook_lambda::AWS_CALLS.to_vec(),
         processor::lambda::AWS_CALLS.to_vec(),
     ]
     .concat()
@@ -96,6 +97,7 @@ fn calls_json() -> serde_json::Value {
             let function = match caller {
                 Caller::Api => "ApiFunction",
                 Caller::Processor => "ProcessorFunction",
+                Caller::Webhooks => "WebhooksFunction",
                 // Operators use their own credentials; the README lists what they need.
                 Caller::Operator => continue,
             };

@@ -651,3 +651,429 @@ async fn measure_the_delivery_rate() {
         baseline.as_secs_f64() / delivered.as_secs_f64(),
     );
 }
+
+// ------------------------------------------------------------------ on AWS (the emulator)
+
+mod on_aws {
+    use std::collections::HashMap;
+
+    use api::webhook_lambda::WebhookFunction;
+    use api::webhook_sender::{self, SenderSettings};
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use infra::adapters::aws::{DynamoWebhooks, SecretsKey, SqsDeliveries};
+    use processor::Processor;
+    use processor::lambda::handle_sqs_event;
+    use processor::retry::RetryPolicy;
+    use testkit::{ResourceOptions, Resources};
+
+    use super::*;
+
+    /// The webhooks function over the test's resources, retrying after one second once.
+    fn function(resources: &Resources) -> WebhookFunction {
+        let key = SecretsKey::from_setting(testkit::WEBHOOK_SECRET_KEY).expect("key");
+        let webhooks = Arc::new(DynamoWebhooks::new(
+            aws_sdk_dynamodb::Client::new(&resources.config),
+            resources.aws.webhooks_table.clone(),
+            key,
+        ));
+        let settings = SenderSettings {
+            timeout: Duration::from_secs(5),
+            retry_waits: vec![Duration::from_secs(1)],
+            loopback_allowed: true,
+        };
+        WebhookFunction {
+            inbox: resources.ports().store,
+            registry: webhooks.clone(),
+            log: webhooks,
+            queue: Arc::new(SqsDeliveries::new(
+                aws_sdk_sqs::Client::new(&resources.config),
+                resources.aws.webhook_queue_url.clone(),
+            )),
+            client: webhook_sender::client(&settings),
+            settings,
+        }
+    }
+
+    /// Stores one transaction that raises an alert, through the API and the processor's
+    /// Lambda handler; returns the alert's id.
+    async fn raise_alert(server: &Server, resources: &Resources, id: &str) -> String {
+        alert_once(server, id).await;
+        let messages = testkit::receive_all(
+            &resources.config,
+            &resources.aws.queue_url,
+            1,
+            Duration::from_secs(20),
+        )
+        .await;
+        let ports = resources.ports();
+        let processor = Processor::new(
+            ports.queue.clone(),
+            ports.store,
+            ports.notifier,
+            infra::domain::RuleSet::default(),
+        );
+        let event = serde_json::from_value(testkit::sqs_event(&messages)).expect("SQS event");
+        let response = handle_sqs_event(
+            &processor,
+            ports.queue.as_ref(),
+            RetryPolicy::default(),
+            event,
+        )
+        .await;
+        assert!(response.batch_item_failures.is_empty());
+        let alerts = server
+            .get_json(
+                format!("{}/alerts?transaction_id={id}", server.base),
+                Some(DEV_KEY),
+            )
+            .await;
+        alerts["data"][0]["alert_id"]
+            .as_str()
+            .expect("an alert")
+            .to_owned()
+    }
+
+    /// An item in DynamoDB's JSON, as a stream record carries it.
+    fn image(item: &HashMap<String, AttributeValue>) -> Value {
+        item.iter()
+            .filter_map(|(name, value)| {
+                let typed = match value {
+                    AttributeValue::S(text) => json!({"S": text}),
+                    AttributeValue::N(number) => json!({"N": number}),
+                    _ => return None,
+                };
+                Some((name.clone(), typed))
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    }
+
+    async fn alert_item(resources: &Resources, alert_id: &str) -> HashMap<String, AttributeValue> {
+        aws_sdk_dynamodb::Client::new(&resources.config)
+            .get_item()
+            .table_name(&resources.aws.table_name)
+            .key("pk", AttributeValue::S(format!("alert#demo#{alert_id}")))
+            .send()
+            .await
+            .expect("GetItem")
+            .item
+            .expect("the alert's item")
+    }
+
+    /// The stream record of a write to an alert's item.
+    fn stream_event(
+        name: &str,
+        new: &HashMap<String, AttributeValue>,
+        old: Option<Value>,
+    ) -> Value {
+        json!({"Records": [{
+            "eventSource": "aws:dynamodb",
+            "eventName": name,
+            "dynamodb": {
+                "Keys": {"pk": image(new)["pk"].clone()},
+                "NewImage": image(new),
+                "OldImage": old.unwrap_or(Value::Null),
+                "SequenceNumber": "100",
+            },
+        }]})
+    }
+
+    async fn queued(resources: &Resources, count: usize) -> Vec<aws_sdk_sqs::types::Message> {
+        let messages = testkit::receive_all(
+            &resources.config,
+            &resources.aws.webhook_queue_url,
+            count,
+            Duration::from_secs(20),
+        )
+        .await;
+        assert_eq!(messages.len(), count, "{messages:?}");
+        messages
+    }
+
+    fn failures(answer: &Value) -> usize {
+        answer["batchItemFailures"].as_array().map_or(0, Vec::len)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn webhooks_on_dynamodb_are_registered_encrypted_rotated_removed_and_kept_to_their_shop()
+    {
+        let resources = testkit::resources(ResourceOptions::default()).await;
+        let temp = tempfile::tempdir().expect("temp");
+        let keys = temp.path().join("keys");
+        let line =
+            |shop: &str, key: &str| format!("{shop}:{}\n", hex::encode(api::auth::hash_key(key)));
+        std::fs::write(
+            &keys,
+            format!("{}{}", line("demo", DEV_KEY), line("other", "other-key")),
+        )
+        .expect("keys");
+        let mut env = resources.api_env();
+        env.push(("API_KEYS_FILE", keys.to_string_lossy().into_owned()));
+        let server = Server::start(&temp.path().join("unused"), &env).await;
+
+        let created = register(
+            &server,
+            DEV_KEY,
+            "http://127.0.0.1:9/hook",
+            json!(["alert.raised"]),
+        )
+        .await;
+        assert_eq!(created.status(), Status::CREATED);
+        let created: Value = created.json().await.expect("JSON");
+        let id = created["webhook_id"].as_str().expect("id").to_owned();
+        let secret = created["secret"].as_str().expect("secret").to_owned();
+
+        // At rest the secret is ciphertext, not the secret.
+        let item = aws_sdk_dynamodb::Client::new(&resources.config)
+            .get_item()
+            .table_name(&resources.aws.webhooks_table)
+            .key("pk", AttributeValue::S("demo".to_owned()))
+            .key("sk", AttributeValue::S(format!("webhook#{id}")))
+            .send()
+            .await
+            .expect("GetItem")
+            .item
+            .expect("the webhook's item");
+        let stored = item["secret"]
+            .as_b()
+            .expect("a binary secret")
+            .as_ref()
+            .to_vec();
+        assert!(!stored.windows(secret.len()).any(|w| w == secret.as_bytes()));
+
+        let listed = server
+            .get_json(format!("{}/webhooks", server.base), Some(DEV_KEY))
+            .await;
+        assert_eq!(listed["data"][0]["webhook_id"], id.as_str(), "{listed}");
+        assert!(!listed.to_string().contains(&secret));
+        let theirs = server
+            .get_json(format!("{}/webhooks", server.base), Some("other-key"))
+            .await;
+        assert_eq!(theirs["data"], json!([]));
+
+        let url = |path: &str| format!("{}/webhooks/{id}{path}", server.base);
+        let send = |request: reqwest::RequestBuilder, key: &'static str| async move {
+            request.bearer_auth(key).send().await.expect("request")
+        };
+        let http = &server.http;
+        assert_eq!(
+            send(http.post(url("/rotate-secret")), "other-key")
+                .await
+                .status(),
+            Status::NOT_FOUND
+        );
+        assert_eq!(
+            send(http.get(url("/deliveries")), "other-key")
+                .await
+                .status(),
+            Status::NOT_FOUND
+        );
+        assert_eq!(
+            send(http.delete(url("")), "other-key").await.status(),
+            Status::NOT_FOUND
+        );
+        let rotated: Value = send(http.post(url("/rotate-secret")), DEV_KEY)
+            .await
+            .json()
+            .await
+            .expect("JSON");
+        assert_ne!(rotated["secret"], secret.as_str());
+        assert!(
+            rotated["previous_secret_expires_at"].is_string(),
+            "{rotated}"
+        );
+        let deliveries = server.get_json(url("/deliveries"), Some(DEV_KEY)).await;
+        assert_eq!(deliveries["data"], json!([]));
+        assert_eq!(
+            send(http.delete(url("")), DEV_KEY).await.status(),
+            Status::NO_CONTENT
+        );
+        assert_eq!(
+            send(http.get(url("/deliveries")), DEV_KEY).await.status(),
+            Status::NOT_FOUND
+        );
+    }
+
+    /// An alert stored on DynamoDB reaches two receivers through the stream and the deliveries
+    /// queue, signed: one after a 500 and a retry, the other failed after its last retry. A
+    /// stream record seen twice opens nothing new, and a review is an `alert.reviewed` event.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_alert_on_dynamodb_is_delivered_signed_retried_by_visibility_and_failed_after_the_last_retry()
+     {
+        let resources = testkit::resources(ResourceOptions::default()).await;
+        let temp = tempfile::tempdir().expect("temp");
+        let server = Server::start(&temp.path().join("unused"), &resources.api_env()).await;
+        let flaky = Receiver::start(&[(500, Duration::ZERO)]).await;
+        let down = Receiver::start(&[(500, Duration::ZERO), (503, Duration::ZERO)]).await;
+        let flaky_hook: Value = register(
+            &server,
+            DEV_KEY,
+            &flaky.url,
+            json!(["alert.raised", "alert.reviewed"]),
+        )
+        .await
+        .json()
+        .await
+        .expect("JSON");
+        let down_hook: Value = register(&server, DEV_KEY, &down.url, json!(["alert.raised"]))
+            .await
+            .json()
+            .await
+            .expect("JSON");
+        let function = function(&resources);
+
+        let alert_id = raise_alert(&server, &resources, "aws-hooked").await;
+        let item = alert_item(&resources, &alert_id).await;
+        let answer = function
+            .handle(stream_event("INSERT", &item, None), None)
+            .await;
+        assert_eq!(failures(&answer), 0, "{answer}");
+
+        // First attempts: both 500, both handed back with their wait.
+        let first = queued(&resources, 2).await;
+        let event = serde_json::from_value(testkit::sqs_event(&first)).expect("event");
+        let answer = function.handle(event, None).await;
+        assert_eq!(failures(&answer), 2, "{answer}");
+        // Second attempts, after the one-second wait: one delivered, one out of retries.
+        let second = queued(&resources, 2).await;
+        let event = serde_json::from_value(testkit::sqs_event(&second)).expect("event");
+        let answer = function.handle(event, None).await;
+        assert_eq!(failures(&answer), 0, "{answer}");
+
+        let deliveries = |hook: &Value| {
+            let id = hook["webhook_id"].as_str().expect("id").to_owned();
+            let server = &server;
+            async move {
+                server
+                    .get_json(
+                        format!("{}/webhooks/{id}/deliveries", server.base),
+                        Some(DEV_KEY),
+                    )
+                    .await
+            }
+        };
+        let delivered = deliveries(&flaky_hook).await;
+        assert_eq!(
+            delivered["data"].as_array().map(Vec::len),
+            Some(1),
+            "{delivered}"
+        );
+        assert_eq!(delivered["data"][0]["state"], "delivered", "{delivered}");
+        let statuses = |page: &Value| -> Vec<Value> {
+            page["data"][0]["attempts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|attempt| attempt["status"].clone())
+                .collect()
+        };
+        assert_eq!(statuses(&delivered), [json!(500), json!(200)]);
+        let failed = deliveries(&down_hook).await;
+        assert_eq!(failed["data"][0]["state"], "failed", "{failed}");
+        assert_eq!(statuses(&failed), [json!(500), json!(503)]);
+
+        // The receiver's check holds with the secret it was given, for the same event each time.
+        let requests = flaky.requests();
+        let secret = flaky_hook["secret"].as_str().expect("secret");
+        assert!(
+            requests
+                .iter()
+                .all(|(signature, body, _)| verified(signature, secret, body))
+        );
+        assert_eq!(requests[0].2["id"], requests[1].2["id"]);
+        assert_eq!(requests[1].2["type"], "alert.raised");
+        assert_eq!(requests[1].2["data"]["alert_id"], alert_id.as_str());
+
+        // The stream's record again: the same deliveries queued, the list as it was.
+        function
+            .handle(stream_event("INSERT", &item, None), None)
+            .await;
+        let again = queued(&resources, 2).await;
+        let ids: std::collections::BTreeSet<String> = again
+            .iter()
+            .map(|message| {
+                let body: Value =
+                    serde_json::from_str(message.body().unwrap_or_default()).expect("JSON");
+                body["delivery_id"].as_str().unwrap_or_default().to_owned()
+            })
+            .collect();
+        assert!(ids.contains(delivered["data"][0]["delivery_id"].as_str().expect("id")));
+        assert_eq!(ids.len(), 2);
+        assert_eq!(
+            deliveries(&flaky_hook).await["data"][0]["state"],
+            "delivered"
+        );
+
+        // A review: the item's new version is an `alert.reviewed` event, for the one webhook
+        // subscribed to it.
+        let review = server
+            .http
+            .post(format!("{}/alerts/{alert_id}/review", server.base))
+            .bearer_auth(DEV_KEY)
+            .json(&json!({"status": "acknowledged"}))
+            .send()
+            .await
+            .expect("POST review");
+        assert_eq!(review.status(), Status::OK);
+        let reviewed = alert_item(&resources, &alert_id).await;
+        let answer = function
+            .handle(stream_event("MODIFY", &reviewed, Some(image(&item))), None)
+            .await;
+        assert_eq!(failures(&answer), 0, "{answer}");
+        let messages = queued(&resources, 1).await;
+        let queued_delivery: Value =
+            serde_json::from_str(messages[0].body().unwrap_or_default()).expect("JSON");
+        assert_eq!(queued_delivery["event_type"], "alert.reviewed");
+        let body: Value =
+            serde_json::from_str(queued_delivery["body"].as_str().expect("body")).expect("event");
+        assert_eq!(body["data"]["review"]["status"], "acknowledged");
+    }
+
+    /// The `webhooks` binary, started as Lambda starts it with the environment the template
+    /// gives it (every parameter changed): an alert's stream record becomes a delivery on the
+    /// deliveries queue, which needs the table, the webhooks table, the key that opens the
+    /// secret and the queue, each as the template names it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_webhooks_function_runs_with_the_templates_environment() {
+        let resources = testkit::resources(ResourceOptions::default()).await;
+        let temp = tempfile::tempdir().expect("temp");
+        let server = Server::start(&temp.path().join("unused"), &resources.api_env()).await;
+        let created = register(
+            &server,
+            DEV_KEY,
+            "http://127.0.0.1:9/hook",
+            json!(["alert.raised"]),
+        )
+        .await;
+        assert_eq!(created.status(), Status::CREATED);
+        let alert_id = raise_alert(&server, &resources, "aws-template").await;
+        let item = alert_item(&resources, &alert_id).await;
+
+        let parameters = testkit::template::every_parameter_changed(&resources.aws.table_name);
+        let stub = testkit::lambda_runtime_stub::RuntimeStub::start(vec![stream_event(
+            "INSERT", &item, None,
+        )])
+        .await;
+        let mut env =
+            testkit::template::function_environment("WebhooksFunction", &parameters, &resources);
+        env.extend(
+            stub.env("WebhooksFunction")
+                .into_iter()
+                .map(|(name, value)| (name.to_owned(), value)),
+        );
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_webhooks"))
+            .env_clear()
+            .envs(env)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn webhooks");
+        let answers = stub.answers(1, Duration::from_secs(30)).await;
+        let _ = child.kill().await;
+        assert!(!answers[0].failed, "{:?}", answers[0]);
+        assert_eq!(failures(&answers[0].body), 0, "{:?}", answers[0].body);
+        let messages = queued(&resources, 1).await;
+        let delivery: Value =
+            serde_json::from_str(messages[0].body().unwrap_or_default()).expect("JSON");
+        assert_eq!(delivery["event_type"], "alert.raised");
+    }
+}

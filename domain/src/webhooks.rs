@@ -60,6 +60,11 @@ impl WebhookEvent {
     }
 }
 
+/// The id of `event`'s delivery to one webhook: the same however often the event is written.
+pub fn delivery_id(event_id: &str, webhook_id: &str) -> String {
+    derived_id("dlv_", &[event_id, webhook_id])
+}
+
 /// The `Webhook-Signature` header of a body sent at `sent_at` (Unix seconds): `t=<seconds>`,
 /// then one `v1=<hex HMAC-SHA256 of "<t>.<body>">` per secret, so that during a rotation a
 /// receiver holding either secret can check it.

@@ -14,6 +14,8 @@ pub enum Caller {
     Api,
     /// `ProcessorFunction`.
     Processor,
+    /// `WebhooksFunction`: turns alert changes into deliveries, and makes them.
+    Webhooks,
     /// `processor dead-letters …`, run by a person with their own credentials.
     Operator,
 }

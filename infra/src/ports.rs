@@ -544,6 +544,11 @@ pub trait WebhookRegistry: Send + Sync {
     /// Adds the webhook unless the shop has `most` already; false then.
     async fn add_webhook(&self, webhook: &Webhook, most: usize) -> Result<bool, PortError>;
     async fn webhooks(&self, shop_id: &ShopId) -> Result<Vec<Webhook>, PortError>;
+    async fn webhook(
+        &self,
+        shop_id: &ShopId,
+        webhook_id: &str,
+    ) -> Result<Option<Webhook>, PortError>;
     async fn remove_webhook(&self, shop_id: &ShopId, webhook_id: &str) -> Result<bool, PortError>;
     /// Makes `secret` the signing secret; the one before keeps signing until `old_until`.
     async fn rotate_secret(
@@ -594,6 +599,44 @@ pub trait WebhookOutbox: Send + Sync {
         attempt: &DeliveryAttempt,
         outcome: AttemptOutcome,
     ) -> Result<(), PortError>;
+}
+
+/// One event's delivery to one webhook, as the webhooks function passes it on its queue (on
+/// AWS, where SQS holds the pending deliveries and retries them by visibility).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QueuedDelivery {
+    pub shop_id: ShopId,
+    pub webhook_id: String,
+    pub delivery_id: String,
+    pub event_id: String,
+    pub event_type: EventType,
+    pub created_at: DateTime<Utc>,
+    /// The event as it is sent, byte for byte the same at every attempt.
+    pub body: String,
+}
+
+/// The deliveries list where a queue, not the store, schedules the deliveries (AWS): each
+/// delivery's entry opened once, then its attempts.
+#[async_trait]
+pub trait DeliveryLog: Send + Sync {
+    /// Opens the delivery's entry (pending, no attempt); a second call changes nothing.
+    async fn open_delivery(&self, delivery: &QueuedDelivery) -> Result<(), PortError>;
+
+    async fn record_delivery_attempt(
+        &self,
+        delivery: &QueuedDelivery,
+        attempt: &DeliveryAttempt,
+        outcome: AttemptOutcome,
+    ) -> Result<(), PortError>;
+}
+
+/// The queue of deliveries to make (AWS): sent by the events side, retried by visibility.
+#[async_trait]
+pub trait DeliveryQueue: Send + Sync {
+    async fn send_deliveries(&self, deliveries: &[QueuedDelivery]) -> Result<(), PortError>;
+
+    /// The received delivery comes back after `wait` (its next attempt).
+    async fn retry_delivery_after(&self, receipt: &str, wait: Duration) -> Result<(), PortError>;
 }
 
 /// Both sides of a store's webhooks, for the wiring.

@@ -45,7 +45,12 @@ pub struct AwsResources {
     pub table_name: String,
     pub topic_arn: String,
     pub api_keys_table: String,
+    pub webhooks_table: String,
+    pub webhook_queue_url: String,
 }
+
+/// The webhook secrets key the tests' binaries are given (any 32 bytes or more).
+pub const WEBHOOK_SECRET_KEY: &str = "test-webhook-secrets-key-0123456789abcdef0123456789";
 
 /// The three AWS adapters over one set of resources.
 pub struct AwsPorts {
@@ -162,12 +167,17 @@ impl Resources {
         }
     }
 
-    /// Environment for the API on these resources: only what it uses (the queue and the table),
+    /// Environment for the API on these resources: only what it uses (the queue, the tables),
     /// which proves it needs nothing else.
     pub fn api_env(&self) -> Vec<(&'static str, String)> {
         self.env()
             .into_iter()
-            .filter(|(name, _)| !matches!(*name, "DEAD_LETTER_QUEUE_URL" | "TOPIC_ARN"))
+            .filter(|(name, _)| {
+                !matches!(
+                    *name,
+                    "DEAD_LETTER_QUEUE_URL" | "TOPIC_ARN" | "WEBHOOK_QUEUE_URL"
+                )
+            })
             .collect()
     }
 
@@ -183,6 +193,9 @@ impl Resources {
             ),
             ("TABLE_NAME", self.aws.table_name.clone()),
             ("TOPIC_ARN", self.aws.topic_arn.clone()),
+            ("WEBHOOKS_TABLE", self.aws.webhooks_table.clone()),
+            ("WEBHOOK_QUEUE_URL", self.aws.webhook_queue_url.clone()),
+            ("WEBHOOK_SECRET_KEY", WEBHOOK_SECRET_KEY.to_owned()),
         ]);
         env
     }
@@ -264,6 +277,8 @@ pub async fn resources(options: ResourceOptions) -> Resources {
             table_name: physical("TransactionsTable"),
             topic_arn,
             api_keys_table: physical("ApiKeysTable"),
+            webhooks_table: physical("WebhooksTable"),
+            webhook_queue_url: physical("WebhookDeliveriesQueue"),
         },
         subscriber_queue_url,
     }

@@ -112,7 +112,7 @@ fn random_token(prefix: &str, bytes: usize) -> String {
 fn registry(webhooks: &WebhookState) -> Result<Arc<dyn WebhookRegistry>, ApiError> {
     webhooks.registry.clone().ok_or_else(|| {
         ApiError::NotFound(
-            "webhooks are kept by the embedded store only in this version; not on DynamoDB yet"
+            "webhooks are not set up on this deployment (on DynamoDB they need WEBHOOKS_TABLE)"
                 .to_owned(),
         )
     })

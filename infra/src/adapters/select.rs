@@ -14,12 +14,13 @@ use clap::{Args, ValueEnum};
 use tokio::sync::OnceCell;
 
 use super::aws::{
-    DEFAULT_INDEX_SHARDS, DynamoKeys, DynamoStore, SnsNotifier, SqsQueue, SsmParameter,
+    DEFAULT_INDEX_SHARDS, DynamoKeys, DynamoStore, DynamoWebhooks, SecretsKey, SnsNotifier,
+    SqsDeliveries, SqsQueue, SsmParameter,
 };
 use super::embedded::{QueueSettings, SqliteNotifier, SqliteQueue, SqliteStore};
 use crate::ports::{
-    Consumer, DeadLetters, KeyAdmin, KeyLookup, Notifier, Parameter, PortError, Producer, Queue,
-    ShopStore, Store, Webhooks,
+    Consumer, DeadLetters, DeliveryLog, DeliveryQueue, KeyAdmin, KeyLookup, Notifier, Parameter,
+    PortError, Producer, Queue, ShopStore, Store, WebhookOutbox, WebhookRegistry, Webhooks,
 };
 use crate::settings::parse_seconds;
 
@@ -91,6 +92,20 @@ pub struct AwsArgs {
     #[arg(long, env = "TOPIC_ARN")]
     pub topic_arn: Option<String>,
 
+    /// DynamoDB: the webhooks table (the shops' webhooks and their deliveries). Without it,
+    /// `/webhooks` answers 404 when the store is DynamoDB.
+    #[arg(long, env = "WEBHOOKS_TABLE")]
+    pub webhooks_table: Option<String>,
+
+    /// The key webhook secrets are encrypted with in the webhooks table: at least 32 bytes
+    /// (the template passes a generated secret). Needed with `WEBHOOKS_TABLE`.
+    #[arg(long, env = "WEBHOOK_SECRET_KEY", hide_env_values = true, value_parser = SecretsKey::from_setting)]
+    pub webhook_secret_key: Option<SecretsKey>,
+
+    /// SQS: the webhook deliveries queue (the webhooks function sends to it and works it).
+    #[arg(long, env = "WEBHOOK_QUEUE_URL")]
+    pub webhook_queue_url: Option<String>,
+
     /// Seconds one attempt of an AWS call may take (connecting included) before it is given
     /// up and retried: a service that accepts connections and never answers is a failure, not
     /// a wait. An SQS long poll gets its wait on top.
@@ -144,6 +159,7 @@ impl PortArgs {
             queue: OnceCell::new(),
             store: OnceCell::new(),
             webhooks: std::sync::OnceLock::new(),
+            dynamo_webhooks: OnceCell::new(),
         }
     }
 }
@@ -157,6 +173,7 @@ pub struct Connector<'a> {
     store: OnceCell<Arc<dyn Store>>,
     /// The embedded store's webhooks, set when it is opened.
     webhooks: std::sync::OnceLock<Arc<dyn Webhooks>>,
+    dynamo_webhooks: OnceCell<Arc<DynamoWebhooks>>,
 }
 
 /// How long a connection to an AWS endpoint may take to open (the SDK's own default).
@@ -242,11 +259,75 @@ impl Connector<'_> {
         }
     }
 
-    /// The shops' webhooks and their deliveries, where the store keeps them: the embedded
-    /// store does; on DynamoDB they are not built yet (`None`).
-    pub async fn webhooks(&self) -> Result<Option<Arc<dyn Webhooks>>, SettingsError> {
+    /// The shops' webhooks (the API), beside the store: in the embedded store, or in the
+    /// webhooks table when the store is DynamoDB and `WEBHOOKS_TABLE` is set (`None` if not).
+    pub async fn webhook_registry(
+        &self,
+    ) -> Result<Option<Arc<dyn WebhookRegistry>>, SettingsError> {
+        match self.args.store_backend() {
+            Backend::Embedded => {
+                self.store().await?;
+                Ok(self
+                    .webhooks
+                    .get()
+                    .cloned()
+                    .map(|webhooks| webhooks as Arc<dyn WebhookRegistry>))
+            }
+            Backend::Aws if self.args.aws.webhooks_table.is_none() => Ok(None),
+            Backend::Aws => Ok(Some(self.dynamo_webhooks().await?)),
+        }
+    }
+
+    /// The deliveries the embedded store holds, for the sender in the API's process; `None` on
+    /// DynamoDB, where an SQS queue holds them for the webhooks function.
+    pub async fn webhook_outbox(&self) -> Result<Option<Arc<dyn WebhookOutbox>>, SettingsError> {
+        if self.args.store_backend() == Backend::Aws {
+            return Ok(None);
+        }
         self.store().await?;
-        Ok(self.webhooks.get().cloned())
+        Ok(self
+            .webhooks
+            .get()
+            .cloned()
+            .map(|webhooks| webhooks as Arc<dyn WebhookOutbox>))
+    }
+
+    /// The deliveries list on DynamoDB (the webhooks function).
+    pub async fn delivery_log(&self) -> Result<Arc<dyn DeliveryLog>, SettingsError> {
+        Ok(self.dynamo_webhooks().await?)
+    }
+
+    /// The webhook deliveries queue on SQS (the webhooks function).
+    pub async fn delivery_queue(&self) -> Result<Arc<dyn DeliveryQueue>, SettingsError> {
+        let queue_url = required(
+            &self.args.aws.webhook_queue_url,
+            "webhook deliveries queue",
+            "WEBHOOK_QUEUE_URL",
+        )?;
+        let client = aws_sdk_sqs::Client::new(self.aws_config().await);
+        Ok(Arc::new(SqsDeliveries::new(client, queue_url)))
+    }
+
+    async fn dynamo_webhooks(&self) -> Result<Arc<DynamoWebhooks>, SettingsError> {
+        const PORT: &str = "webhooks";
+        let aws = &self.args.aws;
+        let table = required(&aws.webhooks_table, PORT, "WEBHOOKS_TABLE")?;
+        let key = aws
+            .webhook_secret_key
+            .clone()
+            .ok_or(SettingsError::Missing {
+                port: PORT,
+                setting: "WEBHOOK_SECRET_KEY",
+            })?;
+        let config = self.aws_config().await;
+        Ok(self
+            .dynamo_webhooks
+            .get_or_init(|| async {
+                let client = aws_sdk_dynamodb::Client::new(config);
+                Arc::new(DynamoWebhooks::new(client, table, key))
+            })
+            .await
+            .clone())
     }
 
     /// Reading stored transactions and working the alert inbox (the API).

@@ -26,6 +26,7 @@ pub const BATCH_SIZE: &str = "processor_batch_size";
 pub const QUEUE_DEPTH: &str = "queue_depth";
 pub const DEAD_LETTER_DEPTH: &str = "dead_letter_queue_depth";
 pub const REVIEWS: &str = "alert_reviews_total";
+pub const WEBHOOK_DELIVERIES: &str = "webhook_deliveries_total";
 
 /// Registers help texts with whichever recorder is installed.
 pub fn describe() {
@@ -44,6 +45,10 @@ pub fn describe() {
         "Messages given back to the queue after a transient failure"
     );
     describe_counter!(ALERTS_SENT, "Alerts published");
+    describe_counter!(
+        WEBHOOK_DELIVERIES,
+        "Webhook delivery attempts, by outcome: delivered, retried (a wait follows) or failed (no retry left)"
+    );
     describe_counter!(
         REVIEWS,
         "Reviews of alerts written, by the verdict they leave (`none` while unresolved)"

@@ -8,12 +8,14 @@ mod dynamodb;
 mod sns;
 mod sqs;
 mod ssm;
+mod webhooks;
 
 pub use api_keys::DynamoKeys;
 pub use dynamodb::{DEFAULT_INDEX_SHARDS, DynamoStore, TIME_INDEX};
 pub use sns::SnsNotifier;
 pub use sqs::{DEAD_LETTER_REASON_ATTRIBUTE, SqsQueue};
 pub use ssm::SsmParameter;
+pub use webhooks::{DynamoWebhooks, SecretsKey, SqsDeliveries};
 
 use crate::aws_calls::AwsCall;
 
@@ -26,6 +28,7 @@ pub fn calls() -> Vec<AwsCall> {
         sns::AWS_CALLS,
         ssm::AWS_CALLS,
         api_keys::AWS_CALLS,
+        webhooks::AWS_CALLS,
     ]
     .concat()
 }

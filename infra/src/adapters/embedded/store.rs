@@ -667,6 +667,17 @@ impl WebhookRegistry for SqliteStore {
             .await
     }
 
+    async fn webhook(
+        &self,
+        shop_id: &ShopId,
+        webhook_id: &str,
+    ) -> Result<Option<Webhook>, PortError> {
+        let (shop_id, webhook_id) = (shop_id.as_str().to_owned(), webhook_id.to_owned());
+        self.db
+            .read(move |connection| webhooks::one(connection, &shop_id, &webhook_id))
+            .await
+    }
+
     async fn remove_webhook(&self, shop_id: &ShopId, webhook_id: &str) -> Result<bool, PortError> {
         let (shop_id, webhook_id) = (shop_id.as_str().to_owned(), webhook_id.to_owned());
         self.db

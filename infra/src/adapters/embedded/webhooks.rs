@@ -8,8 +8,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::sqlite::json_error;
-use crate::domain::ids::derived_id;
-use crate::domain::webhooks::{EventType, WebhookEvent};
+use crate::domain::webhooks::{EventType, WebhookEvent, delivery_id};
 use crate::domain::{Named, ShopId};
 use crate::ports::{AttemptOutcome, Delivery, DeliveryAttempt, DueDelivery, Take, Webhook};
 
@@ -95,7 +94,7 @@ pub fn of_shop(connection: &Connection, shop_id: &str) -> rusqlite::Result<Vec<W
     Ok(webhooks)
 }
 
-fn one(
+pub fn one(
     connection: &Connection,
     shop_id: &str,
     webhook_id: &str,
@@ -163,7 +162,7 @@ pub fn enqueue(
     )?;
     for webhook in subscribed {
         insert.execute(params![
-            derived_id("dlv_", &[&event.id, &webhook.webhook_id]),
+            delivery_id(&event.id, &webhook.webhook_id),
             shop_id,
             webhook.webhook_id,
             event.id,
