@@ -82,7 +82,7 @@ impl WebhookFunction {
             .unwrap_or_default();
         let work_until = deadline.map(|deadline| deadline - TIME_TO_HAND_BACK);
         let failures = match source {
-            "aws:dynamodb" => self.fan_out_records(&records).await,
+            "aws:dynamodb" => self.fan_out_records(&records, work_until).await,
             "aws:sqs" => self.deliver_messages(records, work_until).await,
             _ => Vec::new(),
         };
@@ -93,15 +93,27 @@ impl WebhookFunction {
         json!({"batchItemFailures": failures})
     }
 
-    /// Stream records in order; on the first that fails, it and every later one are handed
-    /// back (Lambda retries a stream from the first failure reported).
-    async fn fan_out_records(&self, records: &[Value]) -> Vec<String> {
+    /// Stream records in order; on the first that fails, or the first not started before
+    /// `work_until`, it and every later one are handed back (Lambda retries a stream from the
+    /// first failure reported).
+    async fn fan_out_records(&self, records: &[Value], work_until: Option<Instant>) -> Vec<String> {
         for (index, record) in records.iter().enumerate() {
             let Some(change) = alert_change(record) else {
                 continue;
             };
-            if let Err(error) = self.fan_out(&change).await {
-                tracing::warn!(%error, alert = %change.alert_id, "could not queue an alert's webhook deliveries");
+            let done = match work_until {
+                Some(until) if Instant::now() >= until => Err("no time left".to_owned()),
+                Some(until) => tokio::time::timeout_at(until, self.fan_out(&change))
+                    .await
+                    .map_err(|_| "no time left".to_owned())
+                    .and_then(|done| done.map_err(|error| error.to_string())),
+                None => self
+                    .fan_out(&change)
+                    .await
+                    .map_err(|error| error.to_string()),
+            };
+            if let Err(error) = done {
+                tracing::warn!(%error, alert = %change.alert_id, "could not queue an alert's webhook deliveries; handed back");
                 return records[index..]
                     .iter()
                     .filter_map(|record| record["dynamodb"]["SequenceNumber"].as_str())
@@ -180,6 +192,8 @@ impl WebhookFunction {
                 let id = record["messageId"].as_str().unwrap_or_default().to_owned();
                 let attempt = self.deliver_message(&record);
                 let again = match work_until {
+                    // Not started with no time left: it would be cut off half done.
+                    Some(until) if Instant::now() >= until => true,
                     Some(until) => tokio::time::timeout_at(until, attempt)
                         .await
                         .unwrap_or(true),

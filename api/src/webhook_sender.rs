@@ -20,10 +20,12 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// Deliveries sent at once.
-const CONCURRENCY: usize = 8;
+const CONCURRENCY: usize = 16;
 /// Deliveries of one webhook sent at once: half the slots, so a receiver that answers slowly
 /// (or never, until the timeout) leaves the other half to every other webhook.
 const PER_WEBHOOK: usize = CONCURRENCY / 2;
+/// After a short take, the slots that must free before the store is asked again.
+const REFILL: usize = 4;
 /// How long an ended delivery stays in the deliveries list.
 pub const KEEP_DELIVERIES: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
@@ -127,42 +129,49 @@ pub async fn run(
     let mut sending: JoinSet<String> = JoinSet::new();
     let mut in_flight: HashMap<String, usize> = HashMap::new();
     let mut next_prune = Instant::now();
+    // Free slots that make it worth asking the store again (a lease is a commit).
+    let mut ask_when_free = 1;
     while !stop.is_cancelled() {
         if Instant::now() >= next_prune {
             prune(outbox.as_ref()).await;
             next_prune = Instant::now() + PRUNE_EVERY;
         }
         let free = CONCURRENCY - sending.len();
-        let due = if free == 0 {
-            Vec::new()
-        } else {
+        if free >= ask_when_free {
             let take = Take {
                 limit: free,
                 per_webhook: PER_WEBHOOK,
                 in_flight: &in_flight,
             };
-            outbox
+            let due = outbox
                 .due_deliveries(Utc::now(), settings.lease(), take)
                 .await
                 .unwrap_or_else(|error| {
                     tracing::warn!(%error, "could not read the webhook deliveries due");
                     Vec::new()
-                })
-        };
-        let took = !due.is_empty();
-        for delivery in due {
-            let webhook_id = delivery.webhook.webhook_id.clone();
-            *in_flight.entry(webhook_id.clone()).or_default() += 1;
-            let (outbox, settings, client) = (outbox.clone(), settings.clone(), client.clone());
-            sending.spawn(async move {
-                deliver(outbox.as_ref(), &settings, &client, delivery).await;
-                webhook_id
-            });
+                });
+            // All it asked for: more may be due, ask again at the next free slot. Fewer:
+            // nothing else is due now (or its webhooks have their share), so wait for a few
+            // slots to free, or for the idle wait, before the next commit.
+            ask_when_free = if due.len() == free {
+                1
+            } else {
+                (free - due.len() + REFILL).min(CONCURRENCY)
+            };
+            for delivery in due {
+                let webhook_id = delivery.webhook.webhook_id.clone();
+                *in_flight.entry(webhook_id.clone()).or_default() += 1;
+                let (outbox, settings, client) = (outbox.clone(), settings.clone(), client.clone());
+                sending.spawn(async move {
+                    deliver(outbox.as_ref(), &settings, &client, delivery).await;
+                    webhook_id
+                });
+            }
+            if ask_when_free == 1 && sending.len() < CONCURRENCY {
+                continue;
+            }
         }
-        if took && sending.len() < CONCURRENCY {
-            continue;
-        }
-        // Full, or nothing due: wait for a slot to free, for work to come due, or for the end.
+        // Wait for a slot to free, for work to come due, or for the end.
         tokio::select! {
             () = stop.cancelled() => {}
             Some(done) = sending.join_next(), if !sending.is_empty() => {
@@ -170,7 +179,7 @@ pub async fn run(
                     finished(&mut in_flight, &webhook_id);
                 }
             }
-            () = tokio::time::sleep(IDLE_WAIT), if sending.len() < CONCURRENCY => {}
+            () = tokio::time::sleep(IDLE_WAIT) => ask_when_free = 1,
         }
         while let Some(done) = sending.try_join_next() {
             if let Ok(webhook_id) = done {

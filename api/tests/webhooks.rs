@@ -1076,4 +1076,33 @@ mod on_aws {
             serde_json::from_str(messages[0].body().unwrap_or_default()).expect("JSON");
         assert_eq!(delivery["event_type"], "alert.raised");
     }
+
+    /// An invocation with no time left hands its records back instead of being cut off with
+    /// work half done: the stream's from the first, the queue's messages each.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_invocation_out_of_time_hands_its_records_back() {
+        let resources = testkit::resources(ResourceOptions::default()).await;
+        let function = function(&resources);
+        let alert = HashMap::from([(
+            "pk".to_owned(),
+            AttributeValue::S("alert#demo#alt_0123456789abcdef01234567".to_owned()),
+        )]);
+        let no_time = Some(tokio::time::Instant::now());
+        let answer = function
+            .handle(stream_event("INSERT", &alert, None), no_time)
+            .await;
+        assert_eq!(
+            answer["batchItemFailures"][0]["itemIdentifier"], "100",
+            "{answer}"
+        );
+        let message = json!({"Records": [{
+            "eventSource": "aws:sqs", "messageId": "m-1", "receiptHandle": "r-1",
+            "body": "{}", "attributes": {"ApproximateReceiveCount": "1"},
+        }]});
+        let answer = function.handle(message, no_time).await;
+        assert_eq!(
+            answer["batchItemFailures"][0]["itemIdentifier"], "m-1",
+            "{answer}"
+        );
+    }
 }
