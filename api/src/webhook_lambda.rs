@@ -21,6 +21,7 @@ use infra::aws_calls::{AwsCall, Caller};
 use infra::domain::ShopId;
 use infra::domain::inbox::Review;
 use infra::domain::webhooks::{EventType, WebhookEvent, delivery_id};
+use infra::ports::BACKFILLED;
 use infra::ports::{
     AlertInbox, AttemptOutcome, DeliveryLog, DeliveryQueue, DueDelivery, PortError, QueuedDelivery,
     WebhookRegistry,
@@ -271,6 +272,8 @@ pub fn alert_change(record: &Value) -> Option<AlertChange> {
     let (shop, alert_id) = pk.strip_prefix("alert#")?.split_once('#')?;
     let shop_id = ShopId::parse(shop).ok()?;
     let kind = match record["eventName"].as_str()? {
+        // An item opened for an old alert (`processor inbox backfill`) is no news to the shop.
+        "INSERT" if new_image[BACKFILLED]["BOOL"] == true => return None,
         "INSERT" => EventType::AlertRaised,
         "MODIFY"
             if number(new_image, "review_version")
@@ -306,4 +309,44 @@ pub fn deadline_of(epoch_millis: u64) -> Instant {
     let deadline = DateTime::from_timestamp_millis(epoch_millis as i64).unwrap_or_default();
     let left = (deadline - Utc::now()).to_std().unwrap_or_default();
     Instant::now() + left
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str, new: Value, old: Value) -> Value {
+        json!({"eventSource": "aws:dynamodb", "eventName": name,
+               "dynamodb": {"Keys": {"pk": new["pk"].clone()}, "NewImage": new, "OldImage": old}})
+    }
+
+    fn item(version: u64) -> Value {
+        let review = serde_json::to_string(&Review {
+            version,
+            ..Review::default()
+        })
+        .expect("JSON");
+        json!({"pk": {"S": "alert#shop-1#alt_1"}, "review_version": {"N": version.to_string()},
+               "review": {"S": review}})
+    }
+
+    #[test]
+    fn a_stream_record_is_an_event_only_for_a_new_alert_or_a_new_review() {
+        let raised = alert_change(&record("INSERT", item(0), Value::Null)).expect("raised");
+        assert_eq!(raised.kind, EventType::AlertRaised);
+        assert_eq!(raised.alert_id, "alt_1");
+        assert_eq!(raised.shop_id.as_str(), "shop-1");
+        let reviewed = alert_change(&record("MODIFY", item(1), item(0))).expect("reviewed");
+        assert_eq!(reviewed.kind, EventType::AlertReviewed);
+        assert_eq!(reviewed.review.map(|review| review.version), Some(1));
+        // The same version (another attribute changed), a removal, a record's own item, and
+        // an item opened by the backfill: no event.
+        assert_eq!(alert_change(&record("MODIFY", item(1), item(1))), None);
+        assert_eq!(alert_change(&record("REMOVE", item(1), item(1))), None);
+        let transaction = json!({"pk": {"S": "shop-1#t-1"}});
+        assert_eq!(alert_change(&record("INSERT", transaction, Value::Null)), None);
+        let mut backfilled = item(0);
+        backfilled[BACKFILLED] = json!({"BOOL": true});
+        assert_eq!(alert_change(&record("INSERT", backfilled, Value::Null)), None);
+    }
 }

@@ -639,6 +639,27 @@ pub trait DeliveryQueue: Send + Sync {
     async fn retry_delivery_after(&self, receipt: &str, wait: Duration) -> Result<(), PortError>;
 }
 
+/// What opening the inbox items of earlier alerts did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct BackfillReport {
+    /// Items the store read to find them.
+    pub items_read: u64,
+    /// Records with alerts among them.
+    pub records: u64,
+    /// Inbox items opened (those already there are left as they are).
+    pub opened: u64,
+}
+
+/// The attribute that marks an inbox item opened after the fact on DynamoDB: the webhooks
+/// function sends no `alert.raised` for it (the alert is old news to the shop).
+pub const BACKFILLED: &str = "backfilled";
+
+/// Opening inbox items for alerts stored before the inbox existed (an operator's command).
+#[async_trait]
+pub trait InboxBackfill: Send + Sync {
+    async fn open_earlier_alerts(&self) -> Result<BackfillReport, PortError>;
+}
+
 /// Both sides of a store's webhooks, for the wiring.
 pub trait Webhooks: WebhookRegistry + WebhookOutbox {}
 impl<T: WebhookRegistry + WebhookOutbox + ?Sized> Webhooks for T {}

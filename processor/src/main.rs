@@ -1,7 +1,8 @@
 //! `processor`: the SQS-triggered Lambda when started by the Lambda runtime; `processor poll`,
 //! a long-running poller over the same core for containers or local use against an emulator;
 //! `processor dead-letters`, for operators to see and redrive what could not be processed; and
-//! `processor rules check FILE`, to read a rules file before it goes live.
+//! `processor rules check FILE`, to read a rules file before it goes live; and `processor
+//! inbox backfill`, to open inbox items for alerts stored before the inbox existed.
 
 use std::process::ExitCode;
 
@@ -40,6 +41,20 @@ enum Command {
     /// Alert rules files.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// The alert inbox.
+    #[command(subcommand)]
+    Inbox(InboxCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum InboxCommand {
+    /// Open inbox items for alerts stored before the inbox existed (DynamoDB: one scan of the
+    /// table; the embedded store does it at its first start). Safe to repeat. The webhooks
+    /// function sends no `alert.raised` for them.
+    Backfill {
+        #[command(flatten)]
+        ports: Box<PortArgs>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +116,10 @@ async fn main() -> ExitCode {
             init_logging(LogFormat::Pretty);
             return exit_code(dead_letters(command).await);
         }
+        Some(Command::Inbox(InboxCommand::Backfill { ports })) => {
+            init_logging(LogFormat::Pretty);
+            return exit_code(backfill_inbox(&ports).await);
+        }
         None => (cli.run, telemetry::in_lambda()),
     };
     init_logging(args.telemetry.log_format);
@@ -153,6 +172,13 @@ async fn poll(args: RunArgs) -> anyhow::Result<()> {
     let stop = shutdown::on_signal("finishing the current batch");
     tracing::info!(queue = ?args.ports.queue_backend(), store = ?args.ports.store_backend(), "polling the queue");
     worker::run(processor, queue, tuning, stop).await;
+    Ok(())
+}
+
+async fn backfill_inbox(ports: &PortArgs) -> anyhow::Result<()> {
+    let store = ports.connector().inbox_backfill().await?;
+    let report = store.open_earlier_alerts().await?;
+    println!("{}", serde_json::to_string(&report)?);
     Ok(())
 }
 

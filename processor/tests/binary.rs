@@ -337,3 +337,100 @@ async fn the_processor_runs_with_the_templates_environment_and_every_parameter_c
     let quiet = store.get(&shop, "template-quiet").await.expect("get");
     assert_eq!(quiet.map(|record| record.alerts.len()), Some(0));
 }
+
+/// `processor inbox backfill` on DynamoDB: an alert stored without its inbox item (as before
+/// the inbox existed) gets one, under the same id, marked as backfilled; run again, it opens
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbox_backfill_opens_the_items_of_earlier_alerts_once() {
+    use infra::ports::AlertInbox;
+
+    let resources = testkit::resources(ResourceOptions::default()).await;
+    testkit::send_raw(
+        &resources,
+        &[testkit::envelope("shop-b", "old-1", "5000.00")],
+    )
+    .await;
+    let messages = testkit::receive_all(
+        &resources.config,
+        &resources.aws.queue_url,
+        1,
+        Duration::from_secs(20),
+    )
+    .await;
+    let ports = resources.ports();
+    let processor = processor::Processor::new(
+        ports.queue.clone(),
+        ports.store.clone(),
+        ports.notifier,
+        infra::domain::RuleSet::default(),
+    );
+    let event = serde_json::from_value(testkit::sqs_event(&messages)).expect("SQS event");
+    let answer = processor::lambda::handle_sqs_event(
+        &processor,
+        ports.queue.as_ref(),
+        processor::retry::RetryPolicy::default(),
+        event,
+    )
+    .await;
+    assert!(answer.batch_item_failures.is_empty());
+    let shop = ShopId::parse("shop-b").expect("shop");
+    let alert_id = infra::domain::alert_id(&shop, "old-1", "amount_exceeds_threshold");
+    let dynamodb = aws_sdk_dynamodb::Client::new(&resources.config);
+    dynamodb
+        .delete_item()
+        .table_name(&resources.aws.table_name)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("alert#shop-b#{alert_id}")),
+        )
+        .send()
+        .await
+        .expect("delete the alert's item");
+    assert!(
+        ports
+            .store
+            .get_alert(&shop, &alert_id)
+            .await
+            .expect("read")
+            .is_none()
+    );
+
+    let backfill = || async {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_processor"))
+            .args(["inbox", "backfill"])
+            .env_clear()
+            .envs(resources.env())
+            .output()
+            .await
+            .expect("run processor inbox backfill");
+        assert!(output.status.success(), "{output:?}");
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).expect("a JSON report")
+    };
+    let first = backfill().await;
+    assert_eq!(first["opened"], 1, "{first}");
+    let alert = ports.store.get_alert(&shop, &alert_id).await.expect("read");
+    assert_eq!(
+        alert.map(|alert| alert.transaction_id),
+        Some("old-1".to_owned())
+    );
+    let item = dynamodb
+        .get_item()
+        .table_name(&resources.aws.table_name)
+        .key(
+            "pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("alert#shop-b#{alert_id}")),
+        )
+        .send()
+        .await
+        .expect("GetItem")
+        .item
+        .expect("the item");
+    assert_eq!(
+        item.get(infra::ports::BACKFILLED)
+            .and_then(|v| v.as_bool().ok()),
+        Some(&true)
+    );
+    let second = backfill().await;
+    assert_eq!(second["opened"], 0, "{second}");
+}

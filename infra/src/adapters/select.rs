@@ -19,8 +19,9 @@ use super::aws::{
 };
 use super::embedded::{QueueSettings, SqliteNotifier, SqliteQueue, SqliteStore};
 use crate::ports::{
-    Consumer, DeadLetters, DeliveryLog, DeliveryQueue, KeyAdmin, KeyLookup, Notifier, Parameter,
-    PortError, Producer, Queue, ShopStore, Store, WebhookOutbox, WebhookRegistry, Webhooks,
+    Consumer, DeadLetters, DeliveryLog, DeliveryQueue, InboxBackfill, KeyAdmin, KeyLookup,
+    Notifier, Parameter, PortError, Producer, Queue, ShopStore, Store, WebhookOutbox,
+    WebhookRegistry, Webhooks,
 };
 use crate::settings::parse_seconds;
 
@@ -159,6 +160,7 @@ impl PortArgs {
             queue: OnceCell::new(),
             store: OnceCell::new(),
             webhooks: std::sync::OnceLock::new(),
+            backfill: std::sync::OnceLock::new(),
             dynamo_webhooks: OnceCell::new(),
         }
     }
@@ -173,6 +175,8 @@ pub struct Connector<'a> {
     store: OnceCell<Arc<dyn Store>>,
     /// The embedded store's webhooks, set when it is opened.
     webhooks: std::sync::OnceLock<Arc<dyn Webhooks>>,
+    /// The opened store's inbox backfill, set when it is opened.
+    backfill: std::sync::OnceLock<Arc<dyn InboxBackfill>>,
     dynamo_webhooks: OnceCell<Arc<DynamoWebhooks>>,
 }
 
@@ -330,6 +334,16 @@ impl Connector<'_> {
             .clone())
     }
 
+    /// Opening inbox items for alerts stored before the inbox (`processor inbox backfill`).
+    pub async fn inbox_backfill(&self) -> Result<Arc<dyn InboxBackfill>, SettingsError> {
+        self.store().await?;
+        Ok(self
+            .backfill
+            .get()
+            .cloned()
+            .expect("opening the store sets its backfill"))
+    }
+
     /// Reading stored transactions and working the alert inbox (the API).
     pub async fn shop_store(&self) -> Result<Arc<dyn ShopStore>, SettingsError> {
         Ok(self.store().await?)
@@ -350,15 +364,18 @@ impl Connector<'_> {
                 let path = data_file(&self.args.embedded.data_dir, "store.db", PORT)?;
                 let store = Arc::new(SqliteStore::open(&path).map_err(open_error(PORT))?);
                 let _ = self.webhooks.set(store.clone());
+                let _ = self.backfill.set(store.clone());
                 Ok(store)
             }
             Backend::Aws => {
                 let client = aws_sdk_dynamodb::Client::new(self.aws_config().await);
-                Ok(Arc::new(DynamoStore::new(
+                let store = Arc::new(DynamoStore::new(
                     client,
                     self.args.aws.table_name.clone(),
                     DEFAULT_INDEX_SHARDS,
-                )))
+                ));
+                let _ = self.backfill.set(store.clone());
+                Ok(store)
             }
         }
     }

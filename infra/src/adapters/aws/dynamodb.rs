@@ -35,8 +35,8 @@ use crate::domain::{
     Position, RefusedResend, Review, ReviewStatus, ShopId, TransactionRecord, Verdict,
 };
 use crate::ports::{
-    AlertClaim, AlertInbox, AlertLedger, ClaimOutcome, PortError, PutOutcome, RecordReader,
-    RecordWriter, ReviewOutcome, WindowCounters,
+    AlertClaim, AlertInbox, AlertLedger, BackfillReport, ClaimOutcome, InboxBackfill, PortError,
+    PutOutcome, RecordReader, RecordWriter, ReviewOutcome, WindowCounters,
 };
 
 const COMPONENT: &str = "store";
@@ -50,7 +50,14 @@ pub const AWS_CALLS: &[AwsCall] = &[
         "index:TransactionsTable/by_shop_time",
         &[Api],
     ),
-    AwsCall::new("put_item", "dynamodb:PutItem", TABLE, &[Processor]),
+    AwsCall::new(
+        "put_item",
+        "dynamodb:PutItem",
+        TABLE,
+        &[Processor, Operator],
+    ),
+    // `processor inbox backfill`: the table read once, page by page.
+    AwsCall::new("scan", "dynamodb:Scan", TABLE, &[Operator]),
     AwsCall::new(
         "get_item",
         "dynamodb:GetItem",
@@ -518,6 +525,16 @@ impl AlertLedger for DynamoStore {
             Err(error) => Err(unavailable(error)),
             Ok(_) => Ok(()),
         }
+    }
+}
+
+/// Items a backfill reads per page.
+const BACKFILL_PAGE: i32 = 500;
+
+#[async_trait]
+impl InboxBackfill for DynamoStore {
+    async fn open_earlier_alerts(&self) -> Result<BackfillReport, PortError> {
+        DynamoStore::open_earlier_alerts(self, BACKFILL_PAGE).await
     }
 }
 

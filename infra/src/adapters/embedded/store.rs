@@ -28,9 +28,9 @@ use crate::domain::{
 };
 use crate::domain::{AlertListQuery, AlertPage, InboxAlert, Review};
 use crate::ports::{
-    AlertClaim, AlertInbox, AlertLedger, AttemptOutcome, ClaimOutcome, Delivery, DeliveryAttempt,
-    DueDelivery, PortError, PutOutcome, RecordReader, RecordWriter, ReviewOutcome, Take, Webhook,
-    WebhookOutbox, WebhookRegistry, WindowCounters,
+    AlertClaim, AlertInbox, AlertLedger, AttemptOutcome, BackfillReport, ClaimOutcome, Delivery,
+    DeliveryAttempt, DueDelivery, InboxBackfill, PortError, PutOutcome, RecordReader, RecordWriter,
+    ReviewOutcome, Take, Webhook, WebhookOutbox, WebhookRegistry, WindowCounters,
 };
 
 const COMPONENT: &str = "store";
@@ -715,6 +715,14 @@ impl WebhookRegistry for SqliteStore {
                 webhooks::deliveries(connection, &shop_id, &webhook_id, limit, after.as_deref())
             })
             .await
+    }
+}
+
+/// The embedded store opens the inbox items of earlier alerts itself, at its first start.
+#[async_trait]
+impl InboxBackfill for SqliteStore {
+    async fn open_earlier_alerts(&self) -> Result<BackfillReport, PortError> {
+        Ok(BackfillReport::default())
     }
 }
 

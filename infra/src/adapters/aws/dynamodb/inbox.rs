@@ -15,13 +15,16 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
 use chrono::DateTime;
 
-use super::{COMPONENT, DynamoStore, key, number, record_from_item, text, timestamp, unavailable};
+use super::{
+    COMPONENT, DynamoStore, is_condition_failure, key, number, record_from_item, text, timestamp,
+    unavailable,
+};
 use crate::domain::listing::MAX_EXAMINED_PER_PAGE;
 use crate::domain::{
     AlertListQuery, AlertPage, AlertPosition, InboxAlert, Named, Review, ShopId, TransactionRecord,
     alert_id,
 };
-use crate::ports::{PortError, ReviewOutcome};
+use crate::ports::{BACKFILLED, BackfillReport, PortError, ReviewOutcome};
 
 /// Every attribute a review writes, on the alert's item and on the record (`alerts`), and the
 /// key: the API's grant to update the table is scoped to these (`dynamodb:Attributes`), so it
@@ -51,22 +54,21 @@ fn build<E: std::fmt::Display>(error: E) -> PortError {
     PortError::rejected(COMPONENT, error.to_string())
 }
 
-/// The puts that open the inbox items of a record's alerts, for the record's transaction.
-pub(super) fn opening_puts(
-    table: &str,
+/// The inbox items of a record's alerts, as they open (no review yet).
+fn opening_items(
     record: &TransactionRecord,
-) -> Result<Vec<TransactWriteItem>, PortError> {
+) -> Result<Vec<HashMap<String, AttributeValue>>, PortError> {
     let shop = record.shop_id.as_str();
     let transaction_id = &record.transaction.transaction_id;
     let review = serde_json::to_string(&Review::default()).map_err(build)?;
     let micros = record.processed_at.timestamp_micros();
-    record
+    Ok(record
         .alerts
         .iter()
         .map(|alert| {
             let rule = &alert.decision.rule;
             let id = alert_id(&record.shop_id, transaction_id, rule);
-            let item = HashMap::from([
+            HashMap::from([
                 ("pk".to_owned(), text(alert_pk(shop, &id))),
                 ("alert_id".to_owned(), text(&id)),
                 ("transaction_id".to_owned(), text(transaction_id)),
@@ -77,7 +79,19 @@ pub(super) fn opening_puts(
                 ("review_version".to_owned(), number(0)),
                 ("gsi1pk".to_owned(), text(format!("{shop}#alerts"))),
                 ("gsi1sk".to_owned(), text(sort_key(micros, &id))),
-            ]);
+            ])
+        })
+        .collect())
+}
+
+/// The puts that open the inbox items of a record's alerts, for the record's transaction.
+pub(super) fn opening_puts(
+    table: &str,
+    record: &TransactionRecord,
+) -> Result<Vec<TransactWriteItem>, PortError> {
+    opening_items(record)?
+        .into_iter()
+        .map(|item| {
             let put = Put::builder()
                 .table_name(table)
                 .set_item(Some(item))
@@ -86,6 +100,55 @@ pub(super) fn opening_puts(
             Ok(TransactWriteItem::builder().put(put).build())
         })
         .collect()
+}
+
+impl DynamoStore {
+    /// Opens the inbox items of alerts stored before the inbox existed: a scan of the table,
+    /// `page` items per read, each record's missing items put on condition that they are
+    /// absent. Run again, it opens nothing twice.
+    pub(super) async fn open_earlier_alerts(&self, page: i32) -> Result<BackfillReport, PortError> {
+        let mut report = BackfillReport::default();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("attribute_exists(#record) AND size(alerts) > :none")
+                .expression_attribute_names("#record", "record")
+                .expression_attribute_values(":none", number(0))
+                .limit(page)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            report.items_read += output.scanned_count().max(0) as u64;
+            for item in output.items() {
+                let record = record_from_item(item)?;
+                report.records += 1;
+                for mut alert in opening_items(&record)? {
+                    alert.insert(BACKFILLED.to_owned(), AttributeValue::Bool(true));
+                    let put = self
+                        .client
+                        .put_item()
+                        .table_name(&self.table)
+                        .set_item(Some(alert))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .send()
+                        .await;
+                    match put {
+                        Ok(_) => report.opened += 1,
+                        Err(error) if is_condition_failure(&error) => {}
+                        Err(error) => return Err(unavailable(error)),
+                    }
+                }
+            }
+            start = output.last_evaluated_key().cloned();
+            if start.is_none() {
+                return Ok(report);
+            }
+        }
+    }
 }
 
 /// An inbox item's pointer to its alert, and the review it holds.
