@@ -46,6 +46,13 @@ pub const AWS_CALLS: &[AwsCall] = &[
     AwsCall::new("", "sqs:GetQueueAttributes", QUEUE, &[Caller::Webhooks]),
     AwsCall::new("", "logs:CreateLogStream", LOGS, &[Caller::Webhooks]),
     AwsCall::new("", "logs:PutLogEvents", LOGS, &[Caller::Webhooks]),
+    // The stream's on-failure destination: where a record given up on is described.
+    AwsCall::new(
+        "",
+        "sqs:SendMessage",
+        "queue:WebhookEventsFailedQueue",
+        &[Caller::Webhooks],
+    ),
 ];
 
 /// What the function works with.
@@ -176,10 +183,16 @@ impl WebhookFunction {
                 body: body.clone(),
             })
             .collect();
-        for delivery in &deliveries {
-            self.log.open_delivery(delivery).await?;
+        // Opened, then queued, then marked: a stream record seen again queues only what a
+        // run before it opened and did not queue.
+        let mut to_queue = Vec::new();
+        for delivery in deliveries {
+            if self.log.open_delivery(&delivery).await? {
+                to_queue.push(delivery);
+            }
         }
-        self.queue.send_deliveries(&deliveries).await
+        self.queue.send_deliveries(&to_queue).await?;
+        self.log.mark_queued(&to_queue).await
     }
 
     /// Attempts each message's delivery; returns the ids of those to come back.
@@ -212,8 +225,12 @@ impl WebhookFunction {
     async fn deliver_message(&self, record: &Value) -> bool {
         let body = record["body"].as_str().unwrap_or_default();
         let Ok(delivery) = serde_json::from_str::<QueuedDelivery>(body) else {
-            // Not a delivery this code wrote: retrying cannot fix it.
-            tracing::error!(body, "a message on the deliveries queue is not a delivery");
+            // Not a delivery this code wrote: retrying cannot fix it. (Its length only: a body
+            // may carry an alert's facts.)
+            tracing::error!(
+                bytes = body.len(),
+                "a message on the deliveries queue is not a delivery"
+            );
             return false;
         };
         let webhook = match self
@@ -229,15 +246,22 @@ impl WebhookFunction {
                 return true;
             }
         };
-        let received: u32 = record["attributes"]["ApproximateReceiveCount"]
-            .as_str()
-            .and_then(|count| count.parse().ok())
-            .unwrap_or(1);
+        // Attempts are counted in the list, not by receives: a receive that made no attempt
+        // (no time left, a webhook that could not be read) costs none of the schedule.
+        let attempts_made = match self.log.pending_attempts(&delivery).await {
+            Ok(Some(made)) => made,
+            // Delivered or failed already: this message is a duplicate.
+            Ok(None) => return false,
+            Err(error) => {
+                tracing::warn!(%error, "could not read a delivery; its message comes back");
+                return true;
+            }
+        };
         let due = DueDelivery {
             delivery_id: delivery.delivery_id.clone(),
             webhook,
             body: delivery.body.clone(),
-            attempts_made: received.saturating_sub(1),
+            attempts_made,
         };
         let (attempt, outcome) =
             webhook_sender::attempt_once(&self.settings, &self.client, &due).await;
@@ -344,9 +368,15 @@ mod tests {
         assert_eq!(alert_change(&record("MODIFY", item(1), item(1))), None);
         assert_eq!(alert_change(&record("REMOVE", item(1), item(1))), None);
         let transaction = json!({"pk": {"S": "shop-1#t-1"}});
-        assert_eq!(alert_change(&record("INSERT", transaction, Value::Null)), None);
+        assert_eq!(
+            alert_change(&record("INSERT", transaction, Value::Null)),
+            None
+        );
         let mut backfilled = item(0);
         backfilled[BACKFILLED] = json!({"BOOL": true});
-        assert_eq!(alert_change(&record("INSERT", backfilled, Value::Null)), None);
+        assert_eq!(
+            alert_change(&record("INSERT", backfilled, Value::Null)),
+            None
+        );
     }
 }

@@ -616,12 +616,21 @@ pub struct QueuedDelivery {
 }
 
 /// The deliveries list where a queue, not the store, schedules the deliveries (AWS): each
-/// delivery's entry opened once, then its attempts.
+/// delivery's entry opened once, queued once, then its attempts.
 #[async_trait]
 pub trait DeliveryLog: Send + Sync {
-    /// Opens the delivery's entry (pending, no attempt); a second call changes nothing.
-    async fn open_delivery(&self, delivery: &QueuedDelivery) -> Result<(), PortError>;
+    /// Opens the delivery's entry (pending, no attempt) unless it is there. True when it must
+    /// be queued: new, or opened before by a run that stopped before queueing it.
+    async fn open_delivery(&self, delivery: &QueuedDelivery) -> Result<bool, PortError>;
 
+    /// Notes that these deliveries are on the queue.
+    async fn mark_queued(&self, deliveries: &[QueuedDelivery]) -> Result<(), PortError>;
+
+    /// The attempts made so far, while the delivery is pending; `None` once it ended (or is
+    /// gone), so a duplicate message makes no attempt.
+    async fn pending_attempts(&self, delivery: &QueuedDelivery) -> Result<Option<u32>, PortError>;
+
+    /// Appends the attempt and its outcome, if the delivery is still pending.
     async fn record_delivery_attempt(
         &self,
         delivery: &QueuedDelivery,

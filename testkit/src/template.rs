@@ -34,6 +34,7 @@ pub fn every_parameter_changed(unique: &str) -> Vec<(&'static str, String)> {
         ("ApiThrottlingBurstLimit", "100".to_owned()),
         ("MetricsNamespace", "PipelineUnderTest".to_owned()),
         ("LogRetentionDays", "7".to_owned()),
+        ("WebhooksMaximumConcurrency", "3".to_owned()),
     ]
 }
 

@@ -100,8 +100,9 @@ pub struct AwsArgs {
 
     /// The key webhook secrets are encrypted with in the webhooks table: at least 32 bytes
     /// (the template passes a generated secret). Needed with `WEBHOOKS_TABLE`.
-    #[arg(long, env = "WEBHOOK_SECRET_KEY", hide_env_values = true, value_parser = SecretsKey::from_setting)]
-    pub webhook_secret_key: Option<SecretsKey>,
+    // Read as text and checked when used: a value clap refuses would be repeated in its error.
+    #[arg(long, env = "WEBHOOK_SECRET_KEY", hide_env_values = true)]
+    pub webhook_secret_key: Option<String>,
 
     /// SQS: the webhook deliveries queue (the webhooks function sends to it and works it).
     #[arg(long, env = "WEBHOOK_QUEUE_URL")]
@@ -316,13 +317,11 @@ impl Connector<'_> {
         const PORT: &str = "webhooks";
         let aws = &self.args.aws;
         let table = required(&aws.webhooks_table, PORT, "WEBHOOKS_TABLE")?;
-        let key = aws
-            .webhook_secret_key
-            .clone()
-            .ok_or(SettingsError::Missing {
-                port: PORT,
-                setting: "WEBHOOK_SECRET_KEY",
-            })?;
+        let key = required(&aws.webhook_secret_key, PORT, "WEBHOOK_SECRET_KEY")?;
+        let key = SecretsKey::from_setting(&key).map_err(|reason| SettingsError::Open {
+            port: PORT,
+            source: PortError::rejected(PORT, reason),
+        })?;
         let config = self.aws_config().await;
         Ok(self
             .dynamo_webhooks

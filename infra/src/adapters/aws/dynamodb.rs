@@ -67,12 +67,7 @@ pub const AWS_CALLS: &[AwsCall] = &[
     AwsCall::new("update_item", "dynamodb:UpdateItem", TABLE, &[Processor]),
     // The alert inbox (`inbox`): a page's records in one read, and a review written with the
     // record's review status in one transaction; a record and its alerts put in one.
-    AwsCall::new(
-        "batch_get_item",
-        "dynamodb:BatchGetItem",
-        TABLE,
-        &[Api, Webhooks],
-    ),
+    AwsCall::new("batch_get_item", "dynamodb:BatchGetItem", TABLE, &[Api]),
     AwsCall::new("transact_write_items", "dynamodb:UpdateItem", TABLE, &[Api])
         .writing(inbox::REVIEW_ATTRIBUTES),
     AwsCall::new(

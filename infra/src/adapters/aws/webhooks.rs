@@ -37,10 +37,26 @@ pub const DELIVERIES_INDEX: &str = "by_time";
 const KEEP_DELIVERIES: chrono::Duration = chrono::Duration::days(30);
 const NONCE_BYTES: usize = 12;
 
+/// Every attribute the webhooks function writes, all on delivery items: its grant to put and
+/// update the table is scoped to these (`dynamodb:Attributes`), so it cannot rewrite a
+/// webhook's URL or secret.
+pub const DELIVERY_ATTRIBUTES: &[&str] = &[
+    "pk",
+    "sk",
+    "listed",
+    "delivery_id",
+    "event_id",
+    "event_type",
+    "state",
+    "attempts",
+    "queued",
+    "created_at",
+    "expires_at",
+];
+
 /// The calls below, for the permission test (see `calls`).
 pub const AWS_CALLS: &[AwsCall] = &[
     AwsCall::new("get_item", "dynamodb:GetItem", TABLE, &[Api, Webhooks]),
-    AwsCall::new("put_item", "dynamodb:PutItem", TABLE, &[Api, Webhooks]),
     AwsCall::new("query", "dynamodb:Query", TABLE, &[Api, Webhooks]),
     AwsCall::new(
         "query",
@@ -48,13 +64,12 @@ pub const AWS_CALLS: &[AwsCall] = &[
         "index:WebhooksTable/by_time",
         &[Api],
     ),
-    AwsCall::new(
-        "update_item",
-        "dynamodb:UpdateItem",
-        TABLE,
-        &[Api, Webhooks],
-    ),
+    AwsCall::new("put_item", "dynamodb:PutItem", TABLE, &[Api]),
+    AwsCall::new("update_item", "dynamodb:UpdateItem", TABLE, &[Api]),
     AwsCall::new("delete_item", "dynamodb:DeleteItem", TABLE, &[Api]),
+    AwsCall::new("put_item", "dynamodb:PutItem", TABLE, &[Webhooks]).writing(DELIVERY_ATTRIBUTES),
+    AwsCall::new("update_item", "dynamodb:UpdateItem", TABLE, &[Webhooks])
+        .writing(DELIVERY_ATTRIBUTES),
     AwsCall::new(
         "send_message_batch",
         "sqs:SendMessage",
@@ -171,15 +186,35 @@ fn webhook_sk(webhook_id: &str) -> String {
     format!("webhook#{webhook_id}")
 }
 
-fn delivery_sk(webhook_id: &str, delivery_id: &str) -> String {
-    format!("delivery#{webhook_id}#{delivery_id}")
+/// A webhook's deliveries are an item collection of their own, apart from the shop's
+/// webhooks and every other webhook's deliveries.
+fn deliveries_pk(shop_id: &str, webhook_id: &str) -> String {
+    format!("{shop_id}#{webhook_id}")
 }
 
-fn listed(webhook_id: &str, created_at: DateTime<Utc>, delivery_id: &str) -> String {
-    format!(
-        "{webhook_id}#{:016}#{delivery_id}",
-        created_at.timestamp_micros().max(0)
-    )
+fn delivery_sk(delivery_id: &str) -> String {
+    format!("delivery#{delivery_id}")
+}
+
+fn listed(created_at: DateTime<Utc>, delivery_id: &str) -> String {
+    format!("{:016}#{delivery_id}", created_at.timestamp_micros().max(0))
+}
+
+fn delivery_key(delivery: &QueuedDelivery) -> [(&'static str, AttributeValue); 2] {
+    [
+        (
+            "pk",
+            text(deliveries_pk(
+                delivery.shop_id.as_str(),
+                &delivery.webhook_id,
+            )),
+        ),
+        ("sk", text(delivery_sk(&delivery.delivery_id))),
+    ]
+}
+
+fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(error: &E) -> bool {
+    error.code() == Some("ConditionalCheckFailedException")
 }
 
 /// The context a webhook's secrets are sealed to.
@@ -309,8 +344,8 @@ impl DynamoWebhooks {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", text(shop_id.as_str()))
-            .key("sk", text(delivery_sk(webhook_id, delivery_id)))
+            .key("pk", text(deliveries_pk(shop_id.as_str(), webhook_id)))
+            .key("sk", text(delivery_sk(delivery_id)))
             .send()
             .await
             .map_err(unavailable)?;
@@ -330,8 +365,23 @@ fn delivery_of(item: &HashMap<String, AttributeValue>) -> Result<Delivery, PortE
             .ok_or_else(|| malformed(format!("event type {event_type}")))?,
         state: fields.text("state")?,
         created_at: time(fields.number("created_at").unwrap_or_default()),
-        attempts: serde_json::from_str(&fields.text("attempts")?).map_err(malformed)?,
+        attempts: attempts_of(item)
+            .iter()
+            .map(|attempt| serde_json::from_str(attempt).map_err(malformed))
+            .collect::<Result<_, _>>()?,
     })
+}
+
+/// A delivery's attempts, each kept as its JSON in a list appended to in place.
+fn attempts_of(item: &HashMap<String, AttributeValue>) -> Vec<&str> {
+    item.get("attempts")
+        .and_then(|value| value.as_l().ok())
+        .map(|list| {
+            list.iter()
+                .filter_map(|value| value.as_s().ok().map(String::as_str))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[async_trait]
@@ -466,30 +516,27 @@ impl WebhookRegistry for DynamoWebhooks {
             Some(delivery_id) => self.listed_of(shop_id, webhook_id, delivery_id).await?,
             None => None,
         };
-        // Newest first, up to the page and one more (to say whether more follow); from a
-        // cursor, that delivery itself comes first and is skipped.
-        let upper = from.clone().unwrap_or_else(|| format!("{webhook_id}#~"));
-        let output = self
+        // Newest first, up to the page and one more (to say whether more follow).
+        let mut query = self
             .client
             .query()
             .table_name(&self.table)
             .index_name(DELIVERIES_INDEX)
-            .key_condition_expression("pk = :shop AND listed BETWEEN :lower AND :upper")
-            .expression_attribute_values(":shop", text(shop_id.as_str()))
-            .expression_attribute_values(":lower", text(format!("{webhook_id}#")))
-            .expression_attribute_values(":upper", text(upper))
+            .expression_attribute_values(":pk", text(deliveries_pk(shop_id.as_str(), webhook_id)))
             .scan_index_forward(false)
-            .limit(limit as i32 + 2)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        let mut deliveries = Vec::new();
-        for item in output.items() {
-            if from.is_some() && Fields(item).optional_text("listed") == from {
-                continue;
-            }
-            deliveries.push(delivery_of(item)?);
-        }
+            .limit(limit as i32 + 1);
+        query = match from {
+            Some(from) => query
+                .key_condition_expression("pk = :pk AND listed < :from")
+                .expression_attribute_values(":from", text(from)),
+            None => query.key_condition_expression("pk = :pk"),
+        };
+        let output = query.send().await.map_err(unavailable)?;
+        let mut deliveries = output
+            .items()
+            .iter()
+            .map(delivery_of)
+            .collect::<Result<Vec<_>, _>>()?;
         let more = deliveries.len() > limit;
         deliveries.truncate(limit);
         Ok(Some((deliveries, more)))
@@ -498,27 +545,21 @@ impl WebhookRegistry for DynamoWebhooks {
 
 #[async_trait]
 impl DeliveryLog for DynamoWebhooks {
-    async fn open_delivery(&self, delivery: &QueuedDelivery) -> Result<(), PortError> {
+    async fn open_delivery(&self, delivery: &QueuedDelivery) -> Result<bool, PortError> {
         let expires_at = (delivery.created_at + KEEP_DELIVERIES).timestamp();
-        let item = HashMap::from([
-            ("pk".to_owned(), text(delivery.shop_id.as_str())),
-            (
-                "sk".to_owned(),
-                text(delivery_sk(&delivery.webhook_id, &delivery.delivery_id)),
-            ),
+        let mut item =
+            HashMap::from(delivery_key(delivery).map(|(name, value)| (name.to_owned(), value)));
+        item.extend([
             (
                 "listed".to_owned(),
-                text(listed(
-                    &delivery.webhook_id,
-                    delivery.created_at,
-                    &delivery.delivery_id,
-                )),
+                text(listed(delivery.created_at, &delivery.delivery_id)),
             ),
             ("delivery_id".to_owned(), text(&delivery.delivery_id)),
             ("event_id".to_owned(), text(&delivery.event_id)),
             ("event_type".to_owned(), text(delivery.event_type.name())),
             ("state".to_owned(), text("pending")),
-            ("attempts".to_owned(), text("[]")),
+            ("attempts".to_owned(), AttributeValue::L(Vec::new())),
+            ("queued".to_owned(), AttributeValue::Bool(false)),
             (
                 "created_at".to_owned(),
                 number(delivery.created_at.timestamp_micros()),
@@ -534,17 +575,66 @@ impl DeliveryLog for DynamoWebhooks {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(()),
-            // Opened before (a stream record seen twice): its attempts stay.
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|service| service.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
+            Ok(_) => Ok(true),
+            // Opened before (a stream record seen again): it still needs queueing only if the
+            // first time stopped before it was queued.
+            Err(error) if error.as_service_error().is_some_and(is_condition_failure) => {
+                let [pk, sk] = delivery_key(delivery);
+                let output = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .key(pk.0, pk.1)
+                    .key(sk.0, sk.1)
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                let queued = output
+                    .item()
+                    .and_then(|item| item.get("queued"))
+                    .and_then(|value| value.as_bool().ok().copied());
+                Ok(queued == Some(false))
             }
             Err(error) => Err(unavailable(error)),
         }
+    }
+
+    async fn mark_queued(&self, deliveries: &[QueuedDelivery]) -> Result<(), PortError> {
+        for delivery in deliveries {
+            let [pk, sk] = delivery_key(delivery);
+            self.client
+                .update_item()
+                .table_name(&self.table)
+                .key(pk.0, pk.1)
+                .key(sk.0, sk.1)
+                .condition_expression("attribute_exists(pk)")
+                .update_expression("SET queued = :yes")
+                .expression_attribute_values(":yes", AttributeValue::Bool(true))
+                .send()
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
+    async fn pending_attempts(&self, delivery: &QueuedDelivery) -> Result<Option<u32>, PortError> {
+        let [pk, sk] = delivery_key(delivery);
+        // Strongly consistent: the entry was opened a moment before its message arrived.
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(pk.0, pk.1)
+            .key(sk.0, sk.1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(output
+            .item()
+            .filter(|item| Fields(item).optional_text("state").as_deref() == Some("pending"))
+            .map(|item| attempts_of(item).len() as u32))
     }
 
     async fn record_delivery_attempt(
@@ -553,47 +643,34 @@ impl DeliveryLog for DynamoWebhooks {
         attempt: &DeliveryAttempt,
         outcome: AttemptOutcome,
     ) -> Result<(), PortError> {
-        let key = (
-            text(delivery.shop_id.as_str()),
-            text(delivery_sk(&delivery.webhook_id, &delivery.delivery_id)),
-        );
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", key.0.clone())
-            .key("sk", key.1.clone())
-            .send()
-            .await
-            .map_err(unavailable)?;
-        // Forgotten meanwhile (TTL): nothing to record.
-        let Some(item) = output.item() else {
-            return Ok(());
-        };
-        let mut attempts: Vec<DeliveryAttempt> =
-            serde_json::from_str(&Fields(item).text("attempts")?).map_err(malformed)?;
-        attempts.push(attempt.clone());
         let state = match outcome {
             AttemptOutcome::Delivered => "delivered",
             AttemptOutcome::RetryAt(_) => "pending",
             AttemptOutcome::Failed => "failed",
         };
-        self.client
+        let attempt = serde_json::to_string(attempt).map_err(malformed)?;
+        let [pk, sk] = delivery_key(delivery);
+        // One conditional append: no attempt is lost to a concurrent one, and an ended
+        // delivery (a duplicate message's late attempt) is not reopened.
+        let result = self
+            .client
             .update_item()
             .table_name(&self.table)
-            .key("pk", key.0)
-            .key("sk", key.1)
-            .update_expression("SET attempts = :attempts, #state = :state")
+            .key(pk.0, pk.1)
+            .key(sk.0, sk.1)
+            .condition_expression("#state = :pending")
+            .update_expression("SET attempts = list_append(attempts, :attempt), #state = :state")
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(
-                ":attempts",
-                text(serde_json::to_string(&attempts).map_err(malformed)?),
-            )
+            .expression_attribute_values(":pending", text("pending"))
+            .expression_attribute_values(":attempt", AttributeValue::L(vec![text(attempt)]))
             .expression_attribute_values(":state", text(state))
             .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) if error.as_service_error().is_some_and(is_condition_failure) => Ok(()),
+            Err(error) => Err(unavailable(error)),
+        }
     }
 }
 
@@ -615,8 +692,8 @@ impl SqsDeliveries {
 
 /// SQS takes at most ten messages per call.
 const SEND_BATCH: usize = 10;
-/// SQS's longest visibility timeout, 12 hours.
-const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
+/// SQS's longest visibility is 12 hours from the receive; a wait is kept a little under it.
+const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60 - 10 * 60);
 
 #[async_trait]
 impl DeliveryQueue for SqsDeliveries {
