@@ -308,7 +308,16 @@ pub fn alert_change(record: &Value) -> Option<AlertChange> {
         _ => return None,
     };
     let review = match kind {
-        EventType::AlertReviewed => Some(serde_json::from_str(&string(new_image, "review")?).ok()?),
+        EventType::AlertReviewed => {
+            let text = string(new_image, "review")?;
+            match serde_json::from_str(&text) {
+                Ok(review) => Some(review),
+                Err(error) => {
+                    tracing::error!(%error, alert = alert_id, "an alert's review does not read; no event for it");
+                    return None;
+                }
+            }
+        }
         EventType::AlertRaised => None,
     };
     Some(AlertChange {

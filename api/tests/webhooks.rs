@@ -130,6 +130,24 @@ fn verified(signature: &str, secret: &str, body: &[u8]) -> bool {
     )
 }
 
+/// The status of a deliveries page that starts after `cursor`.
+async fn page_after(server: &Server, webhook_id: &str, cursor: &str) -> Status {
+    server
+        .http
+        .get(format!(
+            "{}/webhooks/{webhook_id}/deliveries?cursor={cursor}",
+            server.base
+        ))
+        .bearer_auth(DEV_KEY)
+        .send()
+        .await
+        .expect("GET deliveries")
+        .status()
+}
+
+/// A delivery id of the right shape that no webhook has.
+const UNKNOWN_DELIVERY: &str = "dlv_000000000000000000000000";
+
 async fn deliveries(server: &Server, webhook_id: &str) -> Value {
     server
         .get_json(
@@ -218,6 +236,12 @@ async fn alert_events_arrive_signed_and_the_receiver_verifies_them() {
     let page = deliveries(&server, &webhook_id).await;
     let data = page["data"].as_array().cloned().unwrap_or_default();
     assert_eq!(data.len(), 3, "{page}");
+    let last = data[2]["delivery_id"].as_str().expect("an id");
+    assert_eq!(page_after(&server, &webhook_id, last).await, Status::OK);
+    assert_eq!(
+        page_after(&server, &webhook_id, UNKNOWN_DELIVERY).await,
+        Status::BAD_REQUEST
+    );
     assert!(
         data.iter()
             .all(|d| d["state"] == "delivered" && d["attempts"][0]["status"] == 200)
@@ -884,6 +908,11 @@ mod on_aws {
         );
         let deliveries = server.get_json(url("/deliveries"), Some(DEV_KEY)).await;
         assert_eq!(deliveries["data"], json!([]));
+        // A cursor the webhook never gave is refused, not a walk from the top again.
+        assert_eq!(
+            page_after(&server, &id, UNKNOWN_DELIVERY).await,
+            Status::BAD_REQUEST
+        );
         assert_eq!(
             send(http.delete(url("")), DEV_KEY).await.status(),
             Status::NO_CONTENT

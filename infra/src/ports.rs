@@ -519,6 +519,21 @@ pub struct Delivery {
     pub attempts: Vec<DeliveryAttempt>,
 }
 
+/// A page of a webhook's deliveries, or why there is none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveriesPage {
+    Page {
+        deliveries: Vec<Delivery>,
+        /// More follow the last one.
+        more: bool,
+    },
+    /// The shop has no such webhook.
+    NoWebhook,
+    /// The page was to start after a delivery the webhook does not have (gone, or never its
+    /// own): an error, rather than a walk that starts again from the top.
+    UnknownCursor,
+}
+
 /// A delivery that is due: what to send, where, and how many attempts came before.
 #[derive(Debug, Clone)]
 pub struct DueDelivery {
@@ -565,7 +580,7 @@ pub trait WebhookRegistry: Send + Sync {
         webhook_id: &str,
         limit: usize,
         after: Option<&str>,
-    ) -> Result<Option<(Vec<Delivery>, bool)>, PortError>;
+    ) -> Result<DeliveriesPage, PortError>;
 }
 
 /// Which due deliveries a sender takes: `limit` in all, and no more of one webhook than

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use infra::domain::FieldError;
 use infra::domain::ids::{ID_HEX_DIGITS, is_id};
 use infra::domain::webhooks::EventType;
-use infra::ports::{Delivery, Webhook, WebhookRegistry};
+use infra::ports::{DeliveriesPage, Delivery, Webhook, WebhookRegistry};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -336,10 +336,20 @@ pub async fn deliveries(
     if !is_webhook_id(&webhook_id) {
         return Err(not_found());
     }
-    let (data, more) = registry
+    let (data, more) = match registry
         .deliveries(&shop_id, &webhook_id, limit, cursor.as_deref())
         .await?
-        .ok_or_else(not_found)?;
+    {
+        DeliveriesPage::Page { deliveries, more } => (deliveries, more),
+        DeliveriesPage::NoWebhook => return Err(not_found()),
+        DeliveriesPage::UnknownCursor => {
+            return Err(ApiError::InvalidParameters(vec![FieldError {
+                field: "cursor".to_owned(),
+                code: "invalid".to_owned(),
+                message: "is not a delivery of this webhook (gone, or never its own)".to_owned(),
+            }]));
+        }
+    };
     let next_cursor = more
         .then(|| data.last().map(|delivery| delivery.delivery_id.clone()))
         .flatten();

@@ -26,8 +26,8 @@ use crate::aws_calls::{AwsCall, Caller::*};
 use crate::domain::webhooks::EventType;
 use crate::domain::{Named, ShopId};
 use crate::ports::{
-    AttemptOutcome, Delivery, DeliveryAttempt, DeliveryLog, DeliveryQueue, PortError,
-    QueuedDelivery, Webhook, WebhookRegistry,
+    AttemptOutcome, DeliveriesPage, Delivery, DeliveryAttempt, DeliveryLog, DeliveryQueue,
+    PortError, QueuedDelivery, Webhook, WebhookRegistry,
 };
 
 const COMPONENT: &str = "webhooks";
@@ -508,12 +508,15 @@ impl WebhookRegistry for DynamoWebhooks {
         webhook_id: &str,
         limit: usize,
         after: Option<&str>,
-    ) -> Result<Option<(Vec<Delivery>, bool)>, PortError> {
+    ) -> Result<DeliveriesPage, PortError> {
         if self.webhook(shop_id, webhook_id).await?.is_none() {
-            return Ok(None);
+            return Ok(DeliveriesPage::NoWebhook);
         }
         let from = match after {
-            Some(delivery_id) => self.listed_of(shop_id, webhook_id, delivery_id).await?,
+            Some(delivery_id) => match self.listed_of(shop_id, webhook_id, delivery_id).await? {
+                Some(listed) => Some(listed),
+                None => return Ok(DeliveriesPage::UnknownCursor),
+            },
             None => None,
         };
         // Newest first, up to the page and one more (to say whether more follow).
@@ -539,7 +542,7 @@ impl WebhookRegistry for DynamoWebhooks {
             .collect::<Result<Vec<_>, _>>()?;
         let more = deliveries.len() > limit;
         deliveries.truncate(limit);
-        Ok(Some((deliveries, more)))
+        Ok(DeliveriesPage::Page { deliveries, more })
     }
 }
 

@@ -28,9 +28,10 @@ use crate::domain::{
 };
 use crate::domain::{AlertListQuery, AlertPage, InboxAlert, Review};
 use crate::ports::{
-    AlertClaim, AlertInbox, AlertLedger, AttemptOutcome, BackfillReport, ClaimOutcome, Delivery,
-    DeliveryAttempt, DueDelivery, InboxBackfill, PortError, PutOutcome, RecordReader, RecordWriter,
-    ReviewOutcome, Take, Webhook, WebhookOutbox, WebhookRegistry, WindowCounters,
+    AlertClaim, AlertInbox, AlertLedger, AttemptOutcome, BackfillReport, ClaimOutcome,
+    DeliveriesPage, DeliveryAttempt, DueDelivery, InboxBackfill, PortError, PutOutcome,
+    RecordReader, RecordWriter, ReviewOutcome, Take, Webhook, WebhookOutbox, WebhookRegistry,
+    WindowCounters,
 };
 
 const COMPONENT: &str = "store";
@@ -707,7 +708,7 @@ impl WebhookRegistry for SqliteStore {
         webhook_id: &str,
         limit: usize,
         after: Option<&str>,
-    ) -> Result<Option<(Vec<Delivery>, bool)>, PortError> {
+    ) -> Result<DeliveriesPage, PortError> {
         let (shop_id, webhook_id) = (shop_id.as_str().to_owned(), webhook_id.to_owned());
         let after = after.map(str::to_owned);
         self.db

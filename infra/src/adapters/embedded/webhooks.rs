@@ -10,7 +10,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::sqlite::json_error;
 use crate::domain::webhooks::{EventType, WebhookEvent, delivery_id};
 use crate::domain::{Named, ShopId};
-use crate::ports::{AttemptOutcome, Delivery, DeliveryAttempt, DueDelivery, Take, Webhook};
+use crate::ports::{
+    AttemptOutcome, DeliveriesPage, Delivery, DeliveryAttempt, DueDelivery, Take, Webhook,
+};
 
 pub const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS webhooks (
@@ -314,9 +316,9 @@ pub fn deliveries(
     webhook_id: &str,
     limit: usize,
     after: Option<&str>,
-) -> rusqlite::Result<Option<(Vec<Delivery>, bool)>> {
+) -> rusqlite::Result<DeliveriesPage> {
     if one(connection, shop_id, webhook_id)?.is_none() {
-        return Ok(None);
+        return Ok(DeliveriesPage::NoWebhook);
     }
     let position: Option<(i64, String)> = match after {
         Some(id) => connection
@@ -330,6 +332,9 @@ pub fn deliveries(
             .optional()?,
         None => None,
     };
+    if after.is_some() && position.is_none() {
+        return Ok(DeliveriesPage::UnknownCursor);
+    }
     let (micros, id) = position.unwrap_or((i64::MAX, String::new()));
     let mut statement = connection.prepare_cached(
         "SELECT delivery_id, event_id, event_type, state, created_at_us, attempts FROM deliveries
@@ -369,7 +374,7 @@ pub fn deliveries(
     }
     let more = deliveries.len() > limit;
     deliveries.truncate(limit);
-    Ok(Some((deliveries, more)))
+    Ok(DeliveriesPage::Page { deliveries, more })
 }
 
 #[cfg(test)]
