@@ -21,6 +21,7 @@ pub mod lambda;
 pub mod limits;
 pub mod listing;
 pub mod openapi;
+pub mod prefer;
 pub mod routes;
 pub mod server;
 pub mod state;

@@ -31,7 +31,7 @@ pub struct AppState {
     pub webhooks: WebhookState,
 }
 
-/// The shops' webhooks, where the store keeps them (the embedded store; not yet DynamoDB), and
+/// The shops' webhooks, where the store keeps them (the embedded store, or `WEBHOOKS_TABLE`), and
 /// whether loopback destinations are allowed (the API itself listens on loopback).
 #[derive(Clone, Default)]
 pub struct WebhookState {
@@ -90,6 +90,11 @@ pub struct BodyReadTimeout(pub Duration);
 /// retries included; then the client gets 503.
 #[derive(Debug, Clone, Copy)]
 pub struct EnqueueTimeout(pub Duration);
+
+/// When the Lambda invocation serving a request must have answered (set on Lambda only): a
+/// handler that waits (`Prefer: wait`) stops short of it.
+#[derive(Clone, Copy, Debug)]
+pub struct InvocationDeadline(pub tokio::time::Instant);
 
 /// The path the API is served under (an API Gateway stage such as `/prod`), for the links it
 /// returns; a request extension, absent when served at the root.

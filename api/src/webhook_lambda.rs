@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures_util::{StreamExt, stream};
 use infra::aws_calls::{AwsCall, Caller};
 use infra::domain::ShopId;
@@ -335,13 +335,6 @@ fn string(image: &Value, name: &str) -> Option<String> {
 
 fn number(image: &Value, name: &str) -> Option<u64> {
     image[name]["N"].as_str().and_then(|n| n.parse().ok())
-}
-
-/// When a Lambda invocation's deadline (milliseconds since the epoch) falls, as an instant.
-pub fn deadline_of(epoch_millis: u64) -> Instant {
-    let deadline = DateTime::from_timestamp_millis(epoch_millis as i64).unwrap_or_default();
-    let left = (deadline - Utc::now()).to_std().unwrap_or_default();
-    Instant::now() + left
 }
 
 #[cfg(test)]

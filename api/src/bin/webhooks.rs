@@ -4,7 +4,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use api::config::WebhooksFunctionArgs;
-use api::webhook_lambda::{WebhookFunction, deadline_of};
+use api::lambda::deadline_of;
+use api::webhook_lambda::WebhookFunction;
 use api::webhook_sender;
 use clap::Parser;
 use infra::telemetry::{self, exit_code, init_logging};

@@ -1,7 +1,7 @@
 //! `POST /transactions` and `GET /transactions/{id}`.
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
@@ -11,6 +11,8 @@ use infra::domain::{
 use infra::ports::RecordReader;
 use serde::Serialize;
 use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
 use tower_http::request_id::RequestId;
 use utoipa::ToSchema;
 
@@ -21,7 +23,11 @@ use crate::error::{ApiError, Problem};
 use crate::extract::ValidatedTransaction;
 use crate::ingest;
 use crate::listing::{ListParams, within_page_bytes};
-use crate::state::{AppState, PathPrefix};
+use crate::prefer;
+use crate::state::{AppState, InvocationDeadline, PathPrefix};
+
+/// Kept from a Lambda invocation's deadline to send a waiting POST's answer.
+const TIME_TO_ANSWER: Duration = Duration::from_secs(1);
 
 /// The answer to an accepted POST: the transaction is durably on the queue.
 #[derive(Debug, Serialize, ToSchema)]
@@ -56,6 +62,7 @@ pub struct StoredTransaction {
     path = "/transactions",
     tag = "transactions",
     security(("api_key" = [])),
+    params(("Prefer" = Option<String>, Header, description = "`wait=N`: wait up to N seconds (at most 10) for the transaction to be stored, and answer 200 with the stored record; a malformed preference is ignored")),
     request_body(
         content = NewTransaction,
         content_type = "application/json",
@@ -66,7 +73,12 @@ pub struct StoredTransaction {
         ),
     ),
     responses(
-        (status = 202, description = "Durably queued for processing", body = Accepted,
+        (status = 200, description = "With `Prefer: wait=N`: stored within N seconds (at most 10); the stored record, with its alerts (for an id stored before, the original)", body = StoredTransaction,
+            headers(
+                ("Location" = String, description = "Where the transaction can be read"),
+                ("Preference-Applied" = String, description = "`wait=N`, the wait granted"),
+            )),
+        (status = 202, description = "Durably queued for processing (with `Prefer: wait=N`: not stored within the wait)", body = Accepted,
             headers(("Location" = String, description = "Where the transaction can be read once processed"))),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
@@ -78,10 +90,13 @@ pub struct StoredTransaction {
             headers(("Retry-After" = u32, description = "Seconds to wait"))),
     )
 )]
+#[allow(clippy::too_many_arguments)] // axum extractors, each one thing the handler reads
 pub async fn create(
     State(state): State<AppState>,
     prefix: Option<Extension<PathPrefix>>,
     request_id: Option<Extension<RequestId>>,
+    deadline: Option<Extension<InvocationDeadline>>,
+    headers: HeaderMap,
     Shop(shop_id): Shop,
     ValidatedTransaction {
         transaction,
@@ -96,6 +111,17 @@ pub async fn create(
     state.queue.send(message).await?;
     let Extension(PathPrefix(prefix)) = prefix.unwrap_or_default();
     let location = format!("{prefix}/transactions/{transaction_id}");
+    if let Some(wait) = prefer::requested_wait(&headers) {
+        let mut until = Instant::now() + wait;
+        if let Some(Extension(InvocationDeadline(deadline))) = deadline {
+            until = until.min(deadline.checked_sub(TIME_TO_ANSWER).unwrap_or(deadline));
+        }
+        let stored =
+            prefer::stored_by(state.store.as_ref(), &shop_id, &transaction_id, until).await;
+        if let Some(record) = stored {
+            return Ok(decided(record, wait, &location));
+        }
+    }
     let mut response = (
         StatusCode::ACCEPTED,
         Json(Accepted {
@@ -111,6 +137,20 @@ pub async fn create(
         response.headers_mut().insert(header::LOCATION, value);
     }
     Ok(response)
+}
+
+/// The answer to a POST that waited (`Prefer: wait`) and saw its transaction stored: the
+/// record, with its alerts, as `GET` would show it.
+fn decided(record: TransactionRecord, wait: Duration, location: &str) -> Response {
+    let mut response = (StatusCode::OK, Json(StoredTransaction::from(record))).into_response();
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        headers.insert(header::LOCATION, value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&format!("wait={}", wait.as_secs())) {
+        headers.insert(prefer::PREFERENCE_APPLIED.clone(), value);
+    }
+    response
 }
 
 #[utoipa::path(
