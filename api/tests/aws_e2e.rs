@@ -502,3 +502,96 @@ async fn the_api_runs_with_the_templates_environment_and_every_parameter_changed
         serde_json::from_str(queued[0].body.as_deref().unwrap_or_default()).expect("envelope");
     assert_eq!(envelope["shop_id"], "acme");
 }
+
+/// `Prefer: wait` on DynamoDB: the POST waits while the processor's Lambda handler stores the
+/// transaction, and answers 200 with the stored record and its alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_post_on_aws_answers_with_the_record_the_processor_stored() {
+    let resources = testkit::resources(ResourceOptions::default()).await;
+    let temp = tempfile::tempdir().expect("temp");
+    let server = Server::start(&temp.path().join("unused"), &resources.api_env()).await;
+    let request = server
+        .http
+        .post(format!("{}/transactions", server.base))
+        .bearer_auth(DEV_KEY)
+        .header("prefer", "wait=10")
+        .json(&json!({"transaction_id": "aws-waited", "amount": "2500.00", "timestamp": "2024-08-09T12:34:56Z"}));
+    let waiting = tokio::spawn(request.send());
+    let messages = testkit::receive_all(
+        &resources.config,
+        &resources.aws.queue_url,
+        1,
+        Duration::from_secs(20),
+    )
+    .await;
+    let event: SqsEvent = serde_json::from_value(testkit::sqs_event(&messages)).expect("event");
+    let processor = processor(&resources);
+    handle_sqs_event(
+        &processor,
+        resources.ports().queue.as_ref(),
+        RetryPolicy::default(),
+        event,
+    )
+    .await;
+    let answer = waiting.await.expect("join").expect("POST");
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(
+        answer
+            .headers()
+            .get("preference-applied")
+            .and_then(|value| value.to_str().ok()),
+        Some("wait=10")
+    );
+    let stored: Value = answer.json().await.expect("JSON");
+    assert_eq!(
+        stored["alerts"][0]["rule"], "amount_exceeds_threshold",
+        "{stored}"
+    );
+}
+
+/// On Lambda a wait ends before the invocation's deadline: with nothing processing the
+/// queue and a 3 s invocation, `Prefer: wait=10` is answered 202 in time, not cut off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_lambda_a_wait_ends_before_the_invocation_deadline() {
+    let resources = testkit::resources(ResourceOptions::default()).await;
+    let parameters = testkit::template::every_parameter_changed(&resources.aws.table_name);
+    let key = field(&keys_command(&resources, &["add", "--shop", "acme"]), "key");
+    let body = r#"{"transaction_id": "lambda-waited", "amount": "12.50", "timestamp": "2024-08-09T12:34:56Z"}"#;
+    let event = json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": "/transactions", "rawQueryString": "",
+        "headers": {"authorization": format!("Bearer {key}"), "content-type": "application/json", "host": "api.example.com", "prefer": "wait=10"},
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "stub", "domainName": "api.example.com", "domainPrefix": "api",
+            "http": {"method": "POST", "path": "/transactions", "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "test"},
+            "requestId": "req", "routeKey": "$default", "stage": "$default",
+            "time": "26/Nov/2026:12:00:00 +0000", "timeEpoch": 1_795_000_000_000_i64
+        },
+        "body": body, "isBase64Encoded": false
+    });
+    let stub = testkit::lambda_runtime_stub::RuntimeStub::with_timeout(
+        vec![event],
+        Duration::from_secs(3),
+    )
+    .await;
+    let mut env = testkit::template::function_environment("ApiFunction", &parameters, &resources);
+    env.extend(
+        stub.env("ApiFunction")
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value)),
+    );
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_api"))
+        .env_clear()
+        .envs(env)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn api");
+    let answers = stub.answers(1, Duration::from_secs(30)).await;
+    let _ = child.kill().await;
+    assert!(!answers[0].failed, "{:?}", answers[0]);
+    assert_eq!(answers[0].body["statusCode"], 202, "{:?}", answers[0].body);
+    let deadline = answers[0].deadline.expect("a deadline");
+    assert!(
+        answers[0].answered_at < deadline,
+        "answered after the deadline"
+    );
+}
