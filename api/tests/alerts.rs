@@ -97,6 +97,7 @@ fn decision(rule: &str) -> AlertDecision {
         rule: rule.to_owned(),
         reason: format!("{rule} fired"),
         facts: [("threshold".to_owned(), "1000".to_owned())].into(),
+        rules_version: None,
     }
 }
 

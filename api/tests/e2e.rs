@@ -756,6 +756,28 @@ async fn rules_from_a_file_raise_several_alerts_on_one_transaction() {
     );
     assert_eq!(server.stored(DEV_KEY, "small-5").await["alerts"], json!([]));
     assert_eq!(server.metric("alert_rule{").await, 5.0, "five rules listed");
+    // Every alert carries the version of the rule set that raised it, which /metrics shows.
+    let versions: std::collections::BTreeSet<&str> = sixth["alerts"]
+        .as_array()
+        .expect("alerts")
+        .iter()
+        .filter_map(|alert| alert["rules_version"].as_str())
+        .collect();
+    assert_eq!(versions.len(), 1, "{sixth}");
+    let version = versions.into_iter().next().expect("a version");
+    let metrics = server
+        .http
+        .get(format!("{}/metrics", server.metrics))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(&format!("version=\"{version}\"")),
+        "{version} not in /metrics"
+    );
     assert_eq!(
         server
             .metric("alerts_raised_total{rule=\"card_testing\"}")

@@ -38,6 +38,11 @@ pub struct AlertDecision {
     /// The numbers the rule compared, as exact strings (for the amount rule, `threshold`).
     #[cfg_attr(feature = "openapi", schema(example = json!({"threshold": "1000"})))]
     pub facts: BTreeMap<String, String>,
+    /// The version of the rule set that raised it (`processor rules check` shows a set's).
+    /// Absent on alerts raised before rule sets had versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(example = "3f9a1c07be42"))]
+    pub rules_version: Option<String>,
 }
 
 impl Default for AlertPolicy {

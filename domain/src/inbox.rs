@@ -192,6 +192,9 @@ pub struct InboxAlert {
     pub rule: String,
     pub reason: String,
     pub facts: BTreeMap<String, String>,
+    /// The version of the rule set that raised it; absent on alerts from before versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules_version: Option<String>,
     /// When the processor stored the transaction and raised the alert.
     pub raised_at: DateTime<Utc>,
     pub publication: Publication,
@@ -211,6 +214,7 @@ impl InboxAlert {
             rule: alert.decision.rule.clone(),
             reason: alert.decision.reason.clone(),
             facts: alert.decision.facts.clone(),
+            rules_version: alert.decision.rules_version.clone(),
             raised_at: record.processed_at,
             publication: Publication {
                 state: alert.state,

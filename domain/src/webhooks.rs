@@ -270,6 +270,7 @@ mod tests {
             rule: "amount_exceeds_threshold".to_owned(),
             reason: "amount 2000 USD exceeds the threshold 1000".to_owned(),
             facts: Default::default(),
+            rules_version: None,
             raised_at: Utc::now(),
             publication: Publication {
                 state: AlertState::Pending,

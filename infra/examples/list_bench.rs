@@ -41,6 +41,7 @@ fn record(shop: &ShopId, n: usize, now: DateTime<Utc>) -> TransactionRecord {
             rule: "amount_exceeds_threshold".to_owned(),
             reason: "bench".to_owned(),
             facts: Default::default(),
+            rules_version: None,
         }]
     } else {
         Vec::new()

@@ -391,8 +391,15 @@ pub trait Notifier: Send + Sync {
 pub trait Parameter: Send + Sync {
     fn name(&self) -> &str;
 
-    /// Its text, or `None` while it does not exist.
-    async fn read(&self) -> Result<Option<String>, PortError>;
+    /// Its text and version, or `None` while it does not exist.
+    async fn read(&self) -> Result<Option<ParameterValue>, PortError>;
+}
+
+/// A parameter's text, and the version the parameter store gave it (SSM counts from 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParameterValue {
+    pub text: String,
+    pub version: i64,
 }
 
 /// The SHA-256 of an API key: what is stored and looked up, never the key itself.

@@ -23,14 +23,15 @@ pub async fn from_parameter(
 ) -> anyhow::Result<RuleSet> {
     let name = parameter.name();
     match parameter.read().await {
-        Ok(Some(text)) => {
+        Ok(Some(value)) => {
             if *default != AlertPolicy::default() {
                 tracing::warn!(
                     parameter = name,
                     "ALERT_THRESHOLDS is not used: the rules parameter states its own thresholds"
                 );
             }
-            Ok(RuleSet::from_toml(&format!("SSM parameter {name}"), &text)?)
+            let rules = RuleSet::from_toml(&format!("SSM parameter {name}"), &value.text)?;
+            Ok(rules.with_source_version(&value.version.to_string()))
         }
         Ok(None) => {
             tracing::warn!(
@@ -45,15 +46,17 @@ pub async fn from_parameter(
     }
 }
 
-/// Logs the rules in force and publishes them as `alert_rule{name, kind, rule}` = 1.
+/// Logs the rules in force and publishes them as `alert_rule{name, kind, rule, version}` = 1.
 pub fn announce(rules: &RuleSet) {
+    let version = rules.version().to_owned();
     for (name, kind, description) in rules.describe() {
-        tracing::info!(rule = %name, kind, %description, "alert rule in force");
+        tracing::info!(rule = %name, kind, %description, %version, "alert rule in force");
         metrics::gauge!(
             infra::telemetry::ALERT_RULE,
             "name" => name,
             "kind" => kind,
-            "rule" => description
+            "rule" => description,
+            "version" => version.clone()
         )
         .set(1.0);
     }

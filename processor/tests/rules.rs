@@ -236,6 +236,18 @@ async fn several_pollers_on_the_emulator_count_a_burst_sent_twice_exactly_once()
     let fired = stored_alerts(store.as_ref(), &ids).await;
     let fired = fired.get("card_testing").cloned().unwrap_or_default();
     assert!(fired.len() >= BURST - LIMIT, "{} alerted", fired.len());
+    // The rule set's version: the text's digest, then the parameter's version.
+    let alerted = store
+        .get(&shop, &fired[0])
+        .await
+        .expect("get")
+        .expect("stored");
+    let version = alerted
+        .alerts
+        .iter()
+        .find_map(|alert| alert.decision.rules_version.clone())
+        .expect("a rules version");
+    assert!(version.ends_with("@1"), "{version}");
     let messages =
         testkit::subscriber_messages(&resources, fired.len() + 1, Duration::from_secs(5)).await;
     let mut published: Vec<String> = messages
@@ -328,7 +340,8 @@ async fn a_broken_rules_file_stops_the_start_with_where_and_what() {
     );
 }
 
-/// `processor rules check` lists a good file's rules and refuses a broken one as the start would.
+/// `processor rules check` shows a good file's version and rules, and refuses a broken one as
+/// the start would.
 #[tokio::test]
 async fn rules_check_lists_the_example_and_refuses_a_broken_file() {
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../rules/example.toml");
@@ -339,7 +352,16 @@ async fn rules_check_lists_the_example_and_refuses_a_broken_file() {
         .expect("run");
     assert!(output.status.success());
     let listed = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(listed.lines().count(), 5, "{listed}");
+    // The rule set's version first (a digest of the file's text), then one line per rule.
+    assert_eq!(listed.lines().count(), 6, "{listed}");
+    let version = listed
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("version\t"));
+    assert!(
+        version.is_some_and(|v| v.len() == 12 && v.chars().all(|c| c.is_ascii_hexdigit())),
+        "{listed}"
+    );
     assert!(
         listed.contains("card_testing\tvelocity\tcount per payment_fingerprint in 10m above 5")
     );

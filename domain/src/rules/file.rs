@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use super::{CounterKey, MAX_RULES, Measure, Rule, RuleKind, RuleSet, Window};
+use super::{CounterKey, MAX_RULES, Measure, Rule, RuleKind, Window};
 use crate::money;
 use crate::names::Named;
 use crate::transaction::{TransactionType, identifier_rule, is_identifier};
@@ -41,7 +41,8 @@ struct RawRule {
     window: Option<String>,
 }
 
-pub fn parse(origin: &str, text: &str) -> Result<RuleSet, RulesFileError> {
+/// The rules of a file's text, and its late-arrival bound.
+pub fn parse(origin: &str, text: &str) -> Result<(Vec<Rule>, chrono::Duration), RulesFileError> {
     let fail = |line: Option<usize>, message: String| RulesFileError {
         origin: origin.to_owned(),
         line,
@@ -85,10 +86,7 @@ pub fn parse(origin: &str, text: &str) -> Result<RuleSet, RulesFileError> {
         }
         rules.push(rule);
     }
-    Ok(RuleSet {
-        rules,
-        late_arrival,
-    })
+    Ok((rules, late_arrival))
 }
 
 /// 1-based line of a byte offset.

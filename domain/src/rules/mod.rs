@@ -32,6 +32,15 @@ pub const MAX_RULES: usize = 50;
 pub struct RuleSet {
     rules: Vec<Rule>,
     late_arrival: chrono::Duration,
+    /// Which rule set this is: a digest of the rules file's text (of the rules themselves for
+    /// the default set), and where the text has versions of its own (SSM), `@<version>`.
+    version: String,
+}
+
+/// The first 12 hex digits of the SHA-256 of `text`: enough to tell rule sets apart.
+fn digest(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(text.as_bytes())[..6])
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,17 +169,20 @@ impl Default for RuleSet {
 /// The default rule set with the per-currency overrides of `ALERT_THRESHOLDS`.
 impl From<AlertPolicy> for RuleSet {
     fn from(policy: AlertPolicy) -> Self {
+        let rules = vec![Rule {
+            name: AMOUNT_RULE.to_owned(),
+            types: Vec::new(),
+            currency: None,
+            kind: RuleKind::Threshold {
+                above: policy.default_threshold(),
+                above_by_currency: policy.overrides().clone(),
+            },
+        }];
+        let described: Vec<String> = rules.iter().map(Rule::describe).collect();
         Self {
-            rules: vec![Rule {
-                name: AMOUNT_RULE.to_owned(),
-                types: Vec::new(),
-                currency: None,
-                kind: RuleKind::Threshold {
-                    above: policy.default_threshold(),
-                    above_by_currency: policy.overrides().clone(),
-                },
-            }],
+            rules,
             late_arrival: DEFAULT_LATE_ARRIVAL,
+            version: format!("default-{}", digest(&described.join("\n"))),
         }
     }
 }
@@ -178,7 +190,24 @@ impl From<AlertPolicy> for RuleSet {
 impl RuleSet {
     /// Reads a rules file's text; `origin` names it in errors.
     pub fn from_toml(origin: &str, text: &str) -> Result<Self, RulesFileError> {
-        file::parse(origin, text)
+        let (rules, late_arrival) = file::parse(origin, text)?;
+        Ok(Self {
+            rules,
+            late_arrival,
+            version: digest(text),
+        })
+    }
+
+    /// The same rules, their version qualified by the version of where the text came from (an
+    /// SSM parameter's): `<digest>@<version>`.
+    pub fn with_source_version(mut self, source_version: &str) -> Self {
+        self.version = format!("{}@{source_version}", self.version);
+        self
+    }
+
+    /// Which rule set this is; every alert it raises carries it.
+    pub fn version(&self) -> &str {
+        &self.version
     }
 
     pub fn rules(&self) -> &[Rule] {
@@ -277,6 +306,9 @@ impl RuleSet {
                 }
             }
         }
+        for decision in &mut decisions {
+            decision.rules_version = Some(self.version.clone());
+        }
         decisions
     }
 
@@ -333,6 +365,7 @@ impl Rule {
                 transaction.amount, transaction.currency
             ),
             facts: BTreeMap::from([("threshold".to_owned(), threshold.to_string())]),
+            rules_version: None,
         })
     }
 
@@ -389,6 +422,7 @@ impl Rule {
                 ("window".to_owned(), window.to_string()),
                 ("transactions_in_window".to_owned(), total.count.to_string()),
             ]),
+            rules_version: None,
         })
     }
 

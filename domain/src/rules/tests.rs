@@ -238,3 +238,35 @@ fn a_broken_file_is_refused_with_where_and_what() {
         assert!(error.to_string().contains(expected), "{text:?}: {error}");
     }
 }
+
+#[test]
+fn a_rule_set_has_a_version_that_follows_its_text_and_every_alert_carries_it() {
+    let one = RuleSet::from_toml("a.toml", EXAMPLE).expect("valid");
+    let same = RuleSet::from_toml("b.toml", EXAMPLE).expect("valid");
+    let other = RuleSet::from_toml("c.toml", &format!("{EXAMPLE}\n# changed\n")).expect("valid");
+    assert_eq!(
+        one.version(),
+        same.version(),
+        "the text decides, not its name"
+    );
+    assert_ne!(one.version(), other.version());
+    assert_eq!(one.version().len(), 12);
+    let from_ssm = one.clone().with_source_version("7");
+    assert_eq!(from_ssm.version(), format!("{}@7", one.version()));
+    let default = RuleSet::default();
+    assert!(
+        default.version().starts_with("default-"),
+        "{}",
+        default.version()
+    );
+    assert_ne!(
+        default.version(),
+        RuleSet::from("USD=500".parse::<AlertPolicy>().expect("policy")).version(),
+        "other thresholds, another version"
+    );
+
+    let low = RuleSet::from("USD=10".parse::<AlertPolicy>().expect("policy"));
+    let decisions = low.decide(&transaction(""), None, &[]);
+    assert_eq!(decisions.len(), 1, "20.00 USD is over 10");
+    assert_eq!(decisions[0].rules_version.as_deref(), Some(low.version()));
+}

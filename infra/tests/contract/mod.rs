@@ -408,6 +408,7 @@ pub fn listed_record(shop: &str, n: usize) -> TransactionRecord {
             rule: "test_rule".to_owned(),
             reason: "every seventh".to_owned(),
             facts: Default::default(),
+            rules_version: None,
         }]
     } else {
         Vec::new()

@@ -6,7 +6,7 @@ use aws_sdk_ssm::error::ProvideErrorMetadata;
 
 use super::describe;
 use crate::aws_calls::{AwsCall, Caller::*};
-use crate::ports::{Parameter, PortError};
+use crate::ports::{Parameter, ParameterValue, PortError};
 
 pub const AWS_CALLS: &[AwsCall] = &[AwsCall::new(
     "get_parameter",
@@ -35,7 +35,7 @@ impl Parameter for SsmParameter {
         &self.name
     }
 
-    async fn read(&self) -> Result<Option<String>, PortError> {
+    async fn read(&self) -> Result<Option<ParameterValue>, PortError> {
         // Decryption is asked for always: it is what a SecureString needs, and a plain String
         // ignores it.
         let request = self
@@ -44,12 +44,15 @@ impl Parameter for SsmParameter {
             .name(&self.name)
             .with_decryption(true);
         match request.send().await {
-            Ok(output) => Ok(Some(
-                output
+            Ok(output) => {
+                let parameter = output
                     .parameter
-                    .and_then(|parameter| parameter.value)
-                    .unwrap_or_default(),
-            )),
+                    .unwrap_or_else(|| aws_sdk_ssm::types::Parameter::builder().build());
+                Ok(Some(ParameterValue {
+                    version: parameter.version,
+                    text: parameter.value.unwrap_or_default(),
+                }))
+            }
             Err(error) if error.code() == Some("ParameterNotFound") => Ok(None),
             Err(error) => Err(PortError::unavailable("parameter store", describe(&error))),
         }
