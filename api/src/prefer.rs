@@ -59,10 +59,12 @@ pub async fn stored_by(
             }
             Err(_) => return None,
         }
-        if Instant::now() + pause >= until {
+        // The last pause ends at `until` itself, so the wait is the whole of what was granted.
+        let now = Instant::now();
+        if now >= until {
             return None;
         }
-        tokio::time::sleep(pause).await;
+        tokio::time::sleep(pause.min(until - now)).await;
         pause = (pause * 2).min(LONGEST_PAUSE);
     }
 }
