@@ -8,21 +8,15 @@ use axum::extract::ConnectInfo;
 use axum::http::Uri;
 use lambda_http::RequestExt;
 use lambda_http::request::RequestContext;
+use processor::lambda::instant_of;
 
 use crate::state::{InvocationDeadline, PathPrefix};
-
-/// When a Lambda invocation's deadline (milliseconds since the epoch) falls, as an instant.
-pub fn deadline_of(epoch_millis: u64) -> tokio::time::Instant {
-    let deadline = chrono::DateTime::from_timestamp_millis(epoch_millis as i64).unwrap_or_default();
-    let left = (deadline - chrono::Utc::now()).to_std().unwrap_or_default();
-    tokio::time::Instant::now() + left
-}
 
 /// Prepares one request for the router: the caller's address as `ConnectInfo` (for the access
 /// log), the invocation's deadline, and the path without the stage.
 pub fn prepare(mut request: lambda_http::Request) -> lambda_http::Request {
     if let Some(context) = request.lambda_context_ref() {
-        let deadline = InvocationDeadline(deadline_of(context.deadline));
+        let deadline = InvocationDeadline(instant_of(context.deadline));
         request.extensions_mut().insert(deadline);
     }
     let (stage, source_ip) = match request.request_context_ref() {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use infra::domain::webhooks::{self, DestinationError, signature_header};
+use infra::domain::webhooks::{self, DestinationError, KEEP_DELIVERIES, signature_header};
 use infra::ports::{AttemptOutcome, DeliveryAttempt, DueDelivery, Take, WebhookOutbox};
 use infra::telemetry::WEBHOOK_DELIVERIES;
 use tokio::task::JoinSet;
@@ -26,8 +26,6 @@ const CONCURRENCY: usize = 16;
 const PER_WEBHOOK: usize = CONCURRENCY / 2;
 /// After a short take, the slots that must free before the store is asked again.
 const REFILL: usize = 4;
-/// How long an ended delivery stays in the deliveries list.
-pub const KEEP_DELIVERIES: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
 /// A receiver's answer is read this far, no further.
 const MAX_ANSWER_BYTES: usize = 1024;
@@ -126,8 +124,8 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let client = client(&settings);
-    let mut sending: JoinSet<String> = JoinSet::new();
-    let mut in_flight: HashMap<String, usize> = HashMap::new();
+    let mut sending: JoinSet<()> = JoinSet::new();
+    let mut in_flight = InFlight::default();
     let mut next_prune = Instant::now();
     // Free slots that make it worth asking the store again (a lease is a commit).
     let mut ask_when_free = 1;
@@ -141,7 +139,7 @@ pub async fn run(
             let take = Take {
                 limit: free,
                 per_webhook: PER_WEBHOOK,
-                in_flight: &in_flight,
+                in_flight: &in_flight.by_webhook,
             };
             let due = outbox
                 .due_deliveries(Utc::now(), settings.lease(), take)
@@ -160,40 +158,57 @@ pub async fn run(
             };
             for delivery in due {
                 let webhook_id = delivery.webhook.webhook_id.clone();
-                *in_flight.entry(webhook_id.clone()).or_default() += 1;
                 let (outbox, settings, client) = (outbox.clone(), settings.clone(), client.clone());
-                sending.spawn(async move {
+                let task = sending.spawn(async move {
                     deliver(outbox.as_ref(), &settings, &client, delivery).await;
-                    webhook_id
                 });
-            }
-            if ask_when_free == 1 && sending.len() < CONCURRENCY {
-                continue;
+                in_flight.started(task.id(), webhook_id);
             }
         }
         // Wait for a slot to free, for work to come due, or for the end.
         tokio::select! {
             () = stop.cancelled() => {}
-            Some(done) = sending.join_next(), if !sending.is_empty() => {
-                if let Ok(webhook_id) = done {
-                    finished(&mut in_flight, &webhook_id);
-                }
+            Some(done) = sending.join_next_with_id(), if !sending.is_empty() => {
+                in_flight.ended(done);
             }
             () = tokio::time::sleep(IDLE_WAIT) => ask_when_free = 1,
         }
-        while let Some(done) = sending.try_join_next() {
-            if let Ok(webhook_id) = done {
-                finished(&mut in_flight, &webhook_id);
-            }
+        while let Some(done) = sending.try_join_next_with_id() {
+            in_flight.ended(done);
         }
     }
 }
 
-fn finished(in_flight: &mut HashMap<String, usize>, webhook_id: &str) {
-    if let Some(count) = in_flight.get_mut(webhook_id) {
-        *count -= 1;
-        if *count == 0 {
-            in_flight.remove(webhook_id);
+/// The deliveries being sent, by webhook: each task's webhook, kept by task id so that a task
+/// that ends any way (a panic included) gives its webhook's slot back.
+#[derive(Default)]
+struct InFlight {
+    by_webhook: HashMap<String, usize>,
+    webhook_of: HashMap<tokio::task::Id, String>,
+}
+
+impl InFlight {
+    fn started(&mut self, task: tokio::task::Id, webhook_id: String) {
+        *self.by_webhook.entry(webhook_id.clone()).or_default() += 1;
+        self.webhook_of.insert(task, webhook_id);
+    }
+
+    fn ended(&mut self, done: Result<(tokio::task::Id, ()), tokio::task::JoinError>) {
+        let task = match done {
+            Ok((task, ())) => task,
+            Err(error) => {
+                tracing::error!(%error, "a webhook delivery task failed");
+                error.id()
+            }
+        };
+        let Some(webhook_id) = self.webhook_of.remove(&task) else {
+            return;
+        };
+        if let Some(count) = self.by_webhook.get_mut(&webhook_id) {
+            *count -= 1;
+            if *count == 0 {
+                self.by_webhook.remove(&webhook_id);
+            }
         }
     }
 }

@@ -137,6 +137,9 @@ pub const RETRY_WAITS: [Duration; 12] = [
     Duration::from_secs(8 * 60 * 60),
 ];
 
+/// How long a delivery stays in its webhook's list once it ended (on DynamoDB, from its event).
+pub const KEEP_DELIVERIES: Duration = Duration::from_secs(30 * 24 * 60 * 60);
+
 /// Why a destination is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DestinationError {

@@ -558,6 +558,17 @@ pub enum AttemptOutcome {
     Failed,
 }
 
+impl AttemptOutcome {
+    /// The delivery's state after it, as the deliveries list shows it.
+    pub fn state(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::RetryAt(_) => "pending",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 /// A shop's webhooks (the API): registered, listed, removed, their secrets rotated, their
 /// deliveries read. The events themselves are written by the store with the change they
 /// report (an alert raised with its record, a review with the review).

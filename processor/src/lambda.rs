@@ -95,7 +95,7 @@ async fn handle_within(
 }
 
 /// The tokio instant of a deadline in milliseconds since the epoch, as the runtime gives it.
-fn instant_of(deadline_ms: u64) -> Instant {
+pub fn instant_of(deadline_ms: u64) -> Instant {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()

@@ -4,12 +4,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use api::config::WebhooksFunctionArgs;
-use api::lambda::deadline_of;
 use api::webhook_lambda::WebhookFunction;
 use api::webhook_sender;
 use clap::Parser;
 use infra::telemetry::{self, exit_code, init_logging};
 use lambda_http::lambda_runtime::{self, LambdaEvent};
+use processor::lambda::instant_of;
 use serde_json::Value;
 
 #[tokio::main]
@@ -38,7 +38,7 @@ async fn run(args: WebhooksFunctionArgs) -> anyhow::Result<()> {
     let handler = move |event: LambdaEvent<Value>| {
         let function = function.clone();
         async move {
-            let deadline = deadline_of(event.context.deadline);
+            let deadline = instant_of(event.context.deadline);
             let answer = function.handle(event.payload, Some(deadline)).await;
             Ok::<_, lambda_runtime::Error>(answer)
         }

@@ -6,7 +6,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use infra::domain::{
-    AlertStatus, Conflicts, ListQuery, Position, Transaction, TransactionRecord, is_identifier,
+    AlertStatus, Conflicts, ListQuery, Position, ShopId, Transaction, TransactionRecord,
+    is_identifier,
 };
 use infra::ports::RecordReader;
 use serde::Serialize;
@@ -111,27 +112,20 @@ pub async fn create(
     state.queue.send(message).await?;
     let Extension(PathPrefix(prefix)) = prefix.unwrap_or_default();
     let location = format!("{prefix}/transactions/{transaction_id}");
-    if let Some(wait) = prefer::requested_wait(&headers) {
-        let mut until = Instant::now() + wait;
-        if let Some(Extension(InvocationDeadline(deadline))) = deadline {
-            until = until.min(deadline.checked_sub(TIME_TO_ANSWER).unwrap_or(deadline));
-        }
-        let stored =
-            prefer::stored_by(state.store.as_ref(), &shop_id, &transaction_id, until).await;
-        if let Some(record) = stored {
-            return Ok(decided(record, wait, &location));
-        }
-    }
-    let mut response = (
-        StatusCode::ACCEPTED,
-        Json(Accepted {
-            transaction_id,
-            status: "accepted".to_owned(),
-            accepted_at,
-            request_id: request_id.clone(),
-        }),
-    )
-        .into_response();
+    let mut response = match waited_for(&state, deadline, &headers, &shop_id, &transaction_id).await
+    {
+        Some((record, wait)) => decided(record, wait),
+        None => (
+            StatusCode::ACCEPTED,
+            Json(Accepted {
+                transaction_id,
+                status: "accepted".to_owned(),
+                accepted_at,
+                request_id: request_id.clone(),
+            }),
+        )
+            .into_response(),
+    };
     // Ids are restricted to URL-safe characters, so this always converts.
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
@@ -139,16 +133,32 @@ pub async fn create(
     Ok(response)
 }
 
+/// With `Prefer: wait`, the stored record if it is there within the wait (and a second short
+/// of a Lambda invocation's deadline), and the wait granted.
+async fn waited_for(
+    state: &AppState,
+    deadline: Option<Extension<InvocationDeadline>>,
+    headers: &HeaderMap,
+    shop_id: &ShopId,
+    transaction_id: &str,
+) -> Option<(TransactionRecord, Duration)> {
+    let wait = prefer::requested_wait(headers)?;
+    let mut until = Instant::now() + wait;
+    if let Some(Extension(InvocationDeadline(deadline))) = deadline {
+        until = until.min(deadline.checked_sub(TIME_TO_ANSWER).unwrap_or(deadline));
+    }
+    let record = prefer::stored_by(state.store.as_ref(), shop_id, transaction_id, until).await?;
+    Some((record, wait))
+}
+
 /// The answer to a POST that waited (`Prefer: wait`) and saw its transaction stored: the
 /// record, with its alerts, as `GET` would show it.
-fn decided(record: TransactionRecord, wait: Duration, location: &str) -> Response {
+fn decided(record: TransactionRecord, wait: Duration) -> Response {
     let mut response = (StatusCode::OK, Json(StoredTransaction::from(record))).into_response();
-    let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(location) {
-        headers.insert(header::LOCATION, value);
-    }
     if let Ok(value) = HeaderValue::from_str(&format!("wait={}", wait.as_secs())) {
-        headers.insert(prefer::PREFERENCE_APPLIED.clone(), value);
+        response
+            .headers_mut()
+            .insert(prefer::PREFERENCE_APPLIED.clone(), value);
     }
     response
 }

@@ -24,7 +24,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, SecondsFormat, Utc};
 use sha2::{Digest, Sha256};
 
-use super::{counters, describe};
+use super::{counters, describe, is_condition_failure};
 
 mod inbox;
 use crate::aws_calls::{AwsCall, Caller::*};
@@ -101,16 +101,6 @@ fn number(value: i64) -> AttributeValue {
 fn key(shop_id: &str, transaction_id: &str) -> String {
     // Neither id may contain '#', so the key is unambiguous.
     format!("{shop_id}#{transaction_id}")
-}
-
-fn is_condition_failure<E, R>(error: &SdkError<E, R>) -> bool
-where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
-{
-    error
-        .as_service_error()
-        .and_then(|service| service.code())
-        .is_some_and(|code| code == "ConditionalCheckFailedException")
 }
 
 fn first_condition_failed<R>(error: &SdkError<TransactWriteItemsError, R>) -> bool {

@@ -33,6 +33,17 @@ pub fn calls() -> Vec<AwsCall> {
     .concat()
 }
 
+/// Whether a DynamoDB write was refused by its condition (the item was there, or was not).
+fn is_condition_failure<E, R>(error: &aws_sdk_dynamodb::error::SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    error
+        .as_service_error()
+        .and_then(|service| service.code())
+        .is_some_and(|code| code == "ConditionalCheckFailedException")
+}
+
 /// SDK errors, with their whole chain of causes, as one line.
 fn describe<E: std::error::Error>(error: &E) -> String {
     aws_sdk_sqs::error::DisplayErrorContext(error).to_string()

@@ -5,10 +5,11 @@
 //! - A webhook: `pk = "<shop_id>"`, `sk = "webhook#<webhook_id>"`. Its signing secrets are
 //!   stored encrypted (AES-256-GCM under `WEBHOOK_SECRET_KEY`, authenticated to the shop and
 //!   webhook, so a ciphertext moved to another row does not open).
-//! - A delivery: `pk = "<shop_id>"`, `sk = "delivery#<webhook_id>#<delivery_id>"`, and
-//!   `listed = "<webhook_id>#<created, µs, 16 digits>#<delivery_id>"` for the local index
-//!   `by_time`, which lists a webhook's deliveries newest first. `expires_at` (epoch seconds)
-//!   lets DynamoDB's TTL forget it 30 days after it was made.
+//! - A delivery: `pk = "<shop_id>#<webhook_id>"` (each webhook's deliveries an item
+//!   collection of their own), `sk = "delivery#<delivery_id>"`, and
+//!   `listed = "<created, µs, 16 digits>#<delivery_id>"` for the local index `by_time`, which
+//!   lists a webhook's deliveries newest first. `expires_at` (epoch seconds) lets DynamoDB's
+//!   TTL forget it 30 days after its event.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -21,9 +22,9 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, Select};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use super::describe;
+use super::{describe, is_condition_failure};
 use crate::aws_calls::{AwsCall, Caller::*};
-use crate::domain::webhooks::EventType;
+use crate::domain::webhooks::{EventType, KEEP_DELIVERIES};
 use crate::domain::{Named, ShopId};
 use crate::ports::{
     AttemptOutcome, DeliveriesPage, Delivery, DeliveryAttempt, DeliveryLog, DeliveryQueue,
@@ -33,8 +34,6 @@ use crate::ports::{
 const COMPONENT: &str = "webhooks";
 const TABLE: &str = "table:WebhooksTable";
 pub const DELIVERIES_INDEX: &str = "by_time";
-/// How long a delivery stays in the list.
-const KEEP_DELIVERIES: chrono::Duration = chrono::Duration::days(30);
 const NONCE_BYTES: usize = 12;
 
 /// Every attribute the webhooks function writes, all on delivery items: its grant to put and
@@ -211,10 +210,6 @@ fn delivery_key(delivery: &QueuedDelivery) -> [(&'static str, AttributeValue); 2
         ),
         ("sk", text(delivery_sk(&delivery.delivery_id))),
     ]
-}
-
-fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(error: &E) -> bool {
-    error.code() == Some("ConditionalCheckFailedException")
 }
 
 /// The context a webhook's secrets are sealed to.
@@ -491,13 +486,7 @@ impl WebhookRegistry for DynamoWebhooks {
                 .attributes()
                 .map(|item| self.webhook_of(item))
                 .transpose(),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|service| service.is_conditional_check_failed_exception()) =>
-            {
-                Ok(None)
-            }
+            Err(error) if is_condition_failure(&error) => Ok(None),
             Err(error) => Err(unavailable(error)),
         }
     }
@@ -549,7 +538,8 @@ impl WebhookRegistry for DynamoWebhooks {
 #[async_trait]
 impl DeliveryLog for DynamoWebhooks {
     async fn open_delivery(&self, delivery: &QueuedDelivery) -> Result<bool, PortError> {
-        let expires_at = (delivery.created_at + KEEP_DELIVERIES).timestamp();
+        let keep = chrono::Duration::from_std(KEEP_DELIVERIES).unwrap_or_default();
+        let expires_at = (delivery.created_at + keep).timestamp();
         let mut item =
             HashMap::from(delivery_key(delivery).map(|(name, value)| (name.to_owned(), value)));
         item.extend([
@@ -581,7 +571,7 @@ impl DeliveryLog for DynamoWebhooks {
             Ok(_) => Ok(true),
             // Opened before (a stream record seen again): it still needs queueing only if the
             // first time stopped before it was queued.
-            Err(error) if error.as_service_error().is_some_and(is_condition_failure) => {
+            Err(error) if is_condition_failure(&error) => {
                 let [pk, sk] = delivery_key(delivery);
                 let output = self
                     .client
@@ -646,11 +636,7 @@ impl DeliveryLog for DynamoWebhooks {
         attempt: &DeliveryAttempt,
         outcome: AttemptOutcome,
     ) -> Result<(), PortError> {
-        let state = match outcome {
-            AttemptOutcome::Delivered => "delivered",
-            AttemptOutcome::RetryAt(_) => "pending",
-            AttemptOutcome::Failed => "failed",
-        };
+        let state = outcome.state();
         let attempt = serde_json::to_string(attempt).map_err(malformed)?;
         let [pk, sk] = delivery_key(delivery);
         // One conditional append: no attempt is lost to a concurrent one, and an ended
@@ -671,7 +657,7 @@ impl DeliveryLog for DynamoWebhooks {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(error) if error.as_service_error().is_some_and(is_condition_failure) => Ok(()),
+            Err(error) if is_condition_failure(&error) => Ok(()),
             Err(error) => Err(unavailable(error)),
         }
     }

@@ -291,10 +291,10 @@ pub fn record_attempt(
     let mut attempts: Vec<serde_json::Value> =
         serde_json::from_str(&attempts).map_err(json_error)?;
     attempts.push(serde_json::to_value(attempt).map_err(json_error)?);
-    let (state, due_at) = match outcome {
-        AttemptOutcome::Delivered => ("delivered", attempt.at),
-        AttemptOutcome::RetryAt(at) => ("pending", at),
-        AttemptOutcome::Failed => ("failed", attempt.at),
+    let state = outcome.state();
+    let due_at = match outcome {
+        AttemptOutcome::RetryAt(at) => at,
+        AttemptOutcome::Delivered | AttemptOutcome::Failed => attempt.at,
     };
     connection
         .prepare_cached(
@@ -309,7 +309,8 @@ pub fn record_attempt(
     Ok(())
 }
 
-/// A webhook's deliveries, newest first; `None` when the shop has no such webhook.
+/// A webhook's deliveries, newest first; or that the shop has no such webhook, or that the
+/// cursor's delivery is not the webhook's.
 pub fn deliveries(
     connection: &Connection,
     shop_id: &str,
