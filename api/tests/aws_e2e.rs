@@ -247,6 +247,26 @@ fn keys_command(resources: &Resources, args: &[&str]) -> String {
 }
 
 /// The value of a `name: value` line of a command's output.
+/// What API Gateway (HTTP API, payload 2.0) hands the API function for `POST /transactions`
+/// with `key` and `body`, and any other `headers`.
+fn post_through_api_gateway(key: &str, body: &str, headers: &[(&str, &str)]) -> Value {
+    let mut event = json!({
+        "version": "2.0", "routeKey": "$default", "rawPath": "/transactions", "rawQueryString": "",
+        "headers": {"authorization": format!("Bearer {key}"), "content-type": "application/json", "host": "api.example.com"},
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "stub", "domainName": "api.example.com", "domainPrefix": "api",
+            "http": {"method": "POST", "path": "/transactions", "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "test"},
+            "requestId": "req", "routeKey": "$default", "stage": "$default",
+            "time": "26/Nov/2026:12:00:00 +0000", "timeEpoch": 1_795_000_000_000_i64
+        },
+        "body": body, "isBase64Encoded": false
+    });
+    for (name, value) in headers {
+        event["headers"][*name] = json!(value);
+    }
+    event
+}
+
 fn field(output: &str, name: &str) -> String {
     output
         .lines()
@@ -463,30 +483,15 @@ async fn the_api_runs_with_the_templates_environment_and_every_parameter_changed
     let parameters = testkit::template::every_parameter_changed(&resources.aws.table_name);
     let key = field(&keys_command(&resources, &["add", "--shop", "acme"]), "key");
     let body = r#"{"transaction_id": "template-1", "amount": "12.50", "timestamp": "2024-08-09T12:34:56Z"}"#;
-    let event = json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": "/transactions", "rawQueryString": "",
-        "headers": {"authorization": format!("Bearer {key}"), "content-type": "application/json", "host": "api.example.com"},
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "stub", "domainName": "api.example.com", "domainPrefix": "api",
-            "http": {"method": "POST", "path": "/transactions", "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "test"},
-            "requestId": "req", "routeKey": "$default", "stage": "$default",
-            "time": "26/Nov/2026:12:00:00 +0000", "timeEpoch": 1_795_000_000_000_i64
-        },
-        "body": body, "isBase64Encoded": false
-    });
+    let event = post_through_api_gateway(&key, body, &[]);
     let stub = testkit::lambda_runtime_stub::RuntimeStub::start(vec![event]).await;
-    let mut env = testkit::template::function_environment("ApiFunction", &parameters, &resources);
-    env.extend(
-        stub.env("ApiFunction")
-            .into_iter()
-            .map(|(name, value)| (name.to_owned(), value)),
+    let mut child = testkit::template::start_function(
+        env!("CARGO_BIN_EXE_api"),
+        "ApiFunction",
+        &parameters,
+        &resources,
+        &stub,
     );
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_api"))
-        .env_clear()
-        .envs(env)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn api");
     let answers = stub.answers(1, Duration::from_secs(30)).await;
     let _ = child.kill().await;
     assert!(!answers[0].failed, "{:?}", answers[0]);
@@ -557,34 +562,19 @@ async fn on_lambda_a_wait_ends_before_the_invocation_deadline() {
     let parameters = testkit::template::every_parameter_changed(&resources.aws.table_name);
     let key = field(&keys_command(&resources, &["add", "--shop", "acme"]), "key");
     let body = r#"{"transaction_id": "lambda-waited", "amount": "12.50", "timestamp": "2024-08-09T12:34:56Z"}"#;
-    let event = json!({
-        "version": "2.0", "routeKey": "$default", "rawPath": "/transactions", "rawQueryString": "",
-        "headers": {"authorization": format!("Bearer {key}"), "content-type": "application/json", "host": "api.example.com", "prefer": "wait=10"},
-        "requestContext": {
-            "accountId": "123456789012", "apiId": "stub", "domainName": "api.example.com", "domainPrefix": "api",
-            "http": {"method": "POST", "path": "/transactions", "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "test"},
-            "requestId": "req", "routeKey": "$default", "stage": "$default",
-            "time": "26/Nov/2026:12:00:00 +0000", "timeEpoch": 1_795_000_000_000_i64
-        },
-        "body": body, "isBase64Encoded": false
-    });
+    let event = post_through_api_gateway(&key, body, &[("prefer", "wait=10")]);
     let stub = testkit::lambda_runtime_stub::RuntimeStub::with_timeout(
         vec![event],
         Duration::from_secs(3),
     )
     .await;
-    let mut env = testkit::template::function_environment("ApiFunction", &parameters, &resources);
-    env.extend(
-        stub.env("ApiFunction")
-            .into_iter()
-            .map(|(name, value)| (name.to_owned(), value)),
+    let mut child = testkit::template::start_function(
+        env!("CARGO_BIN_EXE_api"),
+        "ApiFunction",
+        &parameters,
+        &resources,
+        &stub,
     );
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_api"))
-        .env_clear()
-        .envs(env)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn api");
     let answers = stub.answers(1, Duration::from_secs(30)).await;
     let _ = child.kill().await;
     assert!(!answers[0].failed, "{:?}", answers[0]);

@@ -765,15 +765,7 @@ async fn rules_from_a_file_raise_several_alerts_on_one_transaction() {
         .collect();
     assert_eq!(versions.len(), 1, "{sixth}");
     let version = versions.into_iter().next().expect("a version");
-    let metrics = server
-        .http
-        .get(format!("{}/metrics", server.metrics))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = server.metrics_text().await;
     assert!(
         metrics.contains(&format!("version=\"{version}\"")),
         "{version} not in /metrics"

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{DEV_KEY, Server};
+use support::{DEV_KEY, OTHER_KEY, Server};
 
 async fn post_waiting(server: &Server, key: &str, prefer: &str, body: Value) -> reqwest::Response {
     server
@@ -38,15 +38,7 @@ fn applied(response: &reqwest::Response) -> Option<String> {
 #[tokio::test]
 async fn a_waiting_post_gets_the_stored_record_with_its_alerts() {
     let temp = tempfile::tempdir().expect("temp");
-    let keys = temp.path().join("keys");
-    let line =
-        |shop: &str, key: &str| format!("{shop}:{}\n", hex::encode(api::auth::hash_key(key)));
-    std::fs::write(
-        &keys,
-        format!("{}{}", line("demo", DEV_KEY), line("other", "other-key")),
-    )
-    .expect("keys");
-    let env = [("API_KEYS_FILE", keys.to_string_lossy().into_owned())];
+    let env = [support::two_shops(temp.path())];
     let server = Server::start(&temp.path().join("data"), &env).await;
 
     let answer = post_waiting(
@@ -91,7 +83,7 @@ async fn a_waiting_post_gets_the_stored_record_with_its_alerts() {
     // Another shop with the same id waits for its own record, never the first shop's.
     let answer = post_waiting(
         &server,
-        "other-key",
+        OTHER_KEY,
         "wait=5",
         transaction("waited-1", "7.00"),
     )

@@ -19,7 +19,7 @@ use axum::routing::post;
 use infra::domain::webhooks::signature_holds;
 use reqwest::StatusCode as Status;
 use serde_json::{Value, json};
-use support::{DEV_KEY, Server, eventually};
+use support::{DEV_KEY, OTHER_KEY, Server, eventually};
 
 /// What the receiver got: each request's signature header and body.
 #[derive(Default)]
@@ -441,15 +441,7 @@ async fn destinations_that_could_reach_private_networks_are_refused() {
 #[tokio::test]
 async fn another_shops_webhooks_are_not_there() {
     let temp = tempfile::tempdir().expect("temp");
-    let keys = temp.path().join("keys");
-    let line =
-        |shop: &str, key: &str| format!("{shop}:{}\n", hex::encode(api::auth::hash_key(key)));
-    std::fs::write(
-        &keys,
-        format!("{}{}", line("demo", DEV_KEY), line("other", "other-key")),
-    )
-    .expect("keys");
-    let env = [("API_KEYS_FILE", keys.to_string_lossy().into_owned())];
+    let env = [support::two_shops(temp.path())];
     let server = Server::start(&temp.path().join("data"), &env).await;
     let receiver = Receiver::start(&[]).await;
     let created: Value = register(&server, DEV_KEY, &receiver.url, json!(["alert.raised"]))
@@ -459,7 +451,7 @@ async fn another_shops_webhooks_are_not_there() {
         .expect("JSON");
     let id = created["webhook_id"].as_str().expect("id").to_owned();
     let theirs = server
-        .get_json(format!("{}/webhooks", server.base), Some("other-key"))
+        .get_json(format!("{}/webhooks", server.base), Some(OTHER_KEY))
         .await;
     assert_eq!(theirs["data"], json!([]));
     let url = |path: &str| format!("{}/webhooks/{id}{path}", server.base);
@@ -468,7 +460,7 @@ async fn another_shops_webhooks_are_not_there() {
     assert_eq!(
         status(
             http.get(url("/deliveries"))
-                .bearer_auth("other-key")
+                .bearer_auth(OTHER_KEY)
                 .send()
                 .await
                 .expect("GET")
@@ -478,7 +470,7 @@ async fn another_shops_webhooks_are_not_there() {
     assert_eq!(
         status(
             http.post(url("/rotate-secret"))
-                .bearer_auth("other-key")
+                .bearer_auth(OTHER_KEY)
                 .send()
                 .await
                 .expect("POST")
@@ -488,7 +480,7 @@ async fn another_shops_webhooks_are_not_there() {
     assert_eq!(
         status(
             http.delete(url(""))
-                .bearer_auth("other-key")
+                .bearer_auth(OTHER_KEY)
                 .send()
                 .await
                 .expect("DELETE")
@@ -823,16 +815,8 @@ mod on_aws {
     {
         let resources = testkit::resources(ResourceOptions::default()).await;
         let temp = tempfile::tempdir().expect("temp");
-        let keys = temp.path().join("keys");
-        let line =
-            |shop: &str, key: &str| format!("{shop}:{}\n", hex::encode(api::auth::hash_key(key)));
-        std::fs::write(
-            &keys,
-            format!("{}{}", line("demo", DEV_KEY), line("other", "other-key")),
-        )
-        .expect("keys");
         let mut env = resources.api_env();
-        env.push(("API_KEYS_FILE", keys.to_string_lossy().into_owned()));
+        env.push(support::two_shops(temp.path()));
         let server = Server::start(&temp.path().join("unused"), &env).await;
 
         let created = register(
@@ -871,7 +855,7 @@ mod on_aws {
         assert_eq!(listed["data"][0]["webhook_id"], id.as_str(), "{listed}");
         assert!(!listed.to_string().contains(&secret));
         let theirs = server
-            .get_json(format!("{}/webhooks", server.base), Some("other-key"))
+            .get_json(format!("{}/webhooks", server.base), Some(OTHER_KEY))
             .await;
         assert_eq!(theirs["data"], json!([]));
 
@@ -881,19 +865,17 @@ mod on_aws {
         };
         let http = &server.http;
         assert_eq!(
-            send(http.post(url("/rotate-secret")), "other-key")
+            send(http.post(url("/rotate-secret")), OTHER_KEY)
                 .await
                 .status(),
             Status::NOT_FOUND
         );
         assert_eq!(
-            send(http.get(url("/deliveries")), "other-key")
-                .await
-                .status(),
+            send(http.get(url("/deliveries")), OTHER_KEY).await.status(),
             Status::NOT_FOUND
         );
         assert_eq!(
-            send(http.delete(url("")), "other-key").await.status(),
+            send(http.delete(url("")), OTHER_KEY).await.status(),
             Status::NOT_FOUND
         );
         let rotated: Value = send(http.post(url("/rotate-secret")), DEV_KEY)
@@ -1085,19 +1067,13 @@ mod on_aws {
             "INSERT", &item, None,
         )])
         .await;
-        let mut env =
-            testkit::template::function_environment("WebhooksFunction", &parameters, &resources);
-        env.extend(
-            stub.env("WebhooksFunction")
-                .into_iter()
-                .map(|(name, value)| (name.to_owned(), value)),
+        let mut child = testkit::template::start_function(
+            env!("CARGO_BIN_EXE_webhooks"),
+            "WebhooksFunction",
+            &parameters,
+            &resources,
+            &stub,
         );
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_webhooks"))
-            .env_clear()
-            .envs(env)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn webhooks");
         let answers = stub.answers(1, Duration::from_secs(30)).await;
         let _ = child.kill().await;
         assert!(!answers[0].failed, "{:?}", answers[0]);

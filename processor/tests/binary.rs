@@ -308,19 +308,13 @@ async fn the_processor_runs_with_the_templates_environment_and_every_parameter_c
     .await;
     let stub =
         testkit::lambda_runtime_stub::RuntimeStub::start(vec![testkit::sqs_event(&messages)]).await;
-    let mut env =
-        testkit::template::function_environment("ProcessorFunction", &parameters, &resources);
-    env.extend(
-        stub.env("ProcessorFunction")
-            .into_iter()
-            .map(|(name, value)| (name.to_owned(), value)),
+    let mut child = testkit::template::start_function(
+        env!("CARGO_BIN_EXE_processor"),
+        "ProcessorFunction",
+        &parameters,
+        &resources,
+        &stub,
     );
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_processor"))
-        .env_clear()
-        .envs(env)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn processor");
     let answers = stub.answers(1, Duration::from_secs(30)).await;
     let _ = child.kill().await;
     assert!(

@@ -84,6 +84,30 @@ pub fn function_environment(
     environment
 }
 
+/// Starts `binary` as Lambda would start the template's `function`: with exactly the
+/// environment [`function_environment`] gives it, and the runtime API of `stub`. The process is
+/// killed when the handle is dropped.
+pub fn start_function(
+    binary: &str,
+    function: &str,
+    parameters: &[(&'static str, String)],
+    resources: &Resources,
+    stub: &crate::lambda_runtime_stub::RuntimeStub,
+) -> tokio::process::Child {
+    let mut env = function_environment(function, parameters, resources);
+    env.extend(
+        stub.env(function)
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value)),
+    );
+    tokio::process::Command::new(binary)
+        .env_clear()
+        .envs(env)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|error| panic!("spawn {binary}: {error}"))
+}
+
 fn rendered_environments(parameters: &[(&'static str, String)]) -> serde_json::Value {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let overrides: BTreeMap<&str, &str> = parameters

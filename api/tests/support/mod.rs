@@ -15,6 +15,22 @@ use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
 pub const DEV_KEY: &str = api::auth::DEVELOPMENT_KEY;
+/// The key of shop `other` in [`two_shops`].
+pub const OTHER_KEY: &str = "other-key";
+
+/// A keys file in `dir` admitting shop `demo` with the development key and shop `other` with
+/// [`OTHER_KEY`]; the setting that names it, for the server's environment.
+pub fn two_shops(dir: &Path) -> (&'static str, String) {
+    let path = dir.join("keys");
+    let line =
+        |shop: &str, key: &str| format!("{shop}:{}\n", hex::encode(api::auth::hash_key(key)));
+    std::fs::write(
+        &path,
+        format!("{}{}", line("demo", DEV_KEY), line("other", OTHER_KEY)),
+    )
+    .expect("write the keys file");
+    ("API_KEYS_FILE", path.to_string_lossy().into_owned())
+}
 pub const ORIGINAL: &str =
     r#"{"transaction_id": 12345, "amount": 100, "timestamp": "2024-08-09T12:34:56Z"}"#;
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -168,16 +184,20 @@ impl Server {
         .expect("JSON")
     }
 
-    pub async fn metric(&self, name: &str) -> f64 {
-        let text = self
-            .http
+    /// What `/metrics` shows now, as text.
+    pub async fn metrics_text(&self) -> String {
+        self.http
             .get(format!("{}/metrics", self.metrics))
             .send()
             .await
             .expect("GET /metrics")
             .text()
             .await
-            .expect("text");
+            .expect("text")
+    }
+
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics_text().await;
         text.lines()
             .filter(|line| line.starts_with(name))
             .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())

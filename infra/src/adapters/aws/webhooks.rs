@@ -199,17 +199,18 @@ fn listed(created_at: DateTime<Utc>, delivery_id: &str) -> String {
     format!("{:016}#{delivery_id}", created_at.timestamp_micros().max(0))
 }
 
-fn delivery_key(delivery: &QueuedDelivery) -> [(&'static str, AttributeValue); 2] {
-    [
-        (
-            "pk",
-            text(deliveries_pk(
-                delivery.shop_id.as_str(),
-                &delivery.webhook_id,
-            )),
-        ),
-        ("sk", text(delivery_sk(&delivery.delivery_id))),
-    ]
+/// An item's key: its `pk` and `sk`.
+type Key = [(&'static str, AttributeValue); 2];
+
+fn key(pk: String, sk: String) -> Key {
+    [("pk", text(pk)), ("sk", text(sk))]
+}
+
+fn delivery_key(delivery: &QueuedDelivery) -> Key {
+    key(
+        deliveries_pk(delivery.shop_id.as_str(), &delivery.webhook_id),
+        delivery_sk(&delivery.delivery_id),
+    )
 }
 
 /// The context a webhook's secrets are sealed to.
@@ -335,18 +336,31 @@ impl DynamoWebhooks {
         webhook_id: &str,
         delivery_id: &str,
     ) -> Result<Option<String>, PortError> {
+        let key = key(
+            deliveries_pk(shop_id.as_str(), webhook_id),
+            delivery_sk(delivery_id),
+        );
+        let item = self.read(key, false).await?;
+        Ok(item.and_then(|item| Fields(&item).optional_text("listed")))
+    }
+
+    /// One item by its key; strongly consistent when asked (for an item written a moment ago).
+    async fn read(
+        &self,
+        [pk, sk]: Key,
+        consistent: bool,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, PortError> {
         let output = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key("pk", text(deliveries_pk(shop_id.as_str(), webhook_id)))
-            .key("sk", text(delivery_sk(delivery_id)))
+            .key(pk.0, pk.1)
+            .key(sk.0, sk.1)
+            .consistent_read(consistent)
             .send()
             .await
             .map_err(unavailable)?;
-        Ok(output
-            .item()
-            .and_then(|item| Fields(item).optional_text("listed")))
+        Ok(output.item)
     }
 }
 
@@ -428,16 +442,9 @@ impl WebhookRegistry for DynamoWebhooks {
         shop_id: &ShopId,
         webhook_id: &str,
     ) -> Result<Option<Webhook>, PortError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", text(shop_id.as_str()))
-            .key("sk", text(webhook_sk(webhook_id)))
-            .send()
-            .await
-            .map_err(unavailable)?;
-        output.item().map(|item| self.webhook_of(item)).transpose()
+        let key = key(shop_id.as_str().to_owned(), webhook_sk(webhook_id));
+        let item = self.read(key, false).await?;
+        item.map(|item| self.webhook_of(&item)).transpose()
     }
 
     async fn remove_webhook(&self, shop_id: &ShopId, webhook_id: &str) -> Result<bool, PortError> {
@@ -572,19 +579,9 @@ impl DeliveryLog for DynamoWebhooks {
             // Opened before (a stream record seen again): it still needs queueing only if the
             // first time stopped before it was queued.
             Err(error) if is_condition_failure(&error) => {
-                let [pk, sk] = delivery_key(delivery);
-                let output = self
-                    .client
-                    .get_item()
-                    .table_name(&self.table)
-                    .key(pk.0, pk.1)
-                    .key(sk.0, sk.1)
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(unavailable)?;
-                let queued = output
-                    .item()
+                let item = self.read(delivery_key(delivery), true).await?;
+                let queued = item
+                    .as_ref()
                     .and_then(|item| item.get("queued"))
                     .and_then(|value| value.as_bool().ok().copied());
                 Ok(queued == Some(false))
@@ -612,22 +609,11 @@ impl DeliveryLog for DynamoWebhooks {
     }
 
     async fn pending_attempts(&self, delivery: &QueuedDelivery) -> Result<Option<u32>, PortError> {
-        let [pk, sk] = delivery_key(delivery);
         // Strongly consistent: the entry was opened a moment before its message arrived.
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(pk.0, pk.1)
-            .key(sk.0, sk.1)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(output
-            .item()
+        let item = self.read(delivery_key(delivery), true).await?;
+        Ok(item
             .filter(|item| Fields(item).optional_text("state").as_deref() == Some("pending"))
-            .map(|item| attempts_of(item).len() as u32))
+            .map(|item| attempts_of(&item).len() as u32))
     }
 
     async fn record_delivery_attempt(
