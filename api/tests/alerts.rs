@@ -98,6 +98,7 @@ fn decision(rule: &str) -> AlertDecision {
         reason: format!("{rule} fired"),
         facts: [("threshold".to_owned(), "1000".to_owned())].into(),
         rules_version: None,
+        action: Default::default(),
     }
 }
 
@@ -120,7 +121,7 @@ async fn seed(store: &dyn Store, shop: &str, count: usize) {
         if i % 3 == 0 {
             decisions.push(decision("velocity"));
         }
-        let record = TransactionRecord::new(envelope, decisions, at);
+        let record = TransactionRecord::new(envelope, decisions.into(), at);
         store.put_if_absent(&record).await.expect("stored");
     }
 }

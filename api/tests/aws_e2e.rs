@@ -410,7 +410,7 @@ async fn the_list_pages_through_dynamodb_and_never_shows_another_shop() {
                 now,
                 format!("r-{i}"),
             );
-            let record = infra::domain::TransactionRecord::new(envelope, Vec::new(), now);
+            let record = infra::domain::TransactionRecord::new(envelope, Default::default(), now);
             infra::ports::RecordWriter::put_if_absent(store.as_ref(), &record)
                 .await
                 .expect("put");

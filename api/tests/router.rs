@@ -51,7 +51,7 @@ async fn store_for_demo(h: &Harness, body: &str, request_id: &str) {
     let transaction = infra::domain::parse_transaction(body.as_bytes(), now).expect("valid");
     let shop = ShopId::parse("demo").expect("shop");
     let envelope = infra::domain::Envelope::new(shop, transaction, now, request_id.to_owned());
-    let record = TransactionRecord::new(envelope, Vec::new(), now);
+    let record = TransactionRecord::new(envelope, Default::default(), now);
     h.backend.store.put_if_absent(&record).await.expect("put");
 }
 

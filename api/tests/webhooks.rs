@@ -179,6 +179,8 @@ async fn alert_events_arrive_signed_and_the_receiver_verifies_them() {
     let (signature, raw, event) = &requests[0];
     assert_eq!(event["type"], "alert.raised");
     assert_eq!(event["data"]["transaction_id"], "hooked-1");
+    assert_eq!(event["data"]["action"], "notify");
+    assert_eq!(event["data"]["decision"], "notify");
     assert!(event["id"].as_str().unwrap_or_default().starts_with("evt_"));
     assert!(verified(signature, &secret, raw), "{signature}");
     assert!(!verified(signature, "whsec_not-the-secret", raw));

@@ -11,6 +11,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::money;
+use super::names::Named;
 use super::transaction::{ShopId, Transaction};
 
 /// The one rule the original system had, under a stable name that subscribers can filter on.
@@ -43,6 +44,36 @@ pub struct AlertDecision {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(example = "3f9a1c07be42"))]
     pub rules_version: Option<String>,
+    /// What the rule asks of the shop: `notify` (the default), `review` or `block`.
+    #[serde(default)]
+    pub action: Action,
+}
+
+/// How strongly a rule's hit speaks: the record's `decision` is the strongest action among its
+/// alerts, `allow` when none fired. Ordered weakest first, so the strongest is the maximum.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Only a record's decision: no live rule fired.
+    Allow,
+    #[default]
+    Notify,
+    Review,
+    Block,
+}
+
+impl super::names::Named for Action {
+    const ALL: &'static [Self] = &[Self::Allow, Self::Notify, Self::Review, Self::Block];
+}
+
+impl Action {
+    /// The decision of a transaction whose live alerts asked for `actions`.
+    pub fn strongest(actions: impl IntoIterator<Item = Action>) -> Action {
+        actions.into_iter().max().unwrap_or(Action::Allow)
+    }
 }
 
 impl Default for AlertPolicy {
@@ -71,6 +102,8 @@ pub struct Alert {
     pub shop_id: ShopId,
     pub transaction: Transaction,
     pub decision: AlertDecision,
+    /// The transaction's decision: the strongest action among all its alerts.
+    pub transaction_decision: Action,
 }
 
 impl Alert {
@@ -82,6 +115,9 @@ impl Alert {
             "rule": self.decision.rule,
             "reason": self.decision.reason,
             "facts": self.decision.facts,
+            "action": self.decision.action,
+            "decision": self.transaction_decision,
+            "rules_version": self.decision.rules_version,
         })
     }
 
@@ -93,6 +129,8 @@ impl Alert {
             ("Amount", self.transaction.amount.to_string()),
             ("Currency", self.transaction.currency.clone()),
             ("ShopId", self.shop_id.to_string()),
+            ("Action", self.decision.action.name().to_owned()),
+            ("Decision", self.transaction_decision.name().to_owned()),
         ])
     }
 }
@@ -141,7 +179,9 @@ mod tests {
 
     /// The default rule set's decisions: the one amount rule, judged by `rules`.
     fn evaluate(policy: &AlertPolicy, transaction: &Transaction) -> Vec<AlertDecision> {
-        RuleSet::from(policy.clone()).decide(transaction, None, &[])
+        RuleSet::from(policy.clone())
+            .decide(transaction, None, &[])
+            .alerts
     }
 
     #[test]
@@ -164,6 +204,16 @@ mod tests {
         assert!(evaluate(&policy, &transaction("150000", "JPY")).is_empty());
         assert_eq!(evaluate(&policy, &transaction("150001", "JPY")).len(), 1);
         assert_eq!(evaluate(&policy, &transaction("1000.001", "KWD")).len(), 1);
+    }
+
+    #[test]
+    fn action_names_round_trip_and_the_strongest_wins() {
+        crate::names::assert_names_round_trip::<Action>();
+        assert_eq!(Action::strongest([]), Action::Allow);
+        assert_eq!(
+            Action::strongest([Action::Notify, Action::Block, Action::Review]),
+            Action::Block
+        );
     }
 
     #[test]

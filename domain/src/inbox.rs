@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::alert::Action;
 use super::ids::{derived_id, is_id};
 use super::names::Named;
 use super::record::{AlertState, AlertStatus, TransactionRecord};
@@ -195,6 +196,12 @@ pub struct InboxAlert {
     /// The version of the rule set that raised it; absent on alerts from before versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules_version: Option<String>,
+    /// What the rule asks of the shop.
+    #[serde(default)]
+    pub action: Action,
+    /// The transaction's decision: the strongest action among all its alerts.
+    #[serde(default)]
+    pub decision: Action,
     /// When the processor stored the transaction and raised the alert.
     pub raised_at: DateTime<Utc>,
     pub publication: Publication,
@@ -215,6 +222,8 @@ impl InboxAlert {
             reason: alert.decision.reason.clone(),
             facts: alert.decision.facts.clone(),
             rules_version: alert.decision.rules_version.clone(),
+            action: alert.decision.action,
+            decision: record.decision(),
             raised_at: record.processed_at,
             publication: Publication {
                 state: alert.state,

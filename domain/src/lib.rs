@@ -13,7 +13,7 @@ pub mod rules;
 pub mod transaction;
 pub mod webhooks;
 
-pub use alert::{Alert, AlertDecision, AlertPolicy};
+pub use alert::{Action, Alert, AlertDecision, AlertPolicy};
 pub use envelope::{Envelope, EnvelopeError};
 pub use inbox::{
     AlertListFilters, AlertListQuery, AlertPage, AlertPosition, InboxAlert, Publication, Review,
@@ -23,7 +23,7 @@ pub use listing::{AlertFilter, ListFilters, ListQuery, Page, Position};
 pub use names::Named;
 pub use parse::{FieldError, TransactionError, parse_transaction};
 pub use record::{AlertState, AlertStatus, Conflicts, RefusedResend, TransactionRecord};
-pub use rules::{RuleSet, RulesFileError};
+pub use rules::{Decisions, RuleSet, RulesFileError};
 pub use transaction::{
     FINGERPRINT_PATTERN, Item, MAX_FINGERPRINT_CHARS, MAX_ID_CHARS, PaymentMethod, ShopId,
     Transaction, TransactionType, is_identifier,

@@ -5,10 +5,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::alert::AlertDecision;
+use super::alert::{Action, AlertDecision};
 use super::envelope::Envelope;
 use super::inbox::{ReviewStatus, Verdict};
 use super::names::Named;
+use super::rules::Decisions;
 use super::transaction::{ShopId, Transaction};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +28,9 @@ pub struct TransactionRecord {
     /// never changed by them.
     #[serde(default)]
     pub conflicts: Conflicts,
+    /// Shadow rules' hits: stored and counted, never published, never in the inbox.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shadow_alerts: Vec<AlertDecision>,
 }
 
 /// What became of re-sends of a transaction id with a different payload.
@@ -79,11 +83,7 @@ impl Named for AlertState {
 }
 
 impl TransactionRecord {
-    pub fn new(
-        envelope: Envelope,
-        alerts: Vec<AlertDecision>,
-        processed_at: DateTime<Utc>,
-    ) -> Self {
+    pub fn new(envelope: Envelope, decisions: Decisions, processed_at: DateTime<Utc>) -> Self {
         let payload_hash = payload_hash(&envelope.transaction);
         Self {
             shop_id: envelope.shop_id,
@@ -92,7 +92,8 @@ impl TransactionRecord {
             accepted_at: envelope.accepted_at,
             processed_at,
             payload_hash,
-            alerts: alerts
+            alerts: decisions
+                .alerts
                 .into_iter()
                 .map(|decision| AlertStatus {
                     decision,
@@ -103,7 +104,14 @@ impl TransactionRecord {
                 })
                 .collect(),
             conflicts: Conflicts::default(),
+            shadow_alerts: decisions.shadow,
         }
+    }
+
+    /// The strongest action among the alerts, or `allow`: derived, so that it can never
+    /// disagree with them (records stored before actions existed read as `notify`).
+    pub fn decision(&self) -> Action {
+        Action::strongest(self.alerts.iter().map(|alert| alert.decision.action))
     }
 
     /// Applies one alert's progress as a store keeps it beside the record written first.

@@ -274,6 +274,8 @@ mod tests {
             reason: "amount 2000 USD exceeds the threshold 1000".to_owned(),
             facts: Default::default(),
             rules_version: None,
+            action: crate::alert::Action::Review,
+            decision: crate::alert::Action::Review,
             raised_at: Utc::now(),
             publication: Publication {
                 state: AlertState::Pending,

@@ -42,11 +42,12 @@ fn record(shop: &ShopId, n: usize, now: DateTime<Utc>) -> TransactionRecord {
             reason: "bench".to_owned(),
             facts: Default::default(),
             rules_version: None,
+            action: Default::default(),
         }]
     } else {
-        Vec::new()
+        Default::default()
     };
-    TransactionRecord::new(envelope, alerts, now)
+    TransactionRecord::new(envelope, alerts.into(), now)
 }
 
 fn percentile(sorted: &[f64], fraction: f64) -> f64 {

@@ -2,9 +2,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, stream};
-use infra::domain::{Alert, AlertDecision, Envelope, RefusedResend, RuleSet, TransactionRecord};
+use infra::domain::{
+    Alert, AlertDecision, Decisions, Envelope, RefusedResend, RuleSet, TransactionRecord,
+};
 use infra::ports::{
     AlertClaim, AlertLedger, ClaimOutcome, Consumer, Notifier, PortError, PutOutcome,
     ReceivedMessage, RecordWriter, Store, WindowCounters,
@@ -84,6 +88,29 @@ pub struct Processor {
     concurrency: usize,
     /// How long a claim on publishing an alert lasts.
     alert_claim: Duration,
+    clock: DecisionClock,
+}
+
+/// The moment of each decision, strictly increasing in this process: a record's
+/// `processed_at`. Read in the same poll that hands the transaction's count to the store, so
+/// that the order of `processed_at` is the order in which the embedded store counted (one
+/// writer, in order), which is what a backtest replays.
+#[derive(Default)]
+struct DecisionClock {
+    last_micros: AtomicI64,
+}
+
+impl DecisionClock {
+    fn now(&self) -> DateTime<Utc> {
+        let wall = Utc::now().timestamp_micros();
+        let previous = self
+            .last_micros
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+                Some(wall.max(last + 1))
+            })
+            .unwrap_or_else(|last| last);
+        DateTime::from_timestamp_micros(wall.max(previous + 1)).unwrap_or_else(Utc::now)
+    }
 }
 
 impl Processor {
@@ -103,6 +130,7 @@ impl Processor {
             rules: rules.into(),
             concurrency: 10,
             alert_claim: DEFAULT_ALERT_CLAIM,
+            clock: DecisionClock::default(),
         }
     }
 
@@ -206,16 +234,20 @@ impl Processor {
         envelope: Envelope,
         deadline: Option<Instant>,
     ) -> Outcome {
-        let decisions = match self.decide(&envelope).await {
-            Ok(decisions) => decisions,
+        let (decisions, decided_at) = match self.decide(&envelope).await {
+            Ok(decided) => decided,
             Err(error) => return Outcome::Failed(error),
         };
-        let record = TransactionRecord::new(envelope, decisions, Utc::now());
+        let record = TransactionRecord::new(envelope, decisions, decided_at);
         let (stored, outcome) = match self.records.put_if_absent(&record).await {
             Ok(PutOutcome::Inserted) => {
                 metrics::counter!(telemetry::PROCESSED).increment(1);
                 for alert in &record.alerts {
                     metrics::counter!(telemetry::ALERTS_RAISED, "rule" => alert.decision.rule.clone())
+                        .increment(1);
+                }
+                for hit in &record.shadow_alerts {
+                    metrics::counter!(telemetry::ALERTS_SHADOW, "rule" => hit.rule.clone())
                         .increment(1);
                 }
                 let lag = record.processed_at - record.accepted_at;
@@ -266,15 +298,17 @@ impl Processor {
         outcome
     }
 
-    /// The rules that fire. Windowed rules first count the transaction, once however often it
-    /// is delivered, then read their windows, which then include it. A redelivery may read
-    /// windows that have grown since; its decisions are thrown away, as the stored record's
-    /// (written by the first delivery that got through) are the ones that count.
-    async fn decide(&self, envelope: &Envelope) -> Result<Vec<AlertDecision>, PortError> {
+    /// The rules that fire, and the moment of the decision. Windowed rules first count the
+    /// transaction, once however often it is delivered, then read their windows, which then
+    /// include it. A redelivery may read windows that have grown since; its decisions are thrown
+    /// away, as the stored record's (written by the first delivery that got through) are the
+    /// ones that count.
+    async fn decide(&self, envelope: &Envelope) -> Result<(Decisions, DateTime<Utc>), PortError> {
         let transaction = &envelope.transaction;
         let shop_id = &envelope.shop_id;
-        // One clock reading, so that "not counted" and "late" are judged at the same moment.
-        let now = Utc::now();
+        // One clock reading, so that "not counted" and "late" are judged at the same moment,
+        // the record's `processed_at`; no await comes between it and the count's hand-over.
+        let now = self.clock.now();
         let counting = self
             .rules
             .windowed_checks(transaction, shop_id.as_str(), now);
@@ -282,7 +316,7 @@ impl Processor {
             if self.rules.has_windowed_rules() && self.rules.is_late(transaction, now) {
                 metrics::counter!(telemetry::COUNTING_SKIPPED_LATE).increment(1);
             }
-            return Ok(self.rules.decide(transaction, None, &[]));
+            return Ok((self.rules.decide(transaction, None, &[]), now));
         };
         let totals = self
             .counters
@@ -294,7 +328,10 @@ impl Processor {
                 &counting.queries(),
             )
             .await?;
-        Ok(self.rules.decide(transaction, Some(&counting), &totals))
+        Ok((
+            self.rules.decide(transaction, Some(&counting), &totals),
+            now,
+        ))
     }
 
     /// Publishes one alert exactly once across concurrent deliveries: claim it, publish, mark
@@ -338,6 +375,7 @@ impl Processor {
             shop_id: shop_id.clone(),
             transaction: record.transaction.clone(),
             decision: decision.clone(),
+            transaction_decision: record.decision(),
         };
         // Given up well before the claim expires, so that no other delivery can take the claim
         // over while this one may still publish, and in time to release the claim before the

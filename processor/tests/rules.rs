@@ -256,6 +256,11 @@ async fn several_pollers_on_the_emulator_count_a_burst_sent_twice_exactly_once()
             let body: serde_json::Value =
                 serde_json::from_str(message.body().unwrap_or_default()).expect("json");
             assert_eq!(body["rule"], "card_testing");
+            assert_eq!(
+                (&body["action"], &body["decision"]),
+                (&serde_json::json!("notify"), &serde_json::json!("notify"))
+            );
+            assert_eq!(body["rules_version"], serde_json::json!(version));
             body["transaction"]["transaction_id"]
                 .as_str()
                 .expect("id")

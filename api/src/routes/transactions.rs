@@ -6,8 +6,8 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use infra::domain::{
-    AlertStatus, Conflicts, ListQuery, Position, ShopId, Transaction, TransactionRecord,
-    is_identifier,
+    Action, AlertDecision, AlertStatus, Conflicts, ListQuery, Position, ShopId, Transaction,
+    TransactionRecord, is_identifier,
 };
 use infra::ports::RecordReader;
 use serde::Serialize;
@@ -56,6 +56,12 @@ pub struct StoredTransaction {
     pub conflicts: Conflicts,
     /// Every alert the transaction raised, one per rule, with its state.
     pub alerts: Vec<AlertStatus>,
+    /// The strongest action among the alerts (`block` over `review` over `notify`), or
+    /// `allow` when none fired.
+    pub decision: Action,
+    /// Hits of shadow rules: stored to judge a rule before it goes live; never alerted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shadow_alerts: Vec<AlertDecision>,
 }
 
 #[utoipa::path(
@@ -231,6 +237,8 @@ async fn read_one(
 impl From<TransactionRecord> for StoredTransaction {
     fn from(record: TransactionRecord) -> Self {
         Self {
+            decision: record.decision(),
+            shadow_alerts: record.shadow_alerts,
             shop_id: record.shop_id.to_string(),
             request_id: record.request_id,
             accepted_at: record.accepted_at,

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use super::{CounterKey, MAX_RULES, Measure, Rule, RuleKind, Window};
+use super::{CounterKey, MAX_RULES, Measure, Rule, RuleKind, RuleMode, Window};
+use crate::alert::Action;
 use crate::money;
 use crate::names::Named;
 use crate::transaction::{TransactionType, identifier_rule, is_identifier};
@@ -39,6 +40,8 @@ struct RawRule {
     key: Option<String>,
     measure: Option<String>,
     window: Option<String>,
+    action: Option<String>,
+    mode: Option<String>,
 }
 
 /// The rules of a file's text, and its late-arrival bound.
@@ -144,7 +147,30 @@ fn read_rule(raw: RawRule) -> Result<Rule, String> {
         types,
         currency,
         kind,
+        action: action(raw.action.as_deref())?,
+        mode: named("mode", raw.mode.as_deref(), RuleMode::Live)?,
     })
+}
+
+/// A rule's `action`: `allow` is a transaction's decision when no rule fired, not a rule's.
+fn action(text: Option<&str>) -> Result<Action, String> {
+    match text {
+        None => Ok(Action::Notify),
+        Some(name) => match Action::from_name(name) {
+            Some(action) if action != Action::Allow => Ok(action),
+            _ => Err(format!(
+                "`action` {name:?} is not one of notify, review, block"
+            )),
+        },
+    }
+}
+
+fn named<T: Named>(field: &str, text: Option<&str>, default: T) -> Result<T, String> {
+    match text {
+        None => Ok(default),
+        Some(name) => T::from_name(name)
+            .ok_or_else(|| format!("`{field}` {name:?} is not one of {}", T::names().join(", "))),
+    }
 }
 
 /// Fields a kind does not use are refused, so that a misplaced one is not silently ignored.

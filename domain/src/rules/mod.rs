@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use super::alert::{AMOUNT_RULE, AlertDecision, AlertPolicy};
+use super::alert::{AMOUNT_RULE, Action, AlertDecision, AlertPolicy};
 use super::names::Named;
 use super::transaction::{Transaction, TransactionType};
 
@@ -52,6 +52,48 @@ pub struct Rule {
     /// The currency the rule looks at; `None`: all.
     pub currency: Option<String>,
     pub kind: RuleKind,
+    /// What a hit asks of the shop; the alert carries it.
+    pub action: Action,
+    /// A shadow rule's hits are stored on the record and counted, never alerted.
+    pub mode: RuleMode,
+}
+
+/// Whether a rule's hits are alerts (`live`), or only stored and counted (`shadow`), to learn
+/// what a rule would do on real traffic before it goes live. Promoting it is changing the mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleMode {
+    #[default]
+    Live,
+    Shadow,
+}
+
+impl Named for RuleMode {
+    const ALL: &'static [Self] = &[Self::Live, Self::Shadow];
+}
+
+/// The rules that fired for one transaction: live rules' alerts, and shadow rules' hits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decisions {
+    pub alerts: Vec<AlertDecision>,
+    pub shadow: Vec<AlertDecision>,
+}
+
+/// Live alerts only.
+impl From<Vec<AlertDecision>> for Decisions {
+    fn from(alerts: Vec<AlertDecision>) -> Self {
+        Self {
+            alerts,
+            shadow: Vec::new(),
+        }
+    }
+}
+
+impl Decisions {
+    /// The transaction's decision: the strongest action among its alerts, or `allow`.
+    pub fn decision(&self) -> Action {
+        Action::strongest(self.alerts.iter().map(|alert| alert.action))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +219,8 @@ impl From<AlertPolicy> for RuleSet {
                 above: policy.default_threshold(),
                 above_by_currency: policy.overrides().clone(),
             },
+            action: Action::Notify,
+            mode: RuleMode::Live,
         }];
         let described: Vec<String> = rules.iter().map(Rule::describe).collect();
         Self {
@@ -292,22 +336,29 @@ impl RuleSet {
         transaction: &Transaction,
         counting: Option<&Counting>,
         totals: &[WindowTotal],
-    ) -> Vec<AlertDecision> {
-        let mut decisions: Vec<AlertDecision> = self
+    ) -> Decisions {
+        let mut fired: Vec<(&Rule, AlertDecision)> = self
             .rules
             .iter()
             .filter(|rule| rule.applies_to(transaction))
-            .filter_map(|rule| rule.threshold_decision(transaction))
+            .filter_map(|rule| Some((rule, rule.threshold_decision(transaction)?)))
             .collect();
         if let Some(counting) = counting {
             for (check, total) in counting.checks.iter().zip(totals) {
-                if let Some(decision) = self.rules[check.rule].window_decision(total) {
-                    decisions.push(decision);
+                let rule = &self.rules[check.rule];
+                if let Some(decision) = rule.window_decision(total) {
+                    fired.push((rule, decision));
                 }
             }
         }
-        for decision in &mut decisions {
+        let mut decisions = Decisions::default();
+        for (rule, mut decision) in fired {
             decision.rules_version = Some(self.version.clone());
+            decision.action = rule.action;
+            match rule.mode {
+                RuleMode::Live => decisions.alerts.push(decision),
+                RuleMode::Shadow => decisions.shadow.push(decision),
+            }
         }
         decisions
     }
@@ -366,6 +417,7 @@ impl Rule {
             ),
             facts: BTreeMap::from([("threshold".to_owned(), threshold.to_string())]),
             rules_version: None,
+            action: Action::Notify,
         })
     }
 
@@ -423,6 +475,7 @@ impl Rule {
                 ("transactions_in_window".to_owned(), total.count.to_string()),
             ]),
             rules_version: None,
+            action: Action::Notify,
         })
     }
 
@@ -471,7 +524,15 @@ impl Rule {
                 format!("distinct payment fingerprints per customer in {window} above {above}")
             }
         };
-        format!("{what}{scope}")
+        let action = match self.action {
+            Action::Notify => String::new(),
+            action => format!(", then {}", action.name()),
+        };
+        let mode = match self.mode {
+            RuleMode::Live => "",
+            RuleMode::Shadow => " (shadow)",
+        };
+        format!("{what}{scope}{action}{mode}")
     }
 }
 

@@ -1,6 +1,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::*;
+use crate::alert::Action;
 use crate::parse_transaction;
 
 const EXAMPLE: &str = include_str!("../../../rules/example.toml");
@@ -41,13 +42,13 @@ fn the_readmes_example_file_reads_as_five_rules() {
 #[test]
 fn without_a_file_the_original_rule_applies() {
     let rules = RuleSet::default();
-    assert!(rules.decide(&transaction(""), None, &[]).is_empty());
+    assert!(rules.decide(&transaction(""), None, &[]).alerts.is_empty());
     let big = parse_transaction(
         br#"{"transaction_id":"t","amount":"1000.01","timestamp":"2024-08-09T12:34:56Z"}"#,
         at("2024-08-09T12:35:00Z"),
     )
     .expect("valid");
-    let decisions = rules.decide(&big, None, &[]);
+    let decisions = rules.decide(&big, None, &[]).alerts;
     assert_eq!(decisions.len(), 1);
     assert_eq!(decisions[0].rule, "amount_exceeds_threshold");
     assert!(rules.windowed_checks(&big, "shop", big.timestamp).is_none());
@@ -82,9 +83,14 @@ fn a_velocity_rule_counts_per_key_in_the_transactions_bucket_and_fires_above_the
     );
     let mut totals = vec![WindowTotal::default(); 3];
     totals[0].count = 5;
-    assert!(rules.decide(&tx, Some(&counting), &totals).is_empty());
+    assert!(
+        rules
+            .decide(&tx, Some(&counting), &totals)
+            .alerts
+            .is_empty()
+    );
     totals[0].count = 6;
-    let decisions = rules.decide(&tx, Some(&counting), &totals);
+    let decisions = rules.decide(&tx, Some(&counting), &totals).alerts;
     assert_eq!(decisions.len(), 1);
     assert_eq!(decisions[0].rule, "card_testing");
     assert_eq!(
@@ -123,6 +129,7 @@ fn several_rules_fire_on_one_transaction_each_with_its_own_alert() {
     ];
     let fired: Vec<String> = rules
         .decide(&tx, Some(&counting), &totals)
+        .alerts
         .into_iter()
         .map(|d| d.rule)
         .collect();
@@ -266,7 +273,83 @@ fn a_rule_set_has_a_version_that_follows_its_text_and_every_alert_carries_it() {
     );
 
     let low = RuleSet::from("USD=10".parse::<AlertPolicy>().expect("policy"));
-    let decisions = low.decide(&transaction(""), None, &[]);
+    let decisions = low.decide(&transaction(""), None, &[]).alerts;
     assert_eq!(decisions.len(), 1, "20.00 USD is over 10");
     assert_eq!(decisions[0].rules_version.as_deref(), Some(low.version()));
+}
+
+#[test]
+fn a_rules_action_rides_on_its_alert_and_the_strongest_is_the_decision() {
+    let rules = RuleSet::from_toml(
+        "rules.toml",
+        r#"
+[[rule]]
+name = "over_10"
+kind = "threshold"
+above = 10
+action = "review"
+
+[[rule]]
+name = "over_15"
+kind = "threshold"
+above = 15
+action = "block"
+
+[[rule]]
+name = "over_5"
+kind = "threshold"
+above = 5
+"#,
+    )
+    .expect("valid");
+    let decisions = rules.decide(&transaction(""), None, &[]);
+    let actions: Vec<Action> = decisions.alerts.iter().map(|a| a.action).collect();
+    assert_eq!(actions, [Action::Review, Action::Block, Action::Notify]);
+    assert_eq!(decisions.decision(), Action::Block);
+    assert_eq!(Decisions::default().decision(), Action::Allow);
+    assert!(rules.rules()[1].describe().ends_with(", then block"));
+}
+
+#[test]
+fn a_shadow_rules_hits_are_kept_apart_from_the_alerts_and_never_decide() {
+    let rules = RuleSet::from_toml(
+        "rules.toml",
+        r#"
+[[rule]]
+name = "over_10_shadow"
+kind = "threshold"
+above = 10
+action = "block"
+mode = "shadow"
+"#,
+    )
+    .expect("valid");
+    let decisions = rules.decide(&transaction(""), None, &[]);
+    assert!(decisions.alerts.is_empty());
+    assert_eq!(decisions.shadow.len(), 1);
+    assert_eq!(decisions.shadow[0].rule, "over_10_shadow");
+    assert_eq!(
+        decisions.decision(),
+        Action::Allow,
+        "a shadow hit decides nothing"
+    );
+}
+
+#[test]
+fn an_unknown_action_or_mode_is_refused_by_name() {
+    let base = "[[rule]]\nname = \"r\"\nkind = \"threshold\"\nabove = 1\n";
+    let error = refused(&format!("{base}action = \"allow\""));
+    assert!(
+        error
+            .message
+            .contains("`action` \"allow\" is not one of notify, review, block"),
+        "{error}"
+    );
+    let error = refused(&format!("{base}mode = \"dry\""));
+    assert!(
+        error
+            .message
+            .contains("`mode` \"dry\" is not one of live, shadow"),
+        "{error}"
+    );
 }

@@ -20,6 +20,7 @@ pub const RETRIED: &str = "transactions_retried_total";
 pub const ALERTS_SENT: &str = "alerts_sent_total";
 pub const ALERT_RULE: &str = "alert_rule";
 pub const ALERTS_RAISED: &str = "alerts_raised_total";
+pub const ALERTS_SHADOW: &str = "alerts_shadow_total";
 pub const COUNTING_SKIPPED_LATE: &str = "rules_late_transactions_total";
 pub const PROCESSING_LAG: &str = "processing_lag_seconds";
 pub const BATCH_SIZE: &str = "processor_batch_size";
@@ -56,6 +57,10 @@ pub fn describe() {
     describe_counter!(
         ALERTS_RAISED,
         "Alerts raised by stored transactions, by rule"
+    );
+    describe_counter!(
+        ALERTS_SHADOW,
+        "Hits of shadow rules on stored transactions, by rule: stored, never alerted"
     );
     describe_gauge!(
         ALERT_RULE,

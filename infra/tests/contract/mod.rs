@@ -141,9 +141,9 @@ pub fn record(shop: &str, id: &str, amount: &str, alert: bool) -> TransactionRec
     let decisions = if alert {
         RuleSet::default().decide(&envelope.transaction, None, &[])
     } else {
-        Vec::new()
+        Default::default()
     };
-    TransactionRecord::new(envelope, decisions, Utc::now())
+    TransactionRecord::new(envelope, decisions.into(), Utc::now())
 }
 
 /// Put-if-absent: first insert wins; the same payload again is a duplicate, another a conflict.
@@ -409,11 +409,12 @@ pub fn listed_record(shop: &str, n: usize) -> TransactionRecord {
             reason: "every seventh".to_owned(),
             facts: Default::default(),
             rules_version: None,
+            action: Default::default(),
         }]
     } else {
-        Vec::new()
+        Default::default()
     };
-    TransactionRecord::new(envelope, decisions, Utc::now())
+    TransactionRecord::new(envelope, decisions.into(), Utc::now())
 }
 
 /// Stores records concurrently (16 at a time).
