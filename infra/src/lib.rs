@@ -7,6 +7,7 @@ pub use domain;
 
 pub mod adapters;
 pub mod aws_calls;
+pub mod backtest;
 #[cfg(test)]
 mod heap_probe;
 pub mod ports;

@@ -7,6 +7,7 @@
 //! | [`DeadLetters`] | list, redrive | the operator's commands |
 //! | [`RecordReader`] | get, list | the API |
 //! | [`RecordWriter`] | put if absent, record a conflict | the processor |
+//! | [`History`] | a period of records | backtests (the API, the operator's command) |
 //! | [`AlertLedger`] | claim, release, mark sent | the processor |
 //! | [`WindowCounters`] | count once, window totals | the processor |
 //! | [`Notifier`] | publish | the processor |
@@ -23,6 +24,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use crate::domain::Alert;
+use crate::domain::rules::backtest::Period;
 use crate::domain::rules::{Contribution, WindowQuery, WindowTotal};
 use crate::domain::webhooks::EventType;
 use crate::domain::{
@@ -371,10 +373,35 @@ pub trait AlertInbox: Send + Sync {
     ) -> Result<ReviewOutcome, PortError>;
 }
 
+/// A period of stored transactions, for backtests: what `rules backtest` and
+/// `POST /rules/backtest` call.
+#[async_trait]
+pub trait History: Send + Sync {
+    /// The shop's records whose `timestamp` is in `period`, in no particular order, with their
+    /// alerts' reviews; `TooMany` as soon as more than `max` are found, without reading on.
+    async fn history(
+        &self,
+        shop_id: &ShopId,
+        period: Period,
+        max: usize,
+    ) -> Result<HistoryRead, PortError>;
+
+    /// Every shop with stored transactions, for a backtest of all of them; a store that cannot
+    /// tell without reading everything refuses, and the shop must be named.
+    async fn shops(&self) -> Result<Vec<ShopId>, PortError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryRead {
+    Complete(Vec<TransactionRecord>),
+    /// More than the bound asked for.
+    TooMany,
+}
+
 /// What the API does with a shop's stored data: read its transactions, list and review its
-/// alerts.
-pub trait ShopStore: RecordReader + AlertInbox {}
-impl<T: RecordReader + AlertInbox + ?Sized> ShopStore for T {}
+/// alerts, replay a period of them.
+pub trait ShopStore: RecordReader + AlertInbox + History {}
+impl<T: RecordReader + AlertInbox + History + ?Sized> ShopStore for T {}
 
 /// A whole store adapter: what the wiring opens and hands out by use.
 pub trait Store: ShopStore + RecordWriter + AlertLedger + WindowCounters {}

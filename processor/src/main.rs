@@ -64,6 +64,34 @@ enum RulesCommand {
         /// The TOML file.
         file: std::path::PathBuf,
     },
+    /// Replay stored transactions through a candidate rules file, in memory, as the processor
+    /// would have judged them: what each rule fires on, and what changes against the alerts
+    /// stored. Nothing is written, published or counted.
+    Backtest(Box<BacktestArgs>),
+}
+
+#[derive(Debug, Args)]
+struct BacktestArgs {
+    /// The candidate rules (TOML).
+    file: std::path::PathBuf,
+    /// Only this shop (required on DynamoDB); default: every shop of the embedded store.
+    #[arg(long)]
+    shop: Option<String>,
+    /// Transactions with a `timestamp` at or after this (RFC 3339).
+    #[arg(long)]
+    from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Transactions with a `timestamp` before this (RFC 3339).
+    #[arg(long)]
+    to: Option<chrono::DateTime<chrono::Utc>>,
+    /// The report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Read at most this many transactions (the period's, and those around it that fill
+    /// its windows); a period with more is refused.
+    #[arg(long, default_value_t = infra::backtest::DEFAULT_MAX_TRANSACTIONS)]
+    max_transactions: usize,
+    #[command(flatten)]
+    ports: PortArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,6 +140,10 @@ async fn main() -> ExitCode {
             init_logging(LogFormat::Pretty);
             return exit_code(check_rules(&file));
         }
+        Some(Command::Rules(RulesCommand::Backtest(args))) => {
+            init_logging(LogFormat::Pretty);
+            return exit_code(backtest(&args).await);
+        }
         Some(Command::DeadLetters(command)) => {
             init_logging(LogFormat::Pretty);
             return exit_code(dead_letters(command).await);
@@ -135,6 +167,89 @@ fn check_rules(file: &std::path::Path) -> anyhow::Result<()> {
     println!("version\t{}", rules.version());
     for (name, kind, description) in rules.describe() {
         println!("{name}\t{kind}\t{description}");
+    }
+    Ok(())
+}
+
+async fn backtest(args: &BacktestArgs) -> anyhow::Result<()> {
+    use infra::backtest::BacktestOutcome;
+    use infra::domain::ShopId;
+    use infra::domain::rules::backtest::Period;
+
+    let rules = processor::rules_source::from_file(&args.file)?;
+    if let (Some(from), Some(to)) = (args.from, args.to)
+        && from >= to
+    {
+        anyhow::bail!("--from must be before --to");
+    }
+    let store = args.ports.connector().store().await?;
+    let shops = match &args.shop {
+        Some(shop) => {
+            vec![ShopId::parse(shop).map_err(|error| anyhow::anyhow!("--shop: {error}"))?]
+        }
+        None => store.shops().await?,
+    };
+    let period = Period {
+        from: args.from,
+        to: args.to,
+    };
+    let started = std::time::Instant::now();
+    let outcome = infra::backtest::run(
+        store.as_ref(),
+        &shops,
+        &rules,
+        period,
+        args.max_transactions,
+    )
+    .await?;
+    let report = match outcome {
+        BacktestOutcome::Report(report) => report,
+        BacktestOutcome::TooMany(max) => anyhow::bail!(
+            "the period holds more than {max} transactions: narrow it with --from and --to, or \
+             raise --max-transactions"
+        ),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let elapsed = started.elapsed();
+    println!("version\t{}", report.rules_version);
+    println!(
+        "replayed\t{} transactions of the period ({} read) in {:.2} s",
+        report.transactions,
+        report.read,
+        elapsed.as_secs_f64()
+    );
+    println!("rule\tmode\taction\tfired\tfraud\tlegitimate\texamples");
+    for rule in &report.rules {
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            rule.name,
+            rule.mode,
+            rule.action,
+            rule.fired,
+            rule.reviewed_fraud,
+            rule.reviewed_legitimate,
+            rule.examples.join(",")
+        );
+    }
+    let decisions: Vec<String> = report
+        .decisions
+        .iter()
+        .map(|(decision, count)| format!("{decision} {count}"))
+        .collect();
+    println!("decisions\t{}", decisions.join(", "));
+    let diff = &report.diff;
+    println!(
+        "diff\t{} added, {} dropped, {} unchanged",
+        diff.added, diff.dropped, diff.unchanged
+    );
+    for hit in &diff.added_examples {
+        println!("+\t{}\t{}", hit.transaction_id, hit.rule);
+    }
+    for hit in &diff.dropped_examples {
+        println!("-\t{}\t{}", hit.transaction_id, hit.rule);
     }
     Ok(())
 }

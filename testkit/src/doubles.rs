@@ -7,14 +7,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use infra::domain::rules::backtest::Period;
 use infra::domain::rules::{Contribution, WindowQuery, WindowTotal};
 use infra::domain::{
     Alert, AlertListQuery, AlertPage, InboxAlert, ListQuery, Page, RefusedResend, Review, ShopId,
     TransactionRecord,
 };
 use infra::ports::{
-    AlertClaim, AlertInbox, AlertLedger, ClaimOutcome, Notifier, OutgoingMessage, PortError,
-    Producer, PutOutcome, RecordReader, RecordWriter, ReviewOutcome, Store, WindowCounters,
+    AlertClaim, AlertInbox, AlertLedger, ClaimOutcome, History, HistoryRead, Notifier,
+    OutgoingMessage, PortError, Producer, PutOutcome, RecordReader, RecordWriter, ReviewOutcome,
+    Store, WindowCounters,
 };
 
 /// A switch for an outage: while it is on, every call fails as unavailable.
@@ -128,6 +130,24 @@ impl RecordReader for FaultyStore {
     async fn list(&self, shop_id: &ShopId, query: &ListQuery) -> Result<Page, PortError> {
         self.check_all()?;
         self.inner.list(shop_id, query).await
+    }
+}
+
+#[async_trait]
+impl History for FaultyStore {
+    async fn history(
+        &self,
+        shop_id: &ShopId,
+        period: Period,
+        max: usize,
+    ) -> Result<HistoryRead, PortError> {
+        self.check_all()?;
+        self.inner.history(shop_id, period, max).await
+    }
+
+    async fn shops(&self) -> Result<Vec<ShopId>, PortError> {
+        self.check_all()?;
+        self.inner.shops().await
     }
 }
 

@@ -6,6 +6,7 @@
 //! the store add it once per transaction (the store port's `count_once`), reads the
 //! windows back, and asks [`RuleSet::decide`] which rules fire. This module does no I/O.
 
+pub mod backtest;
 mod file;
 mod window;
 

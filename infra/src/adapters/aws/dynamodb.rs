@@ -29,14 +29,16 @@ use super::{counters, describe, is_condition_failure};
 mod inbox;
 use crate::aws_calls::{AwsCall, Caller::*};
 use crate::domain::listing::order_micros;
+use crate::domain::rules::backtest::Period;
 use crate::domain::rules::{Contribution, WindowQuery, WindowTotal};
 use crate::domain::{
     AlertFilter, AlertListQuery, AlertPage, AlertState, InboxAlert, ListQuery, Named, Page,
     Position, RefusedResend, Review, ReviewStatus, ShopId, TransactionRecord, Verdict,
 };
 use crate::ports::{
-    AlertClaim, AlertInbox, AlertLedger, BackfillReport, ClaimOutcome, InboxBackfill, PortError,
-    PutOutcome, RecordReader, RecordWriter, ReviewOutcome, WindowCounters,
+    AlertClaim, AlertInbox, AlertLedger, BackfillReport, ClaimOutcome, History, HistoryRead,
+    InboxBackfill, PortError, PutOutcome, RecordReader, RecordWriter, ReviewOutcome,
+    WindowCounters,
 };
 
 const COMPONENT: &str = "store";
@@ -48,7 +50,7 @@ pub const AWS_CALLS: &[AwsCall] = &[
         "query",
         "dynamodb:Query",
         "index:TransactionsTable/by_shop_time",
-        &[Api],
+        &[Api, Operator],
     ),
     AwsCall::new(
         "put_item",
@@ -332,6 +334,66 @@ impl RecordReader for DynamoStore {
 
     async fn list(&self, shop_id: &ShopId, query: &ListQuery) -> Result<Page, PortError> {
         ShardedWalk::new(self, shop_id, query).run().await
+    }
+}
+
+/// A backtest's history reads whole 1 MB pages of each shard's part of the time index.
+#[async_trait]
+impl History for DynamoStore {
+    async fn history(
+        &self,
+        shop_id: &ShopId,
+        period: Period,
+        max: usize,
+    ) -> Result<HistoryRead, PortError> {
+        let bound = |time: Option<DateTime<Utc>>, otherwise: &str| {
+            time.map_or(otherwise.to_owned(), |time| {
+                timestamp(DateTime::from_timestamp_micros(order_micros(time)).unwrap_or_default())
+            })
+        };
+        // Sort keys are `<time>#<id>`: every key of an instant sorts after the bare time, so
+        // BETWEEN takes the items at `from` and leaves out those at `to`. Open ends are "0" and
+        // "~", below and above every time (a key may not be empty).
+        let (lower, upper) = (bound(period.from, "0"), bound(period.to, "~"));
+        let mut records = Vec::new();
+        for shard in 0..self.index_shards {
+            let mut start = None;
+            loop {
+                let output = self
+                    .client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name(TIME_INDEX)
+                    .key_condition_expression(
+                        "gsi1pk = :partition AND gsi1sk BETWEEN :lower AND :upper",
+                    )
+                    .expression_attribute_values(":partition", text(format!("{shop_id}#{shard}")))
+                    .expression_attribute_values(":lower", text(&lower))
+                    .expression_attribute_values(":upper", text(&upper))
+                    .set_exclusive_start_key(start)
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+                for item in output.items() {
+                    if records.len() == max {
+                        return Ok(HistoryRead::TooMany);
+                    }
+                    records.push(record_from_item(item)?);
+                }
+                start = output.last_evaluated_key;
+                if start.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(HistoryRead::Complete(records))
+    }
+
+    async fn shops(&self) -> Result<Vec<ShopId>, PortError> {
+        Err(PortError::rejected(
+            COMPONENT,
+            "DynamoDB keeps no list of shops short of a scan of the table: name the shop",
+        ))
     }
 }
 

@@ -21,6 +21,7 @@ use super::sqlite::{SqliteDb, json_error};
 use super::window_cache::WindowCache;
 use super::{counters, inbox, webhooks};
 use crate::domain::listing::{MAX_EXAMINED_PER_PAGE, order_micros};
+use crate::domain::rules::backtest::Period;
 use crate::domain::rules::{Contribution, WindowQuery, WindowTotal};
 use crate::domain::{
     AlertFilter, AlertState, ListFilters, ListQuery, Named, Page, Position, RefusedResend, ShopId,
@@ -29,9 +30,9 @@ use crate::domain::{
 use crate::domain::{AlertListQuery, AlertPage, InboxAlert, Review};
 use crate::ports::{
     AlertClaim, AlertInbox, AlertLedger, AttemptOutcome, BackfillReport, ClaimOutcome,
-    DeliveriesPage, DeliveryAttempt, DueDelivery, InboxBackfill, PortError, PutOutcome,
-    RecordReader, RecordWriter, ReviewOutcome, Take, Webhook, WebhookOutbox, WebhookRegistry,
-    WindowCounters,
+    DeliveriesPage, DeliveryAttempt, DueDelivery, History, HistoryRead, InboxBackfill, PortError,
+    PutOutcome, RecordReader, RecordWriter, ReviewOutcome, Take, Webhook, WebhookOutbox,
+    WebhookRegistry, WindowCounters,
 };
 
 const COMPONENT: &str = "store";
@@ -476,6 +477,62 @@ impl RecordReader for SqliteStore {
         self.db
             .read(move |connection| list_page(connection, &shop_id, &query))
             .await
+    }
+}
+
+/// The shop's records of a period, straight from the time index, at most `max`.
+fn history(
+    connection: &Connection,
+    shop_id: &str,
+    period: Period,
+    max: usize,
+) -> rusqlite::Result<HistoryRead> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {RECORD_COLUMNS} FROM transactions
+          WHERE shop_id = ?1 AND occurred_at_us >= ?2 AND occurred_at_us < ?3 LIMIT ?4"
+    ))?;
+    let from = period.from.map_or(i64::MIN, order_micros);
+    let to = period.to.map_or(i64::MAX, order_micros);
+    let limit = i64::try_from(max).unwrap_or(i64::MAX - 1) + 1;
+    let mut rows = statement.query(params![shop_id, from, to, limit])?;
+    let mut records = Vec::new();
+    while let Some(row) = rows.next()? {
+        if records.len() == max {
+            return Ok(HistoryRead::TooMany);
+        }
+        records.push(record_from_row(connection, row)?);
+    }
+    Ok(HistoryRead::Complete(records))
+}
+
+#[async_trait]
+impl History for SqliteStore {
+    async fn history(
+        &self,
+        shop_id: &ShopId,
+        period: Period,
+        max: usize,
+    ) -> Result<HistoryRead, PortError> {
+        let shop_id = shop_id.as_str().to_owned();
+        self.db
+            .read(move |connection| history(connection, &shop_id, period, max))
+            .await
+    }
+
+    async fn shops(&self) -> Result<Vec<ShopId>, PortError> {
+        let names: Vec<String> = self
+            .db
+            .read(|connection| {
+                connection
+                    .prepare_cached("SELECT DISTINCT shop_id FROM transactions ORDER BY shop_id")?
+                    .query_map([], |row| row.get(0))?
+                    .collect()
+            })
+            .await?;
+        Ok(names
+            .iter()
+            .filter_map(|name| ShopId::parse(name).ok())
+            .collect())
     }
 }
 

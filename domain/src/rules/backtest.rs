@@ -1,0 +1,368 @@
+//! Backtests: a candidate rule set replayed over stored transactions, in memory, judged as the
+//! processor judges. Nothing is written, published or counted anywhere but here.
+//!
+//! The processor decides each transaction at its `processed_at`, after counting it: a
+//! transaction's windows hold every transaction counted before it. The replay therefore goes in
+//! `processed_at` order (the order the embedded store counted in, see the processor's decision
+//! clock), counts each transaction unless it was late at its `processed_at`, and reads its
+//! windows from counters held here. Over the rules in force, it reproduces the stored alerts.
+//!
+//! The history read goes past the period on both sides by the longest window, so that the
+//! windows of the period's first and last transactions are as full as the processor's were; the
+//! transactions outside the period are counted but not reported.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use super::{Contribution, Decisions, RuleKind, RuleSet, WindowQuery, WindowTotal};
+use crate::alert::Action;
+use crate::inbox::Verdict;
+use crate::names::Named;
+use crate::record::TransactionRecord;
+
+/// Transaction ids shown per rule as examples.
+const EXAMPLES_PER_RULE: usize = 5;
+/// Changed alerts shown in each direction of the diff.
+const EXAMPLES_PER_DIFF: usize = 20;
+
+/// The period a backtest reports on: transactions whose `timestamp` is in `[from, to)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Period {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl Period {
+    fn contains(&self, timestamp: DateTime<Utc>) -> bool {
+        self.from.is_none_or(|from| timestamp >= from) && self.to.is_none_or(|to| timestamp < to)
+    }
+}
+
+/// What a backtest found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BacktestReport {
+    /// The version of the candidate rule set.
+    pub rules_version: String,
+    #[serde(flatten)]
+    pub period: Period,
+    /// Transactions of the period replayed.
+    pub transactions: u64,
+    /// Transactions read, with those around the period that fill its windows.
+    pub read: u64,
+    pub rules: Vec<RuleResult>,
+    /// How many of the period's transactions each decision would have had.
+    pub decisions: BTreeMap<&'static str, u64>,
+    /// The candidate's hits (live and shadow) against the hits stored with the transactions.
+    pub diff: Diff,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleResult {
+    pub name: String,
+    pub kind: &'static str,
+    pub mode: &'static str,
+    pub action: &'static str,
+    /// Transactions of the period it fired on.
+    pub fired: u64,
+    /// The first few of them, in the order replayed.
+    pub examples: Vec<String>,
+    /// Of its hits, how many transactions a review called `fraud` (on any of their alerts).
+    pub reviewed_fraud: u64,
+    /// Of its hits, how many transactions reviews called `legitimate` and none `fraud`.
+    pub reviewed_legitimate: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Diff {
+    /// Hits the candidate raises that are not stored.
+    pub added: u64,
+    /// Stored hits the candidate does not raise.
+    pub dropped: u64,
+    /// Hits both have.
+    pub unchanged: u64,
+    pub added_examples: Vec<Hit>,
+    pub dropped_examples: Vec<Hit>,
+}
+
+/// One rule on one transaction.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Hit {
+    pub transaction_id: String,
+    pub rule: String,
+}
+
+/// A shop's window counters, in memory: per (rule, key), its buckets oldest first.
+#[derive(Default)]
+struct Windows {
+    entries: HashMap<(String, String), Vec<(i64, WindowTotal, DateTime<Utc>)>>,
+}
+
+impl Windows {
+    fn add(&mut self, contribution: &Contribution, now: DateTime<Utc>) {
+        let counter = &contribution.counter;
+        let buckets = self
+            .entries
+            .entry((counter.rule.clone(), counter.key.clone()))
+            .or_default();
+        // As the store's purge would: a counter past its expiry is no window's part any more.
+        buckets.retain(|(_, _, expires_at)| *expires_at > now);
+        let index = match buckets
+            .iter()
+            .position(|(bucket, ..)| *bucket >= counter.bucket)
+        {
+            Some(index) if buckets[index].0 == counter.bucket => index,
+            Some(index) => {
+                buckets.insert(
+                    index,
+                    (
+                        counter.bucket,
+                        WindowTotal::default(),
+                        contribution.expires_at,
+                    ),
+                );
+                index
+            }
+            None => {
+                buckets.push((
+                    counter.bucket,
+                    WindowTotal::default(),
+                    contribution.expires_at,
+                ));
+                buckets.len() - 1
+            }
+        };
+        let total = &mut buckets[index].1;
+        total.count += 1;
+        total.sum += contribution.amount;
+        if let Some(member) = &contribution.member {
+            total.members.insert(member.clone());
+        }
+    }
+
+    fn total(&self, query: &WindowQuery) -> WindowTotal {
+        let (Some(first), Some(last)) = (query.buckets.first(), query.buckets.last()) else {
+            return WindowTotal::default();
+        };
+        let mut total = WindowTotal::default();
+        let key = (query.rule.clone(), query.key.clone());
+        for (bucket, part, _) in self.entries.get(&key).into_iter().flatten() {
+            if (*first..=*last).contains(bucket) {
+                total.count += part.count;
+                total.sum += part.sum;
+                total.members.extend(part.members.iter().cloned());
+            }
+        }
+        total
+    }
+}
+
+/// A backtest in progress.
+pub struct Backtest<'a> {
+    rules: &'a RuleSet,
+    period: Period,
+    windows: HashMap<String, Windows>,
+    transactions: u64,
+    read: u64,
+    fired: Vec<RuleTally>,
+    decisions: BTreeMap<Action, u64>,
+    diff: Diff,
+}
+
+#[derive(Default)]
+struct RuleTally {
+    fired: u64,
+    examples: Vec<String>,
+    fraud: u64,
+    legitimate: u64,
+}
+
+impl<'a> Backtest<'a> {
+    pub fn new(rules: &'a RuleSet, period: Period) -> Self {
+        Self {
+            rules,
+            period,
+            windows: HashMap::new(),
+            transactions: 0,
+            read: 0,
+            fired: rules.rules().iter().map(|_| RuleTally::default()).collect(),
+            decisions: BTreeMap::new(),
+            diff: Diff::default(),
+        }
+    }
+
+    /// The timestamps whose transactions the backtest must be given: the period, widened by
+    /// the longest window on both sides (a transaction in the same bucket, even a later one,
+    /// was in the window when it was counted first).
+    pub fn reads(rules: &RuleSet, period: Period) -> Period {
+        let margin = rules
+            .rules()
+            .iter()
+            .filter_map(|rule| match &rule.kind {
+                RuleKind::Velocity { window, .. } | RuleKind::Distinct { window, .. } => {
+                    Some(window.length())
+                }
+                _ => None,
+            })
+            .max()
+            .unwrap_or_else(Duration::zero);
+        Period {
+            from: period.from.map(|from| from - margin),
+            to: period.to.map(|to| to + margin),
+        }
+    }
+
+    /// Replays `records` (as [`Self::reads`] asked for, in any order) and reports.
+    pub fn run(
+        rules: &'a RuleSet,
+        period: Period,
+        mut records: Vec<TransactionRecord>,
+    ) -> BacktestReport {
+        records.sort_by(|a, b| {
+            (
+                a.processed_at,
+                a.transaction.timestamp,
+                &a.transaction.transaction_id,
+            )
+                .cmp(&(
+                    b.processed_at,
+                    b.transaction.timestamp,
+                    &b.transaction.transaction_id,
+                ))
+        });
+        let mut backtest = Self::new(rules, period);
+        for record in &records {
+            backtest.replay(record);
+        }
+        backtest.report()
+    }
+
+    /// Judges one transaction, as the processor did at its `processed_at`.
+    pub fn replay(&mut self, record: &TransactionRecord) {
+        self.read += 1;
+        let transaction = &record.transaction;
+        let shop = record.shop_id.as_str();
+        let now = record.processed_at;
+        let decisions = match self.rules.windowed_checks(transaction, shop, now) {
+            None => self.rules.decide(transaction, None, &[]),
+            Some(counting) => {
+                let windows = self.windows.entry(shop.to_owned()).or_default();
+                for check in &counting.checks {
+                    windows.add(&check.contribution, now);
+                }
+                let totals: Vec<WindowTotal> = counting
+                    .checks
+                    .iter()
+                    .map(|check| windows.total(&check.query))
+                    .collect();
+                self.rules.decide(transaction, Some(&counting), &totals)
+            }
+        };
+        if self.period.contains(transaction.timestamp) {
+            self.tally(record, &decisions);
+        }
+    }
+
+    fn tally(&mut self, record: &TransactionRecord, decisions: &Decisions) {
+        self.transactions += 1;
+        *self.decisions.entry(decisions.decision()).or_default() += 1;
+        let verdict = reviewed(record);
+        let id = &record.transaction.transaction_id;
+        let candidate: BTreeSet<&str> = decisions
+            .alerts
+            .iter()
+            .chain(&decisions.shadow)
+            .map(|decision| decision.rule.as_str())
+            .collect();
+        for (rule, tally) in self.rules.rules().iter().zip(&mut self.fired) {
+            if !candidate.contains(rule.name.as_str()) {
+                continue;
+            }
+            tally.fired += 1;
+            if tally.examples.len() < EXAMPLES_PER_RULE {
+                tally.examples.push(id.clone());
+            }
+            match verdict {
+                Some(Verdict::Fraud) => tally.fraud += 1,
+                Some(Verdict::Legitimate) => tally.legitimate += 1,
+                _ => {}
+            }
+        }
+        let stored: BTreeSet<&str> = record
+            .alerts
+            .iter()
+            .map(|alert| alert.decision.rule.as_str())
+            .chain(record.shadow_alerts.iter().map(|hit| hit.rule.as_str()))
+            .collect();
+        let hit = |rule: &&str| Hit {
+            transaction_id: id.clone(),
+            rule: (*rule).to_owned(),
+        };
+        for rule in candidate.difference(&stored) {
+            self.diff.added += 1;
+            if self.diff.added_examples.len() < EXAMPLES_PER_DIFF {
+                self.diff.added_examples.push(hit(rule));
+            }
+        }
+        for rule in stored.difference(&candidate) {
+            self.diff.dropped += 1;
+            if self.diff.dropped_examples.len() < EXAMPLES_PER_DIFF {
+                self.diff.dropped_examples.push(hit(rule));
+            }
+        }
+        self.diff.unchanged += candidate.intersection(&stored).count() as u64;
+    }
+
+    pub fn report(self) -> BacktestReport {
+        let rules = self
+            .rules
+            .rules()
+            .iter()
+            .zip(self.fired)
+            .map(|(rule, tally)| RuleResult {
+                name: rule.name.clone(),
+                kind: rule.kind_name(),
+                mode: rule.mode.name(),
+                action: rule.action.name(),
+                fired: tally.fired,
+                examples: tally.examples,
+                reviewed_fraud: tally.fraud,
+                reviewed_legitimate: tally.legitimate,
+            })
+            .collect();
+        BacktestReport {
+            rules_version: self.rules.version().to_owned(),
+            period: self.period,
+            transactions: self.transactions,
+            read: self.read,
+            rules,
+            decisions: self
+                .decisions
+                .into_iter()
+                .map(|(action, count)| (action.name(), count))
+                .collect(),
+            diff: self.diff,
+        }
+    }
+}
+
+/// The transaction's review: `fraud` if any alert was found so, else `legitimate` if any was.
+fn reviewed(record: &TransactionRecord) -> Option<Verdict> {
+    let verdicts: Vec<Verdict> = record
+        .alerts
+        .iter()
+        .filter_map(|alert| alert.verdict)
+        .collect();
+    if verdicts.contains(&Verdict::Fraud) {
+        Some(Verdict::Fraud)
+    } else if verdicts.contains(&Verdict::Legitimate) {
+        Some(Verdict::Legitimate)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+#[path = "backtest_tests.rs"]
+mod tests;
