@@ -238,3 +238,10 @@ async fn concurrent_counts_lose_nothing_and_double_nothing() {
     contract::concurrent_counts_lose_nothing_and_double_nothing(backend.store as Arc<dyn Store>)
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_reads_the_shops_period_within_the_bound() {
+    let (_resources, backend) = backend(5).await;
+    contract::history_reads_the_shops_period_within_the_bound(backend.store as Arc<dyn Store>)
+        .await;
+}

@@ -155,3 +155,9 @@ async fn concurrent_counts_lose_nothing_and_double_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
     contract::concurrent_counts_lose_nothing_and_double_nothing(store(&dir)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_reads_the_shops_period_within_the_bound() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    contract::history_reads_the_shops_period_within_the_bound(store(&dir)).await;
+}

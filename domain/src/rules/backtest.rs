@@ -96,7 +96,13 @@ pub struct Hit {
 /// A shop's window counters, in memory: per (rule, key), its buckets oldest first.
 #[derive(Default)]
 struct Windows {
-    entries: HashMap<(String, String), Vec<(i64, WindowTotal, DateTime<Utc>)>>,
+    entries: HashMap<(String, String), Vec<Bucket>>,
+}
+
+struct Bucket {
+    start: i64,
+    total: WindowTotal,
+    expires_at: DateTime<Utc>,
 }
 
 impl Windows {
@@ -107,33 +113,20 @@ impl Windows {
             .entry((counter.rule.clone(), counter.key.clone()))
             .or_default();
         // As the store's purge would: a counter past its expiry is no window's part any more.
-        buckets.retain(|(_, _, expires_at)| *expires_at > now);
-        let index = match buckets
-            .iter()
-            .position(|(bucket, ..)| *bucket >= counter.bucket)
+        buckets.retain(|bucket| bucket.expires_at > now);
+        let at = buckets.partition_point(|bucket| bucket.start < counter.bucket);
+        if buckets
+            .get(at)
+            .is_none_or(|bucket| bucket.start != counter.bucket)
         {
-            Some(index) if buckets[index].0 == counter.bucket => index,
-            Some(index) => {
-                buckets.insert(
-                    index,
-                    (
-                        counter.bucket,
-                        WindowTotal::default(),
-                        contribution.expires_at,
-                    ),
-                );
-                index
-            }
-            None => {
-                buckets.push((
-                    counter.bucket,
-                    WindowTotal::default(),
-                    contribution.expires_at,
-                ));
-                buckets.len() - 1
-            }
-        };
-        let total = &mut buckets[index].1;
+            let bucket = Bucket {
+                start: counter.bucket,
+                total: WindowTotal::default(),
+                expires_at: contribution.expires_at,
+            };
+            buckets.insert(at, bucket);
+        }
+        let total = &mut buckets[at].total;
         total.count += 1;
         total.sum += contribution.amount;
         if let Some(member) = &contribution.member {
@@ -147,12 +140,11 @@ impl Windows {
         };
         let mut total = WindowTotal::default();
         let key = (query.rule.clone(), query.key.clone());
-        for (bucket, part, _) in self.entries.get(&key).into_iter().flatten() {
-            if (*first..=*last).contains(bucket) {
-                total.count += part.count;
-                total.sum += part.sum;
-                total.members.extend(part.members.iter().cloned());
-            }
+        let buckets = self.entries.get(&key).into_iter().flatten();
+        for bucket in buckets.filter(|bucket| (*first..=*last).contains(&bucket.start)) {
+            total.count += bucket.total.count;
+            total.sum += bucket.total.sum;
+            total.members.extend(bucket.total.members.iter().cloned());
         }
         total
     }

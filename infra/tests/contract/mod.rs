@@ -143,7 +143,7 @@ pub fn record(shop: &str, id: &str, amount: &str, alert: bool) -> TransactionRec
     } else {
         Default::default()
     };
-    TransactionRecord::new(envelope, decisions.into(), Utc::now())
+    TransactionRecord::new(envelope, decisions, Utc::now())
 }
 
 /// Put-if-absent: first insert wins; the same payload again is a duplicate, another a conflict.
@@ -857,4 +857,54 @@ pub async fn concurrent_counts_lose_nothing_and_double_nothing(store: Arc<dyn St
         .expect("totals");
     assert_eq!(totals[0].count, 20);
     assert_eq!(totals[0].sum, rust_decimal::Decimal::from(30));
+}
+
+/// A backtest's history: exactly the shop's records of the period, `from` inclusive and `to`
+/// exclusive, with their alerts; refused past the bound; never another shop's.
+pub async fn history_reads_the_shops_period_within_the_bound(store: Arc<dyn Store>) {
+    use infra::domain::rules::backtest::Period;
+    use infra::ports::HistoryRead;
+
+    let mine: Vec<TransactionRecord> = (0..60).map(|n| listed_record("hist-a", n)).collect();
+    let theirs: Vec<TransactionRecord> = (0..10).map(|n| listed_record("hist-b", n)).collect();
+    put_all(&store, &mine).await;
+    put_all(&store, &theirs).await;
+    let shop = ShopId::parse("hist-a").expect("shop");
+    let (from, to) = (
+        mine[10].transaction.timestamp,
+        mine[40].transaction.timestamp,
+    );
+    let period = Period {
+        from: Some(from),
+        to: Some(to),
+    };
+    let HistoryRead::Complete(read) = store.history(&shop, period, 100).await.expect("history")
+    else {
+        panic!("within the bound");
+    };
+    let mut ids: Vec<String> = read
+        .iter()
+        .map(|record| record.transaction.transaction_id.clone())
+        .collect();
+    ids.sort();
+    let expected: Vec<String> = mine
+        .iter()
+        .filter(|record| (from..to).contains(&record.transaction.timestamp))
+        .map(|record| record.transaction.transaction_id.clone())
+        .collect();
+    assert_eq!(ids, expected);
+    assert!(read.iter().all(|record| record.shop_id == shop));
+    let alerted = read.iter().find(|record| !record.alerts.is_empty());
+    assert!(alerted.is_some(), "alerts come with their records");
+
+    let all = store
+        .history(&shop, Period::default(), 60)
+        .await
+        .expect("history");
+    assert!(matches!(all, HistoryRead::Complete(ref records) if records.len() == 60));
+    let over = store
+        .history(&shop, Period::default(), 59)
+        .await
+        .expect("history");
+    assert_eq!(over, HistoryRead::TooMany);
 }
