@@ -15,7 +15,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
-use crate::routes::{alerts, batch, ops, transactions, webhooks};
+use crate::routes::{alerts, batch, ops, rules, transactions, webhooks};
 use crate::state::AppState;
 use crate::{access_log, ingest};
 
@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
             "/webhooks/{webhook_id}/deliveries",
             get(webhooks::deliveries),
         )
+        .route("/rules/backtest", post(rules::backtest))
         .route("/health", get(ops::health))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .fallback(not_found)

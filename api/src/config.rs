@@ -150,6 +150,12 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub webhooks: WebhookArgs,
 
+    /// Transactions a backtest (`POST /rules/backtest`) reads at most: the period's, and those
+    /// around it that fill its windows. A larger period is refused with 422; the operator's
+    /// `processor rules backtest` takes its own bound.
+    #[arg(long, env = "BACKTEST_MAX_TRANSACTIONS", default_value_t = infra::backtest::DEFAULT_MAX_TRANSACTIONS)]
+    pub backtest_max_transactions: usize,
+
     /// Run the processor inside this process when the queue is embedded (`false` serves the
     /// API only and leaves the queue to another process).
     #[arg(long, env = "EMBEDDED_PROCESSOR", default_value_t = true, action = clap::ArgAction::Set)]

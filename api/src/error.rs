@@ -66,6 +66,9 @@ pub enum ApiError {
     /// A webhook that cannot be registered (422): a destination refused, a limit reached.
     #[error("the webhook breaks {} rule(s)", .0.len())]
     InvalidWebhook(Vec<FieldError>),
+    /// A backtest that cannot run (422): candidate rules that do not read, a period too large.
+    #[error("the backtest breaks {} rule(s)", .0.len())]
+    InvalidBacktest(Vec<FieldError>),
     /// A review based on a version of the alert that is not the current one (412): the current
     /// alert is in the answer, with its `ETag`.
     #[error(
@@ -155,7 +158,8 @@ impl ApiError {
             Self::Invalid { .. }
             | Self::NoneAccepted { .. }
             | Self::InvalidReview(_)
-            | Self::InvalidWebhook(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            | Self::InvalidWebhook(_)
+            | Self::InvalidBacktest(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Stale { .. } => StatusCode::PRECONDITION_FAILED,
             Self::Port(PortError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Port(PortError::Rejected { .. }) | Self::Internal(_) => {
@@ -182,7 +186,8 @@ impl ApiError {
             Self::Invalid { .. }
             | Self::NoneAccepted { .. }
             | Self::InvalidReview(_)
-            | Self::InvalidWebhook(_) => "validation",
+            | Self::InvalidWebhook(_)
+            | Self::InvalidBacktest(_) => "validation",
             Self::Stale { .. } => "stale-review",
             Self::Port(PortError::Unavailable { .. }) => "unavailable",
             Self::Port(PortError::Rejected { .. }) => "refused-by-backend",
@@ -208,6 +213,7 @@ impl ApiError {
             Self::NoneAccepted { .. } => "Invalid transactions",
             Self::InvalidReview(_) => "Invalid review",
             Self::InvalidWebhook(_) => "Invalid webhook",
+            Self::InvalidBacktest(_) => "Invalid backtest",
             Self::Stale { .. } => "The alert changed",
             Self::Port(PortError::Unavailable { .. }) => "Service unavailable",
             Self::Port(PortError::Rejected { .. }) => "Refused by a backend service",
@@ -245,7 +251,8 @@ impl ApiError {
                 Self::Invalid { errors, .. }
                 | Self::InvalidParameters(errors)
                 | Self::InvalidReview(errors)
-                | Self::InvalidWebhook(errors) => {
+                | Self::InvalidWebhook(errors)
+                | Self::InvalidBacktest(errors) => {
                     Some(errors.iter().take(MAX_REPORTED_ERRORS).cloned().collect())
                 }
                 _ => None,

@@ -290,6 +290,24 @@ impl Reader<'_> {
     }
 }
 
+/// `from` and `to` alone (a backtest's period), as strictly as a list reads them.
+pub fn parse_period(
+    query: &str,
+) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), ApiError> {
+    let mut errors = Vec::new();
+    let given = given_parameters(query, &["from", "to"], &mut errors);
+    let mut read = Reader {
+        given: &given,
+        errors: &mut errors,
+    };
+    let period = read.time_range();
+    if errors.is_empty() {
+        Ok(period)
+    } else {
+        Err(ApiError::InvalidParameters(errors))
+    }
+}
+
 /// The parameters of `GET /alerts`, in the order the contract documents them.
 pub const ALERT_PARAMETERS: [&str; 8] = [
     "limit",

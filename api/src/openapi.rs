@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::Problem;
-use crate::routes::{alerts, batch, ops, transactions, webhooks};
+use crate::routes::{alerts, batch, ops, rules, transactions, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -32,6 +32,7 @@ use crate::routes::{alerts, batch, ops, transactions, webhooks};
         webhooks::remove,
         webhooks::rotate_secret,
         webhooks::deliveries,
+        rules::backtest,
         ops::health,
     ),
     components(schemas(Problem, infra::domain::FieldError, infra::domain::AlertFilter)),
@@ -39,6 +40,7 @@ use crate::routes::{alerts, batch, ops, transactions, webhooks};
     tags(
         (name = "transactions", description = "Send and read transactions (API key needed)"),
         (name = "alerts", description = "The shop's alert inbox: list, read and review alerts (API key needed)"),
+        (name = "rules", description = "Candidate alert rules tried on the shop's history before they go live (API key needed)"),
         (name = "webhooks", description = "Signed deliveries of the shop's alert events to its own systems (API key needed)"),
         (name = "operations", description = "Health (no key)"),
     )

@@ -120,7 +120,8 @@ async fn app_state(
         cursor_key,
         timeouts,
     )
-    .with_webhooks(webhooks))
+    .with_webhooks(webhooks)
+    .with_backtest_bound(args.backtest_max_transactions))
 }
 
 /// The webhook sender, where the store keeps webhooks.

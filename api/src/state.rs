@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use axum::extract::FromRef;
 use infra::adapters::breaker::BreakerQueue;
-use infra::ports::{AlertInbox, Producer, RecordReader, ShopStore, WebhookRegistry};
+use infra::ports::{AlertInbox, History, Producer, RecordReader, ShopStore, WebhookRegistry};
 
 use crate::auth::KeyRing;
 use crate::cursor::CursorKey;
@@ -29,6 +29,16 @@ pub struct AppState {
     pub body_read_timeout: BodyReadTimeout,
     pub enqueue_timeout: EnqueueTimeout,
     pub webhooks: WebhookState,
+    pub backtests: Backtests,
+}
+
+/// Backtests of the shop's history: one at a time per instance, as each holds its period's
+/// transactions in memory, of at most `max_transactions`.
+#[derive(Clone)]
+pub struct Backtests {
+    pub history: Arc<dyn History>,
+    pub running: Arc<tokio::sync::Semaphore>,
+    pub max_transactions: usize,
 }
 
 /// The shops' webhooks, where the store keeps them (the embedded store, or `WEBHOOKS_TABLE`), and
@@ -54,6 +64,11 @@ impl AppState {
         Self {
             readiness: Readiness::new(queue.clone(), timeouts.health_cache),
             queue,
+            backtests: Backtests {
+                history: store.clone(),
+                running: Arc::new(tokio::sync::Semaphore::new(1)),
+                max_transactions: infra::backtest::DEFAULT_MAX_TRANSACTIONS,
+            },
             alerts: store.clone(),
             store,
             keys: Arc::new(keys),
@@ -62,6 +77,12 @@ impl AppState {
             enqueue_timeout: EnqueueTimeout(timeouts.enqueue),
             webhooks: WebhookState::default(),
         }
+    }
+
+    /// The state with another bound on a backtest's transactions.
+    pub fn with_backtest_bound(mut self, max_transactions: usize) -> Self {
+        self.backtests.max_transactions = max_transactions;
+        self
     }
 
     /// The state with the shops' webhooks.

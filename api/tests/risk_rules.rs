@@ -144,3 +144,161 @@ async fn the_strongest_action_decides_and_a_shadow_rule_is_counted_but_never_ale
     let theirs = decided(&server, OTHER_KEY, payment("block", "1.00")).await;
     assert_eq!(theirs["decision"], "allow");
 }
+
+async fn post_backtest(
+    server: &Server,
+    key: &str,
+    query: &str,
+    content_type: &str,
+    rules: &str,
+) -> reqwest::Response {
+    server
+        .http
+        .post(format!("{}/rules/backtest{query}", server.base))
+        .bearer_auth(key)
+        .header("content-type", content_type)
+        .body(rules.to_owned())
+        .send()
+        .await
+        .expect("POST /rules/backtest")
+}
+
+#[tokio::test]
+async fn a_backtest_over_the_api_reproduces_the_shops_alerts_and_shows_a_candidates_diff() {
+    let temp = tempfile::tempdir().expect("temp");
+    let server = start(temp.path(), RULES).await;
+    for (id, amount) in [
+        ("a", "10.00"),
+        ("b", "60.00"),
+        ("c", "500.00"),
+        ("d", "5000.00"),
+    ] {
+        decided(&server, DEV_KEY, payment(id, amount)).await;
+    }
+    decided(&server, OTHER_KEY, payment("theirs", "5000.00")).await;
+
+    let answer = post_backtest(&server, DEV_KEY, "", "application/toml", RULES).await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    let report: Value = answer.json().await.expect("JSON");
+    assert_eq!(
+        report["transactions"], 4,
+        "only the caller's shop: {report:#}"
+    );
+    assert_eq!(
+        (
+            report["diff"]["added"].clone(),
+            report["diff"]["dropped"].clone()
+        ),
+        (json!(0), json!(0)),
+        "{report:#}"
+    );
+    assert_eq!(
+        report["diff"]["unchanged"], 6,
+        "three alerts and three shadow hits"
+    );
+    assert_eq!(
+        report["decisions"],
+        json!({"allow": 2, "review": 1, "block": 1})
+    );
+    let shadow = &report["rules"][2];
+    assert_eq!(
+        (shadow["name"].clone(), shadow["mode"].clone()),
+        (json!("over_50_trial"), json!("shadow"))
+    );
+    assert_eq!(shadow["fired"], 3);
+
+    // A candidate that blocks above 400: one alert more, on the 500.
+    let candidate = RULES.replace("above = 1000", "above = 400");
+    let report: Value = post_backtest(&server, DEV_KEY, "", "text/plain", &candidate)
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(report["diff"]["added"], 1, "{report:#}");
+    assert_eq!(
+        report["diff"]["added_examples"],
+        json!([{"transaction_id": "c", "rule": "over_1000"}])
+    );
+
+    // A period before every transaction: nothing replayed.
+    let report: Value = post_backtest(
+        &server,
+        DEV_KEY,
+        "?to=2024-08-01T00:00:00Z",
+        "application/toml",
+        RULES,
+    )
+    .await
+    .json()
+    .await
+    .expect("JSON");
+    assert_eq!(report["transactions"], 0);
+}
+
+#[tokio::test]
+async fn a_backtest_refuses_what_it_cannot_run_with_a_problem_naming_it() {
+    let temp = tempfile::tempdir().expect("temp");
+    let path = temp.path().join("rules.toml");
+    std::fs::write(&path, RULES).expect("write");
+    let env = [
+        support::two_shops(temp.path()),
+        ("RULES_FILE", path.to_string_lossy().into_owned()),
+        ("BACKTEST_MAX_TRANSACTIONS", "2".to_owned()),
+    ];
+    let server = Server::start(&temp.path().join("data"), &env).await;
+    let problem = |answer: reqwest::Response| async move {
+        let status = answer.status();
+        let content_type = answer.headers()["content-type"]
+            .to_str()
+            .unwrap_or("")
+            .to_owned();
+        assert_eq!(content_type, "application/problem+json");
+        (status, answer.json::<Value>().await.expect("problem"))
+    };
+
+    let broken = "[[rule]]\nname = \"x\"\nkind = \"threshold\"\n";
+    let (status, body) =
+        problem(post_backtest(&server, DEV_KEY, "", "application/toml", broken).await).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["errors"][0]["field"], "body");
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("line 1") && message.contains("`above` is missing"),
+        "{message}"
+    );
+
+    let (status, body) = problem(
+        post_backtest(
+            &server,
+            DEV_KEY,
+            "?from=yesterday",
+            "application/toml",
+            RULES,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["errors"][0]["field"], "from");
+
+    let (status, _) =
+        problem(post_backtest(&server, DEV_KEY, "", "application/json", RULES).await).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let huge = "#".repeat(70 * 1024);
+    let (status, _) = problem(post_backtest(&server, DEV_KEY, "", "text/plain", &huge).await).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    let (status, _) =
+        problem(post_backtest(&server, "wrong-key", "", "text/plain", RULES).await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Over the bound: three transactions, two allowed.
+    for id in ["a", "b", "c"] {
+        decided(&server, DEV_KEY, payment(id, "10.00")).await;
+    }
+    let (status, body) =
+        problem(post_backtest(&server, DEV_KEY, "", "text/plain", RULES).await).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["errors"][0]["code"], "too_many_transactions");
+}

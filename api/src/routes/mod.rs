@@ -1,5 +1,6 @@
 pub mod alerts;
 pub mod batch;
 pub mod ops;
+pub mod rules;
 pub mod transactions;
 pub mod webhooks;

@@ -422,51 +422,54 @@ impl Rule {
         })
     }
 
+    /// The rule's decision on a window's total. The words are written only when it fires:
+    /// most windows stay under their limit, and formatting them was most of a check's cost.
     fn window_decision(&self, total: &WindowTotal) -> Option<AlertDecision> {
-        let (observed, limit, reason, window) = match &self.kind {
+        let (observed, limit, window) = match &self.kind {
             RuleKind::Threshold { .. } => return None,
             RuleKind::Velocity {
-                key,
                 measure: Measure::Count,
                 window,
                 above,
-            } => (
-                Decimal::from(total.count),
-                *above,
-                format!(
-                    "{} transactions for this {} in {window}, limit {above}",
-                    total.count,
-                    key.name()
-                ),
-                window,
-            ),
+                ..
+            } => (Decimal::from(total.count), *above, window),
             RuleKind::Velocity {
-                key,
                 measure: Measure::Sum,
                 window,
                 above,
-            } => (
-                total.sum,
-                *above,
-                format!(
-                    "{} {} for this {} in {window}, limit {above}",
-                    total.sum,
-                    self.currency.as_deref().unwrap_or_default(),
-                    key.name()
-                ),
-                window,
-            ),
+                ..
+            } => (total.sum, *above, window),
             RuleKind::Distinct { window, above } => (
                 Decimal::from(total.members.len() as u64),
                 Decimal::from(*above),
-                format!(
-                    "{} distinct payment fingerprints for this customer in {window}, limit {above}",
-                    total.members.len()
-                ),
                 window,
             ),
         };
-        (observed > limit).then(|| AlertDecision {
+        if observed <= limit {
+            return None;
+        }
+        let reason = match &self.kind {
+            RuleKind::Velocity {
+                key,
+                measure: Measure::Count,
+                ..
+            } => format!(
+                "{} transactions for this {} in {window}, limit {limit}",
+                total.count,
+                key.name()
+            ),
+            RuleKind::Velocity { key, .. } => format!(
+                "{} {} for this {} in {window}, limit {limit}",
+                total.sum,
+                self.currency.as_deref().unwrap_or_default(),
+                key.name()
+            ),
+            _ => format!(
+                "{} distinct payment fingerprints for this customer in {window}, limit {limit}",
+                total.members.len()
+            ),
+        };
+        Some(AlertDecision {
             rule: self.name.clone(),
             reason,
             facts: BTreeMap::from([

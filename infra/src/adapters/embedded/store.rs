@@ -24,8 +24,8 @@ use crate::domain::listing::{MAX_EXAMINED_PER_PAGE, order_micros};
 use crate::domain::rules::backtest::Period;
 use crate::domain::rules::{Contribution, WindowQuery, WindowTotal};
 use crate::domain::{
-    AlertFilter, AlertState, ListFilters, ListQuery, Named, Page, Position, RefusedResend, ShopId,
-    TransactionRecord,
+    AlertFilter, AlertState, Conflicts, ListFilters, ListQuery, Named, Page, Position,
+    RefusedResend, ShopId, TransactionRecord,
 };
 use crate::domain::{AlertListQuery, AlertPage, InboxAlert, Review};
 use crate::ports::{
@@ -141,41 +141,75 @@ fn amount_units(amount: Decimal, round_up: bool) -> i64 {
 const RECORD_COLUMNS: &str =
     "record, alert_count, conflict_count, last_conflict_request_id, last_conflict_at_us";
 
+/// A row of `RECORD_COLUMNS`, read but not yet parsed.
+struct RecordRow {
+    json: String,
+    alert_count: i64,
+    conflicts: Conflicts,
+}
+
+impl RecordRow {
+    fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            json: row.get(0)?,
+            alert_count: row.get(1)?,
+            conflicts: Conflicts {
+                count: row.get(2)?,
+                last_request_id: row.get(3)?,
+                last_refused_at: row
+                    .get::<_, Option<i64>>(4)?
+                    .and_then(DateTime::from_timestamp_micros),
+            },
+        })
+    }
+
+    /// The record as written, with its conflicts; its alerts' progress comes from
+    /// [`apply_alert_rows`].
+    fn parse(self) -> rusqlite::Result<TransactionRecord> {
+        let mut record: TransactionRecord = serde_json::from_str(&self.json).map_err(json_error)?;
+        record.conflicts = self.conflicts;
+        Ok(record)
+    }
+}
+
 /// A record from its row (`RECORD_COLUMNS`), with its alerts' progress and its conflicts.
 fn record_from_row(
     connection: &Connection,
     row: &rusqlite::Row<'_>,
 ) -> rusqlite::Result<TransactionRecord> {
-    let json: String = row.get(0)?;
-    let alert_count: i64 = row.get(1)?;
-    let mut record: TransactionRecord = serde_json::from_str(&json).map_err(json_error)?;
-    record.conflicts.count = row.get(2)?;
-    record.conflicts.last_request_id = row.get(3)?;
-    record.conflicts.last_refused_at = row
-        .get::<_, Option<i64>>(4)?
-        .and_then(DateTime::from_timestamp_micros);
-    if alert_count > 0 {
-        let mut progress = connection.prepare_cached(
-            "SELECT rule, state, sent_at FROM alert_progress
-              WHERE shop_id = ?1 AND transaction_id = ?2",
-        )?;
-        let rows = progress.query_map(
-            params![record.shop_id.as_str(), record.transaction.transaction_id],
-            |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, Option<String>>(2)?,
-                ))
-            },
-        )?;
-        for row in rows {
-            let (rule, state, sent_at) = row?;
-            record.apply_alert_progress(&rule, Some(&state), sent_at.as_deref());
-        }
-        inbox::apply_reviews(connection, &mut record)?;
+    let row = RecordRow::read(row)?;
+    let alerted = row.alert_count > 0;
+    let mut record = row.parse()?;
+    if alerted {
+        apply_alert_rows(connection, &mut record)?;
     }
     Ok(record)
+}
+
+/// Each alert's progress and review, from the rows kept beside the record.
+fn apply_alert_rows(
+    connection: &Connection,
+    record: &mut TransactionRecord,
+) -> rusqlite::Result<()> {
+    let mut progress = connection.prepare_cached(
+        "SELECT rule, state, sent_at FROM alert_progress
+          WHERE shop_id = ?1 AND transaction_id = ?2",
+    )?;
+    let rows = progress.query_map(
+        params![record.shop_id.as_str(), record.transaction.transaction_id],
+        |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, Option<String>>(2)?,
+            ))
+        },
+    )?;
+    for row in rows {
+        let (rule, state, sent_at) = row?;
+        record.apply_alert_progress(&rule, Some(&state), sent_at.as_deref());
+    }
+    inbox::apply_reviews(connection, record)
 }
 
 fn select_record(
@@ -480,7 +514,8 @@ impl RecordReader for SqliteStore {
     }
 }
 
-/// The shop's records of a period, straight from the time index, at most `max`.
+/// The shop's records of a period, straight from the time index, at most `max`. The rows are
+/// parsed on every core: parsing, not reading, is most of a backtest's read.
 fn history(
     connection: &Connection,
     shop_id: &str,
@@ -495,14 +530,45 @@ fn history(
     let to = period.to.map_or(i64::MAX, order_micros);
     let limit = i64::try_from(max).unwrap_or(i64::MAX - 1) + 1;
     let mut rows = statement.query(params![shop_id, from, to, limit])?;
-    let mut records = Vec::new();
+    let mut read = Vec::new();
     while let Some(row) = rows.next()? {
-        if records.len() == max {
+        if read.len() == max {
             return Ok(HistoryRead::TooMany);
         }
-        records.push(record_from_row(connection, row)?);
+        read.push(RecordRow::read(row)?);
+    }
+    let alerted: Vec<bool> = read.iter().map(|row| row.alert_count > 0).collect();
+    let mut records = parse_on_every_core(read)?;
+    for (record, _) in records
+        .iter_mut()
+        .zip(alerted)
+        .filter(|(_, alerted)| *alerted)
+    {
+        apply_alert_rows(connection, record)?;
     }
     Ok(HistoryRead::Complete(records))
+}
+
+fn parse_on_every_core(rows: Vec<RecordRow>) -> rusqlite::Result<Vec<TransactionRecord>> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = rows.len().div_ceil(cores).max(1);
+    let mut chunks: Vec<Vec<RecordRow>> = Vec::new();
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        chunks.push(rows.by_ref().take(chunk).collect());
+    }
+    std::thread::scope(|scope| {
+        let parsing: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| {
+                scope.spawn(|| chunk.into_iter().map(RecordRow::parse).collect::<Vec<_>>())
+            })
+            .collect();
+        parsing
+            .into_iter()
+            .flat_map(|handle| handle.join().expect("parsing a record does not panic"))
+            .collect()
+    })
 }
 
 #[async_trait]

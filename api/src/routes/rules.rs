@@ -1,0 +1,99 @@
+//! `POST /rules/backtest`: candidate rules replayed over the caller's shop's stored
+//! transactions, judged as the processor judges (see `domain::rules::backtest`). Nothing is
+//! written, published or counted; the answer says what each rule would have fired on and what
+//! would change against the alerts stored.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Extension, RawQuery, State};
+use infra::backtest::BacktestOutcome;
+use infra::domain::rules::backtest::{BacktestReport, Period};
+use infra::domain::{FieldError, RuleSet};
+use infra::ports::PortError;
+
+use crate::auth::Shop;
+use crate::error::{ApiError, Problem};
+use crate::extract::TextBody;
+use crate::listing::parse_period;
+use crate::state::{Backtests, InvocationDeadline};
+
+/// A rules file, at most (an SSM parameter holds 8 KB).
+pub const MAX_RULES_BYTES: usize = 64 * 1024;
+/// Longest a backtest runs outside Lambda; on Lambda, until a second before the deadline.
+const MAX_RUNNING: Duration = Duration::from_secs(30);
+const TIME_TO_ANSWER: Duration = Duration::from_secs(1);
+
+#[utoipa::path(
+    post,
+    path = "/rules/backtest",
+    tag = "rules",
+    security(("api_key" = [])),
+    params(
+        ("from" = Option<String>, Query, description = "Transactions with a `timestamp` at or after this (RFC 3339)"),
+        ("to" = Option<String>, Query, description = "Transactions with a `timestamp` before this (RFC 3339)"),
+    ),
+    request_body(
+        content = String,
+        content_type = "application/toml",
+        description = "The candidate rules file, as `processor rules check` reads it (also as text/plain)",
+        example = "[[rule]]\nname = \"card_testing\"\nkind = \"velocity\"\nkey = \"payment_fingerprint\"\nwindow = \"10m\"\nabove = 3\n",
+    ),
+    responses(
+        (status = 200, description = "What the candidate rules would have done over the period", body = BacktestReport,
+            example = json!({"rules_version": "3f9a1c07be42", "from": "2024-08-01T00:00:00Z", "to": null, "transactions": 1200, "read": 1250,
+                "rules": [{"name": "card_testing", "kind": "velocity", "mode": "live", "action": "notify", "fired": 14, "examples": ["order-1", "order-2"], "reviewed_fraud": 3, "reviewed_legitimate": 1}],
+                "decisions": {"allow": 1186, "notify": 14},
+                "diff": {"added": 6, "dropped": 0, "unchanged": 8, "added_examples": [{"transaction_id": "order-2", "rule": "card_testing"}], "dropped_examples": []}})),
+        (status = 400, description = "`from` or `to` is not valid, or an unknown parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The rules are larger than 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not text/plain or application/toml", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The rules do not read (`errors` says where and why), or the period holds more transactions than a backtest reads (`BACKTEST_MAX_TRANSACTIONS`)", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store is unavailable, another backtest is running on this instance, or it could not finish in time", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    )
+)]
+pub async fn backtest(
+    State(backtests): State<Backtests>,
+    Shop(shop_id): Shop,
+    deadline: Option<Extension<InvocationDeadline>>,
+    RawQuery(query): RawQuery,
+    TextBody(text): TextBody<MAX_RULES_BYTES>,
+) -> Result<Json<BacktestReport>, ApiError> {
+    let (from, to) = parse_period(query.as_deref().unwrap_or(""))?;
+    let rules = RuleSet::from_toml("body", &text).map_err(|error| {
+        ApiError::InvalidBacktest(vec![FieldError {
+            field: "body".to_owned(),
+            code: "rules".to_owned(),
+            message: error.to_string(),
+        }])
+    })?;
+    let busy = || {
+        PortError::unavailable("backtest", "another backtest is running on this instance")
+            .retry_after(Duration::from_secs(5))
+    };
+    let _running = backtests.running.try_acquire().map_err(|_| busy())?;
+    let mut until = tokio::time::Instant::now() + MAX_RUNNING;
+    if let Some(Extension(InvocationDeadline(deadline))) = deadline {
+        until = until.min(deadline.checked_sub(TIME_TO_ANSWER).unwrap_or(deadline));
+    }
+    let period = Period { from, to };
+    let max = backtests.max_transactions;
+    let shops = [shop_id];
+    let run = infra::backtest::run(backtests.history.as_ref(), &shops, &rules, period, max);
+    let outcome = tokio::time::timeout_at(until, run).await.map_err(|_| {
+        PortError::unavailable("backtest", "it did not finish in time; narrow the period")
+    })??;
+    match outcome {
+        BacktestOutcome::Report(report) => Ok(Json(*report)),
+        BacktestOutcome::TooMany(max) => Err(ApiError::InvalidBacktest(vec![FieldError {
+            field: "from".to_owned(),
+            code: "too_many_transactions".to_owned(),
+            message: format!(
+                "the period holds more than {max} transactions with those that fill its windows; \
+                 narrow it with `from` and `to`"
+            ),
+        }])),
+    }
+}
