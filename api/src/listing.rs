@@ -2,6 +2,7 @@
 //! an unknown one is refused rather than ignored). The cursor is read with the key that signed
 //! it (`crate::cursor`).
 
+use infra::domain::rules::backtest::Period;
 use std::collections::BTreeMap;
 
 use axum::extract::{FromRef, FromRequestParts, RawQuery};
@@ -291,18 +292,16 @@ impl Reader<'_> {
 }
 
 /// `from` and `to` alone (a backtest's period), as strictly as a list reads them.
-pub fn parse_period(
-    query: &str,
-) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>), ApiError> {
+pub fn parse_period(query: &str) -> Result<Period, ApiError> {
     let mut errors = Vec::new();
     let given = given_parameters(query, &["from", "to"], &mut errors);
     let mut read = Reader {
         given: &given,
         errors: &mut errors,
     };
-    let period = read.time_range();
+    let (from, to) = read.time_range();
     if errors.is_empty() {
-        Ok(period)
+        Ok(Period { from, to })
     } else {
         Err(ApiError::InvalidParameters(errors))
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Extension, RawQuery, State};
 use infra::backtest::BacktestOutcome;
-use infra::domain::rules::backtest::{BacktestReport, Period};
+use infra::domain::rules::backtest::BacktestReport;
 use infra::domain::{FieldError, RuleSet};
 use infra::ports::PortError;
 
@@ -61,7 +61,7 @@ pub async fn backtest(
     RawQuery(query): RawQuery,
     TextBody(text): TextBody<MAX_RULES_BYTES>,
 ) -> Result<Json<BacktestReport>, ApiError> {
-    let (from, to) = parse_period(query.as_deref().unwrap_or(""))?;
+    let period = parse_period(query.as_deref().unwrap_or(""))?;
     let rules = RuleSet::from_toml("body", &text).map_err(|error| {
         ApiError::InvalidBacktest(vec![FieldError {
             field: "body".to_owned(),
@@ -78,7 +78,6 @@ pub async fn backtest(
     if let Some(Extension(InvocationDeadline(deadline))) = deadline {
         until = until.min(deadline.checked_sub(TIME_TO_ANSWER).unwrap_or(deadline));
     }
-    let period = Period { from, to };
     let max = backtests.max_transactions;
     let shops = [shop_id];
     let run = infra::backtest::run(backtests.history.as_ref(), &shops, &rules, period, max);
