@@ -6,7 +6,7 @@ use axum::Router;
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -15,7 +15,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
-use crate::routes::{alerts, batch, ops, rules, transactions, webhooks};
+use crate::routes::{alerts, batch, lists, ops, rules, transactions, webhooks};
 use crate::state::AppState;
 use crate::{access_log, ingest};
 
@@ -48,6 +48,11 @@ pub fn router(state: AppState) -> Router {
             get(webhooks::deliveries),
         )
         .route("/rules/backtest", post(rules::backtest))
+        .route("/lists/{name}", get(lists::page))
+        .route(
+            "/lists/{name}/items/{value}",
+            put(lists::add).delete(lists::remove),
+        )
         .route("/health", get(ops::health))
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .fallback(not_found)

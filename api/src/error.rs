@@ -66,6 +66,9 @@ pub enum ApiError {
     /// A webhook that cannot be registered (422): a destination refused, a limit reached.
     #[error("the webhook breaks {} rule(s)", .0.len())]
     InvalidWebhook(Vec<FieldError>),
+    /// A list name or value that breaks a rule (422): named in the path, or a card number.
+    #[error("the list item breaks {} rule(s)", .0.len())]
+    InvalidListItem(Vec<FieldError>),
     /// A backtest that cannot run (422): candidate rules that do not read, a period too large.
     #[error("the backtest breaks {} rule(s)", .0.len())]
     InvalidBacktest(Vec<FieldError>),
@@ -159,6 +162,7 @@ impl ApiError {
             | Self::NoneAccepted { .. }
             | Self::InvalidReview(_)
             | Self::InvalidWebhook(_)
+            | Self::InvalidListItem(_)
             | Self::InvalidBacktest(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Stale { .. } => StatusCode::PRECONDITION_FAILED,
             Self::Port(PortError::Unavailable { .. }) => StatusCode::SERVICE_UNAVAILABLE,
@@ -187,6 +191,7 @@ impl ApiError {
             | Self::NoneAccepted { .. }
             | Self::InvalidReview(_)
             | Self::InvalidWebhook(_)
+            | Self::InvalidListItem(_)
             | Self::InvalidBacktest(_) => "validation",
             Self::Stale { .. } => "stale-review",
             Self::Port(PortError::Unavailable { .. }) => "unavailable",
@@ -214,6 +219,7 @@ impl ApiError {
             Self::InvalidReview(_) => "Invalid review",
             Self::InvalidWebhook(_) => "Invalid webhook",
             Self::InvalidBacktest(_) => "Invalid backtest",
+            Self::InvalidListItem(_) => "Invalid list item",
             Self::Stale { .. } => "The alert changed",
             Self::Port(PortError::Unavailable { .. }) => "Service unavailable",
             Self::Port(PortError::Rejected { .. }) => "Refused by a backend service",
@@ -252,6 +258,7 @@ impl ApiError {
                 | Self::InvalidParameters(errors)
                 | Self::InvalidReview(errors)
                 | Self::InvalidWebhook(errors)
+                | Self::InvalidListItem(errors)
                 | Self::InvalidBacktest(errors) => {
                     Some(errors.iter().take(MAX_REPORTED_ERRORS).cloned().collect())
                 }

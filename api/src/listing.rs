@@ -307,6 +307,36 @@ pub fn parse_period(query: &str) -> Result<Period, ApiError> {
     }
 }
 
+/// `limit` and `cursor` of a shop's list (`GET /lists/{name}`): the cursor is the last value
+/// of the page before, base64url, as `next_cursor` gave it.
+pub fn parse_list_page(query: &str) -> Result<(usize, Option<String>), ApiError> {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    let mut errors = Vec::new();
+    let given = given_parameters(query, &["limit", "cursor"], &mut errors);
+    let mut read = Reader {
+        given: &given,
+        errors: &mut errors,
+    };
+    let limit = read.limit();
+    let after = read.parse(
+        "cursor",
+        |text| {
+            let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
+            let value = String::from_utf8(bytes).ok()?;
+            infra::domain::lists::check_list_value(&value).ok()?;
+            Some(value)
+        },
+        "is not a cursor this API gave; use next_cursor from the previous page",
+    );
+    if errors.is_empty() {
+        Ok((limit, after))
+    } else {
+        Err(ApiError::InvalidParameters(errors))
+    }
+}
+
 /// The parameters of `GET /alerts`, in the order the contract documents them.
 pub const ALERT_PARAMETERS: [&str; 8] = [
     "limit",

@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::Problem;
-use crate::routes::{alerts, batch, ops, rules, transactions, webhooks};
+use crate::routes::{alerts, batch, lists, ops, rules, transactions, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -33,6 +33,9 @@ use crate::routes::{alerts, batch, ops, rules, transactions, webhooks};
         webhooks::rotate_secret,
         webhooks::deliveries,
         rules::backtest,
+        lists::add,
+        lists::remove,
+        lists::page,
         ops::health,
     ),
     components(schemas(Problem, infra::domain::FieldError, infra::domain::AlertFilter)),
@@ -41,6 +44,7 @@ use crate::routes::{alerts, batch, ops, rules, transactions, webhooks};
         (name = "transactions", description = "Send and read transactions (API key needed)"),
         (name = "alerts", description = "The shop's alert inbox: list, read and review alerts (API key needed)"),
         (name = "rules", description = "Candidate alert rules tried on the shop's history before they go live (API key needed)"),
+        (name = "lists", description = "The shop's named lists (blocked customers, cards, emails) that `list` rules look transactions up in (API key needed)"),
         (name = "webhooks", description = "Signed deliveries of the shop's alert events to its own systems (API key needed)"),
         (name = "operations", description = "Health (no key)"),
     )

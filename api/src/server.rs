@@ -121,6 +121,7 @@ async fn app_state(
         timeouts,
     )
     .with_webhooks(webhooks)
+    .with_lists(ports.list_admin().await?, ports.list_membership().await?)
     .with_backtest_bound(args.backtest_max_transactions))
 }
 

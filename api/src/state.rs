@@ -9,7 +9,10 @@ use tokio::time::Instant;
 
 use axum::extract::FromRef;
 use infra::adapters::breaker::BreakerQueue;
-use infra::ports::{AlertInbox, History, Producer, RecordReader, ShopStore, WebhookRegistry};
+use infra::ports::{
+    AlertInbox, History, ListAdmin, ListMembership, Producer, RecordReader, ShopStore,
+    WebhookRegistry,
+};
 
 use crate::auth::KeyRing;
 use crate::cursor::CursorKey;
@@ -30,6 +33,13 @@ pub struct AppState {
     pub enqueue_timeout: EnqueueTimeout,
     pub webhooks: WebhookState,
     pub backtests: Backtests,
+    pub lists: ListsState,
+}
+
+/// The shops' lists where the store keeps them (the embedded store, or `WEBHOOKS_TABLE`).
+#[derive(Clone, Default)]
+pub struct ListsState {
+    pub admin: Option<Arc<dyn ListAdmin>>,
 }
 
 /// Backtests of the shop's history: one at a time per instance, as each holds its period's
@@ -37,6 +47,8 @@ pub struct AppState {
 #[derive(Clone)]
 pub struct Backtests {
     pub history: Arc<dyn History>,
+    /// The shops' lists, for candidate `list` rules; none where lists are not set up.
+    pub lists: Option<Arc<dyn ListMembership>>,
     pub running: Arc<tokio::sync::Semaphore>,
     pub max_transactions: usize,
 }
@@ -64,8 +76,10 @@ impl AppState {
         Self {
             readiness: Readiness::new(queue.clone(), timeouts.health_cache),
             queue,
+            lists: ListsState::default(),
             backtests: Backtests {
                 history: store.clone(),
+                lists: None,
                 running: Arc::new(tokio::sync::Semaphore::new(1)),
                 max_transactions: infra::backtest::DEFAULT_MAX_TRANSACTIONS,
             },
@@ -77,6 +91,17 @@ impl AppState {
             enqueue_timeout: EnqueueTimeout(timeouts.enqueue),
             webhooks: WebhookState::default(),
         }
+    }
+
+    /// The state with the shops' lists, to manage and for backtests.
+    pub fn with_lists(
+        mut self,
+        admin: Option<Arc<dyn ListAdmin>>,
+        membership: Option<Arc<dyn ListMembership>>,
+    ) -> Self {
+        self.lists = ListsState { admin };
+        self.backtests.lists = membership;
+        self
     }
 
     /// The state with another bound on a backtest's transactions.

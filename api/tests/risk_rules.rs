@@ -302,3 +302,202 @@ async fn a_backtest_refuses_what_it_cannot_run_with_a_problem_naming_it() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["errors"][0]["code"], "too_many_transactions");
 }
+
+/// A block list of cards and a review list of e-mails, each a `list` rule.
+const LIST_RULES: &str = r#"
+[[rule]]
+name = "blocked_card"
+kind = "list"
+list = "blocked_cards"
+field = "payment_fingerprint"
+action = "block"
+
+[[rule]]
+name = "watched_email"
+kind = "list"
+list = "watched_emails"
+field = "metadata.email"
+action = "review"
+"#;
+
+async fn list_call(
+    server: &Server,
+    key: &str,
+    method: reqwest::Method,
+    path: &str,
+) -> reqwest::Response {
+    server
+        .http
+        .request(method, format!("{}{path}", server.base))
+        .bearer_auth(key)
+        .send()
+        .await
+        .expect("list call")
+}
+
+fn card_payment(id: &str, card: &str) -> Value {
+    json!({"transaction_id": id, "amount": "20.00", "timestamp": "2024-08-09T12:34:56Z",
+           "payment_fingerprint": card, "metadata": {"email": "a@example.com"}})
+}
+
+#[tokio::test]
+async fn a_block_listed_card_is_decided_block_and_a_list_change_applies_to_the_next_transaction() {
+    let temp = tempfile::tempdir().expect("temp");
+    let server = start(temp.path(), LIST_RULES).await;
+    use reqwest::Method;
+
+    let before = decided(&server, DEV_KEY, card_payment("before", "fp_stolen_1")).await;
+    assert_eq!(before["decision"], "allow", "{before}");
+
+    let added = list_call(
+        &server,
+        DEV_KEY,
+        Method::PUT,
+        "/lists/blocked_cards/items/fp_stolen_1",
+    )
+    .await;
+    assert_eq!(added.status(), StatusCode::NO_CONTENT);
+    let again = list_call(
+        &server,
+        DEV_KEY,
+        Method::PUT,
+        "/lists/blocked_cards/items/fp_stolen_1",
+    )
+    .await;
+    assert_eq!(
+        again.status(),
+        StatusCode::NO_CONTENT,
+        "adding twice is one value"
+    );
+    let blocked = decided(&server, DEV_KEY, card_payment("after-add", "fp_stolen_1")).await;
+    assert_eq!(blocked["decision"], "block", "{blocked}");
+    assert_eq!(blocked["alerts"][0]["rule"], "blocked_card");
+    assert_eq!(blocked["alerts"][0]["facts"]["list"], "blocked_cards");
+
+    // A value with characters a path must encode, in the metadata list.
+    let email = list_call(
+        &server,
+        DEV_KEY,
+        Method::PUT,
+        "/lists/watched_emails/items/a%40example.com",
+    )
+    .await;
+    assert_eq!(email.status(), StatusCode::NO_CONTENT);
+    let watched = decided(&server, DEV_KEY, card_payment("watched", "fp_other")).await;
+    assert_eq!(watched["decision"], "review", "{watched}");
+
+    // Another shop: its own lists, so the same card and e-mail are allowed.
+    let theirs = decided(&server, OTHER_KEY, card_payment("theirs", "fp_stolen_1")).await;
+    assert_eq!(theirs["decision"], "allow", "{theirs}");
+    let their_list: Value = list_call(&server, OTHER_KEY, Method::GET, "/lists/blocked_cards")
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(their_list["data"], json!([]));
+
+    let removed = list_call(
+        &server,
+        DEV_KEY,
+        Method::DELETE,
+        "/lists/blocked_cards/items/fp_stolen_1",
+    )
+    .await;
+    assert_eq!(removed.status(), StatusCode::NO_CONTENT);
+    let after = decided(
+        &server,
+        DEV_KEY,
+        card_payment("after-remove", "fp_stolen_1"),
+    )
+    .await;
+    assert_eq!(
+        after["decision"], "review",
+        "the e-mail is still watched: {after}"
+    );
+
+    // The stored decision stays what it was when decided.
+    let stored: Value = server
+        .http
+        .get(format!("{}/transactions/after-add", server.base))
+        .bearer_auth(DEV_KEY)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(stored["decision"], "block");
+}
+
+#[tokio::test]
+async fn lists_are_paged_in_order_and_refuse_card_numbers_and_bad_names() {
+    let temp = tempfile::tempdir().expect("temp");
+    let server = start(temp.path(), LIST_RULES).await;
+    use reqwest::Method;
+    for n in 0..25 {
+        let path = format!("/lists/blocked_cards/items/fp_{n:02}");
+        assert_eq!(
+            list_call(&server, DEV_KEY, Method::PUT, &path)
+                .await
+                .status(),
+            StatusCode::NO_CONTENT
+        );
+    }
+    let mut seen = Vec::new();
+    let mut path = "/lists/blocked_cards?limit=10".to_owned();
+    loop {
+        let page: Value = list_call(&server, DEV_KEY, Method::GET, &path)
+            .await
+            .json()
+            .await
+            .expect("JSON");
+        seen.extend(
+            page["data"]
+                .as_array()
+                .expect("data")
+                .iter()
+                .map(|item| item["value"].clone()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/lists/blocked_cards?limit=10&cursor={cursor}"),
+            None => break,
+        }
+    }
+    let expected: Vec<Value> = (0..25).map(|n| json!(format!("fp_{n:02}"))).collect();
+    assert_eq!(seen, expected);
+
+    let card = list_call(
+        &server,
+        DEV_KEY,
+        Method::PUT,
+        "/lists/blocked_cards/items/4111111111111111",
+    )
+    .await;
+    assert_eq!(card.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: Value = card.json().await.expect("problem");
+    assert_eq!(problem["errors"][0]["field"], "value");
+    assert!(
+        problem["errors"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("card number")
+    );
+
+    let bad_name = list_call(&server, DEV_KEY, Method::PUT, "/lists/no%20spaces/items/x").await;
+    assert_eq!(bad_name.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let bad_cursor = list_call(
+        &server,
+        DEV_KEY,
+        Method::GET,
+        "/lists/blocked_cards?cursor=%%%",
+    )
+    .await;
+    assert_eq!(bad_cursor.status(), StatusCode::BAD_REQUEST);
+    let no_key = server
+        .http
+        .get(format!("{}/lists/blocked_cards", server.base))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(no_key.status(), StatusCode::UNAUTHORIZED);
+}

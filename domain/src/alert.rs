@@ -180,7 +180,7 @@ mod tests {
     /// The default rule set's decisions: the one amount rule, judged by `rules`.
     fn evaluate(policy: &AlertPolicy, transaction: &Transaction) -> Vec<AlertDecision> {
         RuleSet::from(policy.clone())
-            .decide(transaction, None, &[])
+            .decide(transaction, None, &[], &[])
             .alerts
     }
 

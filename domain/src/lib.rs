@@ -5,6 +5,7 @@ pub mod envelope;
 pub mod ids;
 pub mod inbox;
 pub mod listing;
+pub mod lists;
 pub mod money;
 pub mod names;
 pub mod parse;

@@ -108,7 +108,7 @@ async fn main() {
     for (name, rules) in &rule_sets {
         let history = records.clone();
         let started = Instant::now();
-        let report = Backtest::run(rules, Period::default(), history);
+        let report = Backtest::run(rules, Period::default(), history, Default::default());
         println!(
             "replay alone, {name}: {:.0} transactions/s",
             rate(report.transactions as usize, started)
@@ -116,6 +116,7 @@ async fn main() {
         let started = Instant::now();
         let outcome = infra::backtest::run(
             store.as_ref(),
+            Some(sqlite.as_ref()),
             std::slice::from_ref(&shop),
             rules,
             Period::default(),

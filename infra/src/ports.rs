@@ -8,6 +8,8 @@
 //! | [`RecordReader`] | get, list | the API |
 //! | [`RecordWriter`] | put if absent, record a conflict | the processor |
 //! | [`History`] | a period of records | backtests (the API, the operator's command) |
+//! | [`ListMembership`] | which values lists hold | the processor, backtests |
+//! | [`ListAdmin`] | add, remove, page a list | the API |
 //! | [`AlertLedger`] | claim, release, mark sent | the processor |
 //! | [`WindowCounters`] | count once, window totals | the processor |
 //! | [`Notifier`] | publish | the processor |
@@ -24,6 +26,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 pub use crate::domain::Alert;
+use crate::domain::lists::ListLookup;
 use crate::domain::rules::backtest::Period;
 use crate::domain::rules::{Contribution, WindowQuery, WindowTotal};
 use crate::domain::webhooks::EventType;
@@ -396,6 +399,61 @@ pub enum HistoryRead {
     Complete(Vec<TransactionRecord>),
     /// More than the bound asked for.
     TooMany,
+}
+
+/// Whether a shop's lists hold values, for `list` rules: what the processor and backtests call.
+#[async_trait]
+pub trait ListMembership: Send + Sync {
+    /// For each look-up, in order, whether the shop's list holds the value; read after every
+    /// change that was answered before the call.
+    async fn listed(
+        &self,
+        shop_id: &ShopId,
+        lookups: &[ListLookup],
+    ) -> Result<Vec<bool>, PortError>;
+}
+
+/// Managing a shop's lists: what the API calls.
+#[async_trait]
+pub trait ListAdmin: Send + Sync {
+    /// Adds the value (a no-op if it is there); durable on return.
+    async fn add_to_list(
+        &self,
+        shop_id: &ShopId,
+        list: &str,
+        value: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), PortError>;
+
+    /// Removes the value (a no-op if it is not there); durable on return.
+    async fn remove_from_list(
+        &self,
+        shop_id: &ShopId,
+        list: &str,
+        value: &str,
+    ) -> Result<(), PortError>;
+
+    /// Up to `limit` values after `after`, in the order of their bytes.
+    async fn list_items(
+        &self,
+        shop_id: &ShopId,
+        list: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListItems, PortError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ListItem {
+    pub value: String,
+    pub added_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListItems {
+    pub items: Vec<ListItem>,
+    /// The last value of a full page, to continue after.
+    pub next: Option<String>,
 }
 
 /// What the API does with a shop's stored data: read its transactions, list and review its

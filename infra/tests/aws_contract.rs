@@ -245,3 +245,12 @@ async fn history_reads_the_shops_period_within_the_bound() {
     contract::history_reads_the_shops_period_within_the_bound(backend.store as Arc<dyn Store>)
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_hold_values_per_shop_in_order() {
+    let (resources, _backend) = backend(5).await;
+    let client = aws_sdk_dynamodb::Client::new(&resources.config);
+    let lists =
+        infra::adapters::aws::DynamoLists::new(client, resources.aws.webhooks_table.clone());
+    contract::lists_hold_values_per_shop_in_order(Arc::new(lists)).await;
+}

@@ -161,3 +161,10 @@ async fn history_reads_the_shops_period_within_the_bound() {
     let dir = tempfile::tempdir().expect("temp dir");
     contract::history_reads_the_shops_period_within_the_bound(store(&dir)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_hold_values_per_shop_in_order() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(SqliteStore::open(&dir.path().join("store.db")).expect("open store"));
+    contract::lists_hold_values_per_shop_in_order(store).await;
+}

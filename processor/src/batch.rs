@@ -6,12 +6,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, Utc};
 use futures_util::{StreamExt, stream};
+use infra::domain::lists::ListLookup;
 use infra::domain::{
-    Alert, AlertDecision, Decisions, Envelope, RefusedResend, RuleSet, TransactionRecord,
+    Alert, AlertDecision, Decisions, Envelope, RefusedResend, RuleSet, ShopId, Transaction,
+    TransactionRecord,
 };
 use infra::ports::{
-    AlertClaim, AlertLedger, ClaimOutcome, Consumer, Notifier, PortError, PutOutcome,
-    ReceivedMessage, RecordWriter, Store, WindowCounters,
+    AlertClaim, AlertLedger, ClaimOutcome, Consumer, ListMembership, Notifier, PortError,
+    PutOutcome, ReceivedMessage, RecordWriter, Store, WindowCounters,
 };
 use infra::telemetry;
 use tokio::time::Instant;
@@ -83,6 +85,8 @@ pub struct Processor {
     ledger: Arc<dyn AlertLedger>,
     counters: Arc<dyn WindowCounters>,
     notifier: Arc<dyn Notifier>,
+    /// The shops' lists, for `list` rules (none without them).
+    lists: Option<Arc<dyn ListMembership>>,
     rules: RuleSet,
     /// How many messages of a batch are in flight at once.
     concurrency: usize,
@@ -127,6 +131,7 @@ impl Processor {
             ledger: store.clone(),
             counters: store,
             notifier,
+            lists: None,
             rules: rules.into(),
             concurrency: 10,
             alert_claim: DEFAULT_ALERT_CLAIM,
@@ -136,6 +141,11 @@ impl Processor {
 
     pub fn with_concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency.max(1);
+        self
+    }
+
+    pub fn with_lists(mut self, lists: Arc<dyn ListMembership>) -> Self {
+        self.lists = Some(lists);
         self
     }
 
@@ -306,6 +316,7 @@ impl Processor {
     async fn decide(&self, envelope: &Envelope) -> Result<(Decisions, DateTime<Utc>), PortError> {
         let transaction = &envelope.transaction;
         let shop_id = &envelope.shop_id;
+        let listed = self.listed(shop_id, transaction).await?;
         // One clock reading, so that "not counted" and "late" are judged at the same moment,
         // the record's `processed_at`; no await comes between it and the count's hand-over.
         let now = self.clock.now();
@@ -316,7 +327,7 @@ impl Processor {
             if self.rules.has_windowed_rules() && self.rules.is_late(transaction, now) {
                 metrics::counter!(telemetry::COUNTING_SKIPPED_LATE).increment(1);
             }
-            return Ok((self.rules.decide(transaction, None, &[]), now));
+            return Ok((self.rules.decide(transaction, None, &[], &listed), now));
         };
         let totals = self
             .counters
@@ -329,9 +340,32 @@ impl Processor {
             )
             .await?;
         Ok((
-            self.rules.decide(transaction, Some(&counting), &totals),
+            self.rules
+                .decide(transaction, Some(&counting), &totals, &listed),
             now,
         ))
+    }
+
+    /// The look-ups of the transaction's list rules that its shop's lists hold, read now: a
+    /// value added before this moment counts.
+    async fn listed(
+        &self,
+        shop_id: &ShopId,
+        transaction: &Transaction,
+    ) -> Result<Vec<ListLookup>, PortError> {
+        let lookups = self.rules.list_lookups(transaction);
+        if lookups.is_empty() {
+            return Ok(lookups);
+        }
+        let lists = self.lists.as_ref().ok_or_else(|| {
+            PortError::rejected("lists", "list rules without the lists (WEBHOOKS_TABLE)")
+        })?;
+        let held = lists.listed(shop_id, &lookups).await?;
+        Ok(lookups
+            .into_iter()
+            .zip(held)
+            .filter_map(|(lookup, held)| held.then_some(lookup))
+            .collect())
     }
 
     /// Publishes one alert exactly once across concurrent deliveries: claim it, publish, mark

@@ -182,7 +182,9 @@ async fn backtest(args: &BacktestArgs) -> anyhow::Result<()> {
     {
         anyhow::bail!("--from must be before --to");
     }
-    let store = args.ports.connector().store().await?;
+    let connector = args.ports.connector();
+    let store = connector.store().await?;
+    let lists = connector.list_membership().await?;
     let shops = match &args.shop {
         Some(shop) => {
             vec![ShopId::parse(shop).map_err(|error| anyhow::anyhow!("--shop: {error}"))?]
@@ -196,6 +198,7 @@ async fn backtest(args: &BacktestArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let outcome = infra::backtest::run(
         store.as_ref(),
+        lists.as_deref(),
         &shops,
         &rules,
         period,

@@ -22,14 +22,24 @@ pub struct Wired {
 pub async fn processor(ports: &Connector<'_>, args: &ProcessorArgs) -> anyhow::Result<Wired> {
     let queue = ports.consumer().await?;
     let tuning = args.tuning(ports.queue_backend());
-    let processor = Processor::new(
+    let rules = args.rules(ports).await?;
+    let lists = ports.list_membership().await?;
+    if rules.has_list_rules() && lists.is_none() {
+        anyhow::bail!(
+            "the rules have list rules, and the lists live beside the webhooks: set WEBHOOKS_TABLE"
+        );
+    }
+    let mut processor = Processor::new(
         queue.clone(),
         ports.store().await?,
         ports.notifier().await?,
-        args.rules(ports).await?,
+        rules,
     )
     .with_concurrency(tuning.concurrency)
     .with_alert_claim(args.alert_claim_timeout);
+    if let Some(lists) = lists {
+        processor = processor.with_lists(lists);
+    }
     Ok(Wired {
         processor: Arc::new(processor),
         queue,

@@ -1,5 +1,6 @@
 pub mod alerts;
 pub mod batch;
+pub mod lists;
 pub mod ops;
 pub mod rules;
 pub mod transactions;

@@ -80,7 +80,24 @@ pub async fn backtest(
     }
     let max = backtests.max_transactions;
     let shops = [shop_id];
-    let run = infra::backtest::run(backtests.history.as_ref(), &shops, &rules, period, max);
+    if rules.has_list_rules() && backtests.lists.is_none() {
+        return Err(ApiError::InvalidBacktest(vec![FieldError {
+            field: "body".to_owned(),
+            code: "rules".to_owned(),
+            message: "list rules need the shops' lists, which are not set up on this \
+                      deployment (on DynamoDB they need WEBHOOKS_TABLE)"
+                .to_owned(),
+        }]));
+    }
+    let lists = backtests.lists.as_deref();
+    let run = infra::backtest::run(
+        backtests.history.as_ref(),
+        lists,
+        &shops,
+        &rules,
+        period,
+        max,
+    );
     let outcome = tokio::time::timeout_at(until, run).await.map_err(|_| {
         PortError::unavailable("backtest", "it did not finish in time; narrow the period")
     })??;

@@ -11,7 +11,7 @@
 //! windows of the period's first and last transactions are as full as the processor's were; the
 //! transactions outside the period are counted but not reported.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -19,6 +19,7 @@ use serde::Serialize;
 use super::{Decisions, RuleKind, RuleSet, WindowTotal, WindowedCheck};
 use crate::alert::Action;
 use crate::inbox::Verdict;
+use crate::lists::ListLookup;
 use crate::names::Named;
 use crate::record::TransactionRecord;
 
@@ -174,6 +175,8 @@ pub struct Backtest<'a> {
     rules: &'a RuleSet,
     period: Period,
     windows: Map<String, Windows>,
+    /// The look-ups of list rules, by shop, that the lists hold now.
+    listed: HashSet<(String, ListLookup)>,
     transactions: u64,
     read: u64,
     fired: Vec<RuleTally>,
@@ -195,6 +198,7 @@ impl<'a> Backtest<'a> {
             rules,
             period,
             windows: Map::default(),
+            listed: HashSet::new(),
             transactions: 0,
             read: 0,
             fired: rules.rules().iter().map(|_| RuleTally::default()).collect(),
@@ -224,11 +228,30 @@ impl<'a> Backtest<'a> {
         }
     }
 
-    /// Replays `records` (as [`Self::reads`] asked for, in any order) and reports.
+    /// Every list look-up the records' transactions need, for the store to answer at once.
+    pub fn list_lookups<'r>(
+        rules: &RuleSet,
+        records: impl IntoIterator<Item = &'r TransactionRecord>,
+    ) -> BTreeSet<(String, ListLookup)> {
+        records
+            .into_iter()
+            .flat_map(|record| {
+                let shop = record.shop_id.as_str().to_owned();
+                rules
+                    .list_lookups(&record.transaction)
+                    .into_iter()
+                    .map(move |lookup| (shop.clone(), lookup))
+            })
+            .collect()
+    }
+
+    /// Replays `records` (as [`Self::reads`] asked for, in any order) and reports; `listed` are
+    /// the look-ups of [`Self::list_lookups`] that the shop's lists hold.
     pub fn run(
         rules: &'a RuleSet,
         period: Period,
         records: Vec<TransactionRecord>,
+        listed: HashSet<(String, ListLookup)>,
     ) -> BacktestReport {
         // References are sorted, not the records: moving records of a few hundred bytes each
         // was a large share of a replay.
@@ -244,6 +267,7 @@ impl<'a> Backtest<'a> {
                 })
         });
         let mut backtest = Self::new(rules, period);
+        backtest.listed = listed;
         for record in order {
             backtest.replay(record);
         }
@@ -256,8 +280,15 @@ impl<'a> Backtest<'a> {
         let transaction = &record.transaction;
         let shop = record.shop_id.as_str();
         let now = record.processed_at;
+        // Lists have no history: they are judged as they are now.
+        let listed: Vec<ListLookup> = self
+            .rules
+            .list_lookups(transaction)
+            .into_iter()
+            .filter(|lookup| self.listed.contains(&(shop.to_owned(), lookup.clone())))
+            .collect();
         let decisions = match self.rules.windowed_checks(transaction, shop, now) {
-            None => self.rules.decide(transaction, None, &[]),
+            None => self.rules.decide(transaction, None, &[], &listed),
             Some(counting) => {
                 let windows = match self.windows.get_mut(shop) {
                     Some(windows) => windows,
@@ -268,7 +299,8 @@ impl<'a> Backtest<'a> {
                     .iter()
                     .map(|check| windows.count_then_total(check, now))
                     .collect();
-                self.rules.decide(transaction, Some(&counting), &totals)
+                self.rules
+                    .decide(transaction, Some(&counting), &totals, &listed)
             }
         };
         if self.period.contains(transaction.timestamp) {

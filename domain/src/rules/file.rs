@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use super::{CounterKey, MAX_RULES, Measure, Rule, RuleKind, RuleMode, Window};
+use super::{CounterKey, ListField, MAX_RULES, Measure, Rule, RuleKind, RuleMode, Window};
 use crate::alert::Action;
 use crate::money;
 use crate::names::Named;
@@ -42,6 +42,8 @@ struct RawRule {
     window: Option<String>,
     action: Option<String>,
     mode: Option<String>,
+    list: Option<String>,
+    field: Option<String>,
 }
 
 /// The rules of a file's text, and its late-arrival bound.
@@ -105,7 +107,7 @@ fn read_rule(raw: RawRule) -> Result<Rule, String> {
     let kind_name = raw
         .kind
         .clone()
-        .ok_or("`kind` is missing: threshold, velocity or distinct".to_owned())?;
+        .ok_or("`kind` is missing: threshold, velocity, distinct or list".to_owned())?;
     let types = raw
         .types
         .iter()
@@ -136,9 +138,10 @@ fn read_rule(raw: RawRule) -> Result<Rule, String> {
         "threshold" => read_threshold(&raw)?,
         "velocity" => read_velocity(&raw, currency.is_some())?,
         "distinct" => read_distinct(&raw)?,
+        "list" => read_list(&raw)?,
         other => {
             return Err(format!(
-                "`kind` {other:?} is not one of threshold, velocity, distinct"
+                "`kind` {other:?} is not one of threshold, velocity, distinct, list"
             ));
         }
     };
@@ -185,6 +188,8 @@ fn read_threshold(raw: &RawRule) -> Result<RuleKind, String> {
     refuse_fields(
         "threshold",
         &[
+            ("list", raw.list.is_some()),
+            ("field", raw.field.is_some()),
             ("key", raw.key.is_some()),
             ("measure", raw.measure.is_some()),
             ("window", raw.window.is_some()),
@@ -216,7 +221,11 @@ fn read_threshold(raw: &RawRule) -> Result<RuleKind, String> {
 fn read_velocity(raw: &RawRule, has_currency: bool) -> Result<RuleKind, String> {
     refuse_fields(
         "velocity",
-        &[("above_by_currency", raw.above_by_currency.is_some())],
+        &[
+            ("above_by_currency", raw.above_by_currency.is_some()),
+            ("list", raw.list.is_some()),
+            ("field", raw.field.is_some()),
+        ],
     )?;
     let key_name = raw.key.as_deref().ok_or_else(|| {
         format!(
@@ -260,6 +269,8 @@ fn read_distinct(raw: &RawRule) -> Result<RuleKind, String> {
         &[
             ("above_by_currency", raw.above_by_currency.is_some()),
             ("measure", raw.measure.is_some()),
+            ("list", raw.list.is_some()),
+            ("field", raw.field.is_some()),
         ],
     )?;
     if let Some(key) = &raw.key
@@ -273,6 +284,39 @@ fn read_distinct(raw: &RawRule) -> Result<RuleKind, String> {
         window: window(raw)?,
         above: whole("above", raw.above.as_ref().ok_or("`above` is missing")?)?,
     })
+}
+
+fn read_list(raw: &RawRule) -> Result<RuleKind, String> {
+    refuse_fields(
+        "list",
+        &[
+            ("above", raw.above.is_some()),
+            ("above_by_currency", raw.above_by_currency.is_some()),
+            ("key", raw.key.is_some()),
+            ("measure", raw.measure.is_some()),
+            ("window", raw.window.is_some()),
+        ],
+    )?;
+    let list = raw
+        .list
+        .clone()
+        .ok_or("`list` is missing: the name of the shop's list")?;
+    crate::lists::check_list_name(&list).map_err(|rule| format!("`list` {rule}"))?;
+    let fields = "customer_id, payment_fingerprint or metadata.<key>";
+    let field = match raw.field.as_deref() {
+        None => return Err(format!("`field` is missing: {fields}")),
+        Some("customer_id") => ListField::CustomerId,
+        Some("payment_fingerprint") => ListField::PaymentFingerprint,
+        Some(other) => match other.strip_prefix("metadata.") {
+            Some(key)
+                if (1..=crate::parse::MAX_METADATA_KEY_CHARS).contains(&key.chars().count()) =>
+            {
+                ListField::Metadata(key.to_owned())
+            }
+            _ => return Err(format!("`field` {other:?} is not one of {fields}")),
+        },
+    };
+    Ok(RuleKind::List { list, field })
 }
 
 fn window(raw: &RawRule) -> Result<Window, String> {

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use super::alert::{AMOUNT_RULE, Action, AlertDecision, AlertPolicy};
+use super::lists::ListLookup;
 use super::names::Named;
 use super::transaction::{Transaction, TransactionType};
 
@@ -113,6 +114,37 @@ pub enum RuleKind {
     },
     /// The distinct payment fingerprints per customer within the window exceed `above`.
     Distinct { window: Window, above: u64 },
+    /// The transaction's `field` holds a value in the shop's list named `list`.
+    List { list: String, field: ListField },
+}
+
+/// What a list rule looks up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListField {
+    CustomerId,
+    PaymentFingerprint,
+    /// `metadata.<key>`.
+    Metadata(String),
+}
+
+impl ListField {
+    fn value_in<'t>(&self, transaction: &'t Transaction) -> Option<&'t String> {
+        match self {
+            Self::CustomerId => transaction.customer_id.as_ref(),
+            Self::PaymentFingerprint => transaction.payment_fingerprint.as_ref(),
+            Self::Metadata(key) => transaction.metadata.as_ref()?.get(key),
+        }
+    }
+}
+
+impl std::fmt::Display for ListField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::CustomerId => f.write_str("customer_id"),
+            Self::PaymentFingerprint => f.write_str("payment_fingerprint"),
+            Self::Metadata(key) => write!(f, "metadata.{key}"),
+        }
+    }
 }
 
 /// What a velocity rule counts per.
@@ -264,9 +296,34 @@ impl RuleSet {
     }
 
     pub fn has_windowed_rules(&self) -> bool {
+        self.rules.iter().any(|rule| {
+            matches!(
+                rule.kind,
+                RuleKind::Velocity { .. } | RuleKind::Distinct { .. }
+            )
+        })
+    }
+
+    pub fn has_list_rules(&self) -> bool {
         self.rules
             .iter()
-            .any(|rule| !matches!(rule.kind, RuleKind::Threshold { .. }))
+            .any(|rule| matches!(rule.kind, RuleKind::List { .. }))
+    }
+
+    /// The list look-ups the transaction's `list` rules need, for the store to answer before
+    /// [`Self::decide`].
+    pub fn list_lookups(&self, transaction: &Transaction) -> Vec<ListLookup> {
+        self.rules
+            .iter()
+            .filter(|rule| rule.applies_to(transaction))
+            .filter_map(|rule| match &rule.kind {
+                RuleKind::List { list, field } => Some(ListLookup {
+                    list: list.clone(),
+                    value: field.value_in(transaction)?.clone(),
+                }),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Whether the transaction is behind `now` by more than the late-arrival bound.
@@ -293,7 +350,7 @@ impl RuleSet {
             .filter(|(_, rule)| rule.applies_to(transaction))
             .filter_map(|(index, rule)| {
                 let (window, key, member) = match &rule.kind {
-                    RuleKind::Threshold { .. } => return None,
+                    RuleKind::Threshold { .. } | RuleKind::List { .. } => return None,
                     RuleKind::Velocity { key, window, .. } => {
                         (window, key_value(*key, transaction, shop_id)?, None)
                     }
@@ -330,19 +387,26 @@ impl RuleSet {
         })
     }
 
-    /// Every rule that fires: thresholds from the transaction alone, windowed rules from the
-    /// totals the store read for `counting`'s queries (in their order).
+    /// Every rule that fires: thresholds from the transaction alone, list rules from the
+    /// look-ups the store found (`listed`), windowed rules from the totals the store read for
+    /// `counting`'s queries (in their order).
     pub fn decide(
         &self,
         transaction: &Transaction,
         counting: Option<&Counting>,
         totals: &[WindowTotal],
+        listed: &[ListLookup],
     ) -> Decisions {
         let mut fired: Vec<(&Rule, AlertDecision)> = self
             .rules
             .iter()
             .filter(|rule| rule.applies_to(transaction))
-            .filter_map(|rule| Some((rule, rule.threshold_decision(transaction)?)))
+            .filter_map(|rule| {
+                let decision = rule
+                    .threshold_decision(transaction)
+                    .or_else(|| rule.list_decision(transaction, listed))?;
+                Some((rule, decision))
+            })
             .collect();
         if let Some(counting) = counting {
             for (check, total) in counting.checks.iter().zip(totals) {
@@ -395,7 +459,34 @@ impl Rule {
             RuleKind::Threshold { .. } => "threshold",
             RuleKind::Velocity { .. } => "velocity",
             RuleKind::Distinct { .. } => "distinct",
+            RuleKind::List { .. } => "list",
         }
+    }
+
+    /// A list rule fires when the store found the transaction's value in the list. The value
+    /// itself is not repeated in the alert: the transaction is beside it.
+    fn list_decision(
+        &self,
+        transaction: &Transaction,
+        listed: &[ListLookup],
+    ) -> Option<AlertDecision> {
+        let RuleKind::List { list, field } = &self.kind else {
+            return None;
+        };
+        let value = field.value_in(transaction)?;
+        listed
+            .iter()
+            .any(|found| found.list == *list && found.value == *value)
+            .then(|| AlertDecision {
+                rule: self.name.clone(),
+                reason: format!("{field} is on the list {list}"),
+                facts: BTreeMap::from([
+                    ("list".to_owned(), list.clone()),
+                    ("field".to_owned(), field.to_string()),
+                ]),
+                rules_version: None,
+                action: Action::Notify,
+            })
     }
 
     fn threshold_decision(&self, transaction: &Transaction) -> Option<AlertDecision> {
@@ -426,7 +517,7 @@ impl Rule {
     /// most windows stay under their limit, and formatting them was most of a check's cost.
     fn window_decision(&self, total: &WindowTotal) -> Option<AlertDecision> {
         let (observed, limit, window) = match &self.kind {
-            RuleKind::Threshold { .. } => return None,
+            RuleKind::Threshold { .. } | RuleKind::List { .. } => return None,
             RuleKind::Velocity {
                 measure: Measure::Count,
                 window,
@@ -527,6 +618,7 @@ impl Rule {
             RuleKind::Distinct { window, above } => {
                 format!("distinct payment fingerprints per customer in {window} above {above}")
             }
+            RuleKind::List { list, field } => format!("{field} in the list {list}"),
         };
         let action = match self.action {
             Action::Notify => String::new(),

@@ -42,13 +42,18 @@ fn the_readmes_example_file_reads_as_five_rules() {
 #[test]
 fn without_a_file_the_original_rule_applies() {
     let rules = RuleSet::default();
-    assert!(rules.decide(&transaction(""), None, &[]).alerts.is_empty());
+    assert!(
+        rules
+            .decide(&transaction(""), None, &[], &[])
+            .alerts
+            .is_empty()
+    );
     let big = parse_transaction(
         br#"{"transaction_id":"t","amount":"1000.01","timestamp":"2024-08-09T12:34:56Z"}"#,
         at("2024-08-09T12:35:00Z"),
     )
     .expect("valid");
-    let decisions = rules.decide(&big, None, &[]).alerts;
+    let decisions = rules.decide(&big, None, &[], &[]).alerts;
     assert_eq!(decisions.len(), 1);
     assert_eq!(decisions[0].rule, "amount_exceeds_threshold");
     assert!(rules.windowed_checks(&big, "shop", big.timestamp).is_none());
@@ -85,12 +90,12 @@ fn a_velocity_rule_counts_per_key_in_the_transactions_bucket_and_fires_above_the
     totals[0].count = 5;
     assert!(
         rules
-            .decide(&tx, Some(&counting), &totals)
+            .decide(&tx, Some(&counting), &totals, &[])
             .alerts
             .is_empty()
     );
     totals[0].count = 6;
-    let decisions = rules.decide(&tx, Some(&counting), &totals).alerts;
+    let decisions = rules.decide(&tx, Some(&counting), &totals, &[]).alerts;
     assert_eq!(decisions.len(), 1);
     assert_eq!(decisions[0].rule, "card_testing");
     assert_eq!(
@@ -128,7 +133,7 @@ fn several_rules_fire_on_one_transaction_each_with_its_own_alert() {
         },
     ];
     let fired: Vec<String> = rules
-        .decide(&tx, Some(&counting), &totals)
+        .decide(&tx, Some(&counting), &totals, &[])
         .alerts
         .into_iter()
         .map(|d| d.rule)
@@ -273,7 +278,7 @@ fn a_rule_set_has_a_version_that_follows_its_text_and_every_alert_carries_it() {
     );
 
     let low = RuleSet::from("USD=10".parse::<AlertPolicy>().expect("policy"));
-    let decisions = low.decide(&transaction(""), None, &[]).alerts;
+    let decisions = low.decide(&transaction(""), None, &[], &[]).alerts;
     assert_eq!(decisions.len(), 1, "20.00 USD is over 10");
     assert_eq!(decisions[0].rules_version.as_deref(), Some(low.version()));
 }
@@ -302,7 +307,7 @@ above = 5
 "#,
     )
     .expect("valid");
-    let decisions = rules.decide(&transaction(""), None, &[]);
+    let decisions = rules.decide(&transaction(""), None, &[], &[]);
     let actions: Vec<Action> = decisions.alerts.iter().map(|a| a.action).collect();
     assert_eq!(actions, [Action::Review, Action::Block, Action::Notify]);
     assert_eq!(decisions.decision(), Action::Block);
@@ -324,7 +329,7 @@ mode = "shadow"
 "#,
     )
     .expect("valid");
-    let decisions = rules.decide(&transaction(""), None, &[]);
+    let decisions = rules.decide(&transaction(""), None, &[], &[]);
     assert!(decisions.alerts.is_empty());
     assert_eq!(decisions.shadow.len(), 1);
     assert_eq!(decisions.shadow[0].rule, "over_10_shadow");
@@ -352,4 +357,72 @@ fn an_unknown_action_or_mode_is_refused_by_name() {
             .contains("`mode` \"dry\" is not one of live, shadow"),
         "{error}"
     );
+}
+
+#[test]
+fn a_list_rule_fires_when_the_store_found_the_transactions_value() {
+    let rules = RuleSet::from_toml(
+        "rules.toml",
+        r#"
+[[rule]]
+name = "blocked_card"
+kind = "list"
+list = "blocked_cards"
+field = "payment_fingerprint"
+action = "block"
+
+[[rule]]
+name = "watched_email"
+kind = "list"
+list = "emails"
+field = "metadata.email"
+"#,
+    )
+    .expect("valid");
+    assert!(rules.has_list_rules() && !rules.has_windowed_rules());
+    let tx = transaction(r#","payment_fingerprint":"fp_1","metadata":{"email":"a@b.c"}"#);
+    let lookups = rules.list_lookups(&tx);
+    assert_eq!(lookups.len(), 2);
+    assert_eq!(
+        (lookups[1].list.as_str(), lookups[1].value.as_str()),
+        ("emails", "a@b.c")
+    );
+    assert!(
+        rules.decide(&tx, None, &[], &[]).alerts.is_empty(),
+        "nothing found"
+    );
+    let decisions = rules.decide(&tx, None, &[], &lookups[..1]);
+    assert_eq!(decisions.alerts.len(), 1);
+    assert_eq!(decisions.decision(), Action::Block);
+    assert_eq!(
+        decisions.alerts[0].reason,
+        "payment_fingerprint is on the list blocked_cards"
+    );
+    assert!(
+        rules.list_lookups(&transaction("")).is_empty(),
+        "no field, no look-up"
+    );
+}
+
+#[test]
+fn a_list_rule_needs_its_list_and_a_field_it_knows() {
+    let base = "[[rule]]\nname = \"r\"\nkind = \"list\"\n";
+    let error = refused(&format!("{base}field = \"customer_id\""));
+    assert!(error.message.contains("`list` is missing"), "{error}");
+    let error = refused(&format!("{base}list = \"l\"\nfield = \"email\""));
+    assert!(
+        error.message.contains("`field` \"email\" is not one of"),
+        "{error}"
+    );
+    let error = refused(&format!(
+        "{base}list = \"l\"\nfield = \"customer_id\"\nabove = 1"
+    ));
+    assert!(
+        error
+            .message
+            .contains("`above` does not apply to a list rule"),
+        "{error}"
+    );
+    let error = refused("[[rule]]\nname = \"r\"\nkind = \"threshold\"\nabove = 1\nlist = \"l\"");
+    assert!(error.message.contains("`list` does not apply"), "{error}");
 }

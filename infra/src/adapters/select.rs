@@ -14,14 +14,14 @@ use clap::{Args, ValueEnum};
 use tokio::sync::OnceCell;
 
 use super::aws::{
-    DEFAULT_INDEX_SHARDS, DynamoKeys, DynamoStore, DynamoWebhooks, SecretsKey, SnsNotifier,
-    SqsDeliveries, SqsQueue, SsmParameter,
+    DEFAULT_INDEX_SHARDS, DynamoKeys, DynamoLists, DynamoStore, DynamoWebhooks, SecretsKey,
+    SnsNotifier, SqsDeliveries, SqsQueue, SsmParameter,
 };
 use super::embedded::{QueueSettings, SqliteNotifier, SqliteQueue, SqliteStore};
 use crate::ports::{
     Consumer, DeadLetters, DeliveryLog, DeliveryQueue, InboxBackfill, KeyAdmin, KeyLookup,
-    Notifier, Parameter, PortError, Producer, Queue, ShopStore, Store, WebhookOutbox,
-    WebhookRegistry, Webhooks,
+    ListAdmin, ListMembership, Notifier, Parameter, PortError, Producer, Queue, ShopStore, Store,
+    WebhookOutbox, WebhookRegistry, Webhooks,
 };
 use crate::settings::parse_seconds;
 
@@ -160,6 +160,7 @@ impl PortArgs {
             aws: OnceCell::new(),
             queue: OnceCell::new(),
             store: OnceCell::new(),
+            sqlite: std::sync::OnceLock::new(),
             webhooks: std::sync::OnceLock::new(),
             backfill: std::sync::OnceLock::new(),
             dynamo_webhooks: OnceCell::new(),
@@ -174,6 +175,8 @@ pub struct Connector<'a> {
     aws: OnceCell<SdkConfig>,
     queue: OnceCell<Arc<dyn Queue>>,
     store: OnceCell<Arc<dyn Store>>,
+    /// The embedded store, set when it is opened, for the ports beside the `Store` (lists).
+    sqlite: std::sync::OnceLock<Arc<SqliteStore>>,
     /// The embedded store's webhooks, set when it is opened.
     webhooks: std::sync::OnceLock<Arc<dyn Webhooks>>,
     /// The opened store's inbox backfill, set when it is opened.
@@ -283,6 +286,41 @@ impl Connector<'_> {
         }
     }
 
+    /// The shops' lists to manage (the API): in the embedded store, or beside the webhooks in
+    /// `WEBHOOKS_TABLE` when the store is DynamoDB (`None` if it is not set).
+    pub async fn list_admin(&self) -> Result<Option<Arc<dyn ListAdmin>>, SettingsError> {
+        match self.args.store_backend() {
+            Backend::Embedded => Ok(Some(self.sqlite_store().await?)),
+            Backend::Aws if self.args.aws.webhooks_table.is_none() => Ok(None),
+            Backend::Aws => Ok(Some(self.dynamo_lists().await?)),
+        }
+    }
+
+    /// The shops' lists to look values up in (the processor, backtests); on DynamoDB only
+    /// when `WEBHOOKS_TABLE` is set, which `list` rules then need.
+    pub async fn list_membership(&self) -> Result<Option<Arc<dyn ListMembership>>, SettingsError> {
+        match self.args.store_backend() {
+            Backend::Embedded => Ok(Some(self.sqlite_store().await?)),
+            Backend::Aws if self.args.aws.webhooks_table.is_none() => Ok(None),
+            Backend::Aws => Ok(Some(self.dynamo_lists().await?)),
+        }
+    }
+
+    async fn sqlite_store(&self) -> Result<Arc<SqliteStore>, SettingsError> {
+        self.store().await?;
+        Ok(self
+            .sqlite
+            .get()
+            .cloned()
+            .expect("opening the embedded store keeps it"))
+    }
+
+    async fn dynamo_lists(&self) -> Result<Arc<DynamoLists>, SettingsError> {
+        let table = required(&self.args.aws.webhooks_table, "lists", "WEBHOOKS_TABLE")?;
+        let client = aws_sdk_dynamodb::Client::new(self.aws_config().await);
+        Ok(Arc::new(DynamoLists::new(client, table)))
+    }
+
     /// The deliveries the embedded store holds, for the sender in the API's process; `None` on
     /// DynamoDB, where an SQS queue holds them for the webhooks function.
     pub async fn webhook_outbox(&self) -> Result<Option<Arc<dyn WebhookOutbox>>, SettingsError> {
@@ -362,6 +400,7 @@ impl Connector<'_> {
             Backend::Embedded => {
                 let path = data_file(&self.args.embedded.data_dir, "store.db", PORT)?;
                 let store = Arc::new(SqliteStore::open(&path).map_err(open_error(PORT))?);
+                let _ = self.sqlite.set(store.clone());
                 let _ = self.webhooks.set(store.clone());
                 let _ = self.backfill.set(store.clone());
                 Ok(store)

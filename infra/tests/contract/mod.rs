@@ -139,7 +139,7 @@ pub fn record(shop: &str, id: &str, amount: &str, alert: bool) -> TransactionRec
     let shop = ShopId::parse(shop).expect("valid shop");
     let envelope = Envelope::new(shop, transaction, Utc::now(), format!("req-{id}"));
     let decisions = if alert {
-        RuleSet::default().decide(&envelope.transaction, None, &[])
+        RuleSet::default().decide(&envelope.transaction, None, &[], &[])
     } else {
         Default::default()
     };
@@ -907,4 +907,75 @@ pub async fn history_reads_the_shops_period_within_the_bound(store: Arc<dyn Stor
         .await
         .expect("history");
     assert_eq!(over, HistoryRead::TooMany);
+}
+
+/// A shop's lists: a value added is held (once, however often added) until removed, pages
+/// walk the values in order, and another shop's list of the same name is its own.
+pub async fn lists_hold_values_per_shop_in_order<L>(lists: Arc<L>)
+where
+    L: infra::ports::ListAdmin + infra::ports::ListMembership + ?Sized,
+{
+    use infra::domain::lists::ListLookup;
+
+    let (mine, theirs) = (
+        ShopId::parse("lists-a").expect("shop"),
+        ShopId::parse("lists-b").expect("shop"),
+    );
+    let lookup = |value: &str| ListLookup {
+        list: "blocked".to_owned(),
+        value: value.to_owned(),
+    };
+    let now = Utc::now();
+    for value in ["fp_3", "fp_1", "fp_2", "fp_1"] {
+        lists
+            .add_to_list(&mine, "blocked", value, now)
+            .await
+            .expect("add");
+    }
+    let asked = [lookup("fp_1"), lookup("fp_9"), lookup("fp_2")];
+    assert_eq!(
+        lists.listed(&mine, &asked).await.expect("listed"),
+        [true, false, true]
+    );
+    assert_eq!(
+        lists.listed(&theirs, &asked).await.expect("listed"),
+        [false, false, false]
+    );
+
+    let first = lists
+        .list_items(&mine, "blocked", None, 2)
+        .await
+        .expect("page");
+    let values: Vec<&str> = first.items.iter().map(|item| item.value.as_str()).collect();
+    assert_eq!(values, ["fp_1", "fp_2"]);
+    let next = first.next.as_deref();
+    assert_eq!(next, Some("fp_2"));
+    let second = lists
+        .list_items(&mine, "blocked", next, 2)
+        .await
+        .expect("page");
+    let values: Vec<&str> = second
+        .items
+        .iter()
+        .map(|item| item.value.as_str())
+        .collect();
+    assert_eq!((values, second.next), (vec!["fp_3"], None));
+
+    lists
+        .remove_from_list(&mine, "blocked", "fp_1")
+        .await
+        .expect("remove");
+    lists
+        .remove_from_list(&mine, "blocked", "fp_1")
+        .await
+        .expect("remove twice");
+    assert_eq!(
+        lists.listed(&mine, &asked).await.expect("listed"),
+        [false, false, true]
+    );
+    let empty = lists
+        .list_items(&theirs, "blocked", None, 10)
+        .await
+        .expect("page");
+    assert!(empty.items.is_empty() && empty.next.is_none());
 }

@@ -1,10 +1,11 @@
 //! The AWS adapters: SQS for the queue, DynamoDB for the store, SNS for alerts, SSM for the
-//! rules parameter, and a DynamoDB table of API keys. Clients come from the standard AWS configuration chain, so
+//! rules parameter, a DynamoDB table of API keys, and one of the shops' webhooks and lists. Clients come from the standard AWS configuration chain, so
 //! `AWS_ENDPOINT_URL` points them at any AWS-compatible server.
 
 mod api_keys;
 mod counters;
 mod dynamodb;
+mod lists;
 mod sns;
 mod sqs;
 mod ssm;
@@ -12,6 +13,7 @@ mod webhooks;
 
 pub use api_keys::DynamoKeys;
 pub use dynamodb::{DEFAULT_INDEX_SHARDS, DynamoStore, TIME_INDEX};
+pub use lists::DynamoLists;
 pub use sns::SnsNotifier;
 pub use sqs::{DEAD_LETTER_REASON_ATTRIBUTE, SqsQueue};
 pub use ssm::SsmParameter;
@@ -29,6 +31,7 @@ pub fn calls() -> Vec<AwsCall> {
         ssm::AWS_CALLS,
         api_keys::AWS_CALLS,
         webhooks::AWS_CALLS,
+        lists::AWS_CALLS,
     ]
     .concat()
 }

@@ -4,6 +4,7 @@
 
 mod counters;
 mod inbox;
+mod lists;
 mod notifier;
 mod queue;
 mod sqlite;

@@ -19,8 +19,9 @@ use rust_decimal::prelude::ToPrimitive;
 
 use super::sqlite::{SqliteDb, json_error};
 use super::window_cache::WindowCache;
-use super::{counters, inbox, webhooks};
+use super::{counters, inbox, lists, webhooks};
 use crate::domain::listing::{MAX_EXAMINED_PER_PAGE, order_micros};
+use crate::domain::lists::ListLookup;
 use crate::domain::rules::backtest::Period;
 use crate::domain::rules::{Contribution, WindowQuery, WindowTotal};
 use crate::domain::{
@@ -30,9 +31,9 @@ use crate::domain::{
 use crate::domain::{AlertListQuery, AlertPage, InboxAlert, Review};
 use crate::ports::{
     AlertClaim, AlertInbox, AlertLedger, AttemptOutcome, BackfillReport, ClaimOutcome,
-    DeliveriesPage, DeliveryAttempt, DueDelivery, History, HistoryRead, InboxBackfill, PortError,
-    PutOutcome, RecordReader, RecordWriter, ReviewOutcome, Take, Webhook, WebhookOutbox,
-    WebhookRegistry, WindowCounters,
+    DeliveriesPage, DeliveryAttempt, DueDelivery, History, HistoryRead, InboxBackfill, ListAdmin,
+    ListItems, ListMembership, PortError, PutOutcome, RecordReader, RecordWriter, ReviewOutcome,
+    Take, Webhook, WebhookOutbox, WebhookRegistry, WindowCounters,
 };
 
 const COMPONENT: &str = "store";
@@ -106,10 +107,11 @@ pub struct SqliteStore {
 impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, PortError> {
         let schema = format!(
-            "{SCHEMA}{}{}{}",
+            "{SCHEMA}{}{}{}{}",
             counters::SCHEMA,
             inbox::SCHEMA,
-            webhooks::SCHEMA
+            webhooks::SCHEMA,
+            lists::SCHEMA
         );
         let db = SqliteDb::open_then(
             path,
@@ -569,6 +571,73 @@ fn parse_on_every_core(rows: Vec<RecordRow>) -> rusqlite::Result<Vec<Transaction
             .flat_map(|handle| handle.join().expect("parsing a record does not panic"))
             .collect()
     })
+}
+
+#[async_trait]
+impl ListMembership for SqliteStore {
+    async fn listed(
+        &self,
+        shop_id: &ShopId,
+        lookups: &[ListLookup],
+    ) -> Result<Vec<bool>, PortError> {
+        let (shop_id, lookups) = (shop_id.as_str().to_owned(), lookups.to_vec());
+        self.db
+            .read(move |connection| lists::listed(connection, &shop_id, &lookups))
+            .await
+    }
+}
+
+#[async_trait]
+impl ListAdmin for SqliteStore {
+    async fn add_to_list(
+        &self,
+        shop_id: &ShopId,
+        list: &str,
+        value: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), PortError> {
+        let key = (
+            shop_id.as_str().to_owned(),
+            list.to_owned(),
+            value.to_owned(),
+        );
+        let at = at.timestamp_micros();
+        self.db
+            .write(move |connection| lists::add(connection, (&key.0, &key.1, &key.2), at))
+            .await
+    }
+
+    async fn remove_from_list(
+        &self,
+        shop_id: &ShopId,
+        list: &str,
+        value: &str,
+    ) -> Result<(), PortError> {
+        let key = (
+            shop_id.as_str().to_owned(),
+            list.to_owned(),
+            value.to_owned(),
+        );
+        self.db
+            .write(move |connection| lists::remove(connection, (&key.0, &key.1, &key.2)))
+            .await
+    }
+
+    async fn list_items(
+        &self,
+        shop_id: &ShopId,
+        list: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ListItems, PortError> {
+        let key = (shop_id.as_str().to_owned(), list.to_owned());
+        let after = after.map(str::to_owned);
+        self.db
+            .read(move |connection| {
+                lists::page(connection, (&key.0, &key.1), after.as_deref(), limit)
+            })
+            .await
+    }
 }
 
 #[async_trait]
