@@ -10,8 +10,7 @@ use tokio::time::Instant;
 use axum::extract::FromRef;
 use infra::adapters::breaker::BreakerQueue;
 use infra::ports::{
-    AlertInbox, History, ListAdmin, ListMembership, Producer, RecordReader, ShopStore,
-    WebhookRegistry,
+    AlertInbox, ListAdmin, ListMembership, Producer, RecordReader, ShopStore, WebhookRegistry,
 };
 
 use crate::auth::KeyRing;
@@ -46,9 +45,9 @@ pub struct ListsState {
 /// transactions in memory, of at most `max_transactions`.
 #[derive(Clone)]
 pub struct Backtests {
-    pub history: Arc<dyn History>,
-    /// The shops' lists, for candidate `list` rules; none where lists are not set up.
-    pub lists: Option<Arc<dyn ListMembership>>,
+    /// The history, and the shops' lists for candidate `list` rules (none where lists are not
+    /// set up).
+    pub sources: infra::backtest::Sources,
     pub running: Arc<tokio::sync::Semaphore>,
     pub max_transactions: usize,
 }
@@ -78,8 +77,10 @@ impl AppState {
             queue,
             lists: ListsState::default(),
             backtests: Backtests {
-                history: store.clone(),
-                lists: None,
+                sources: infra::backtest::Sources {
+                    history: store.clone(),
+                    lists: None,
+                },
                 running: Arc::new(tokio::sync::Semaphore::new(1)),
                 max_transactions: infra::backtest::DEFAULT_MAX_TRANSACTIONS,
             },
@@ -100,7 +101,7 @@ impl AppState {
         membership: Option<Arc<dyn ListMembership>>,
     ) -> Self {
         self.lists = ListsState { admin };
-        self.backtests.lists = membership;
+        self.backtests.sources.lists = membership;
         self
     }
 

@@ -1040,3 +1040,19 @@ async fn the_request_id_is_the_apis_own() {
     let second = call(&h.router, repeat).await;
     assert_ne!(first.body["request_id"], second.body["request_id"]);
 }
+
+/// Rules over 64 KiB are a 413 naming the limit, before anything is replayed (in-process: over
+/// a socket the server answers from Content-Length and closes, and the client may see the
+/// close before the answer).
+#[tokio::test]
+async fn backtest_rules_over_64_kib_are_413() {
+    let h = harness();
+    let request = Request::post("/rules/backtest")
+        .header(header::AUTHORIZATION, format!("Bearer {DEVELOPMENT_KEY}"))
+        .header(header::CONTENT_TYPE, "application/toml")
+        .body(Body::from("#".repeat(64 * 1024 + 1)))
+        .expect("request");
+    let too_big = call(&h.router, request).await;
+    assert_problem(&too_big, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(too_big.text.contains("65536"), "{}", too_big.text);
+}

@@ -202,7 +202,7 @@ pub struct InboxAlert {
     /// The transaction's decision: the strongest action among all its alerts.
     #[serde(default)]
     pub decision: Action,
-    /// When the processor stored the transaction and raised the alert.
+    /// When the processor decided the transaction and raised the alert (its `processed_at`).
     pub raised_at: DateTime<Utc>,
     pub publication: Publication,
     pub review: Review,

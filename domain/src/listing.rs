@@ -78,6 +78,18 @@ pub fn order_micros(timestamp: DateTime<Utc>) -> i64 {
     timestamp.trunc_subsecs(6).timestamp_micros()
 }
 
+/// The first whole microsecond at or after `timestamp`: an exclusive upper bound in the order's
+/// microseconds that leaves out nothing before `timestamp` (a timestamp 0.1 µs before a bound
+/// of 0.5 µs stays in).
+pub fn order_micros_after(timestamp: DateTime<Utc>) -> i64 {
+    let micros = order_micros(timestamp);
+    if DateTime::from_timestamp_micros(micros) == Some(timestamp) {
+        micros
+    } else {
+        micros.saturating_add(1)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListQuery {
     pub filters: ListFilters,

@@ -18,6 +18,8 @@ pub struct TransactionRecord {
     pub transaction: Transaction,
     pub request_id: String,
     pub accepted_at: DateTime<Utc>,
+    /// The moment the processor decided it: strictly increasing per processor and read just
+    /// before its count, so that a backtest replays in this order (`rules::backtest`).
     pub processed_at: DateTime<Utc>,
     /// SHA-256 of the canonical transaction: equal for a redelivery, different for a conflict.
     pub payload_hash: String,

@@ -88,8 +88,8 @@ async fn main() {
         println!("{name}: {:.0} rows/s ({bytes} bytes)", rate(count, started));
     }
     let started = Instant::now();
-    let HistoryRead::Complete(records) = sqlite
-        .history(&shop, Period::default(), count)
+    let HistoryRead::Complete(records, _) = sqlite
+        .history(&shop, Period::default(), infra::backtest::bound(count))
         .await
         .expect("history")
     else {
@@ -114,13 +114,17 @@ async fn main() {
             rate(report.transactions as usize, started)
         );
         let started = Instant::now();
+        let sources = infra::backtest::Sources {
+            history: sqlite.clone(),
+            lists: Some(sqlite.clone()),
+        };
+        let bound = infra::backtest::bound(count);
         let outcome = infra::backtest::run(
-            store.as_ref(),
-            Some(sqlite.as_ref()),
-            std::slice::from_ref(&shop),
-            rules,
+            sources,
+            vec![shop.clone()],
+            rules.clone(),
             Period::default(),
-            count,
+            bound,
         )
         .await
         .expect("backtest");

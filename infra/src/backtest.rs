@@ -3,47 +3,77 @@
 //! threads, as it is CPU work). Shared by `processor rules backtest` and `POST /rules/backtest`.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+
+use futures_util::{StreamExt, TryStreamExt, stream};
 
 use crate::domain::RuleSet;
 use crate::domain::ShopId;
 use crate::domain::lists::ListLookup;
 use crate::domain::rules::backtest::{Backtest, BacktestReport, Period};
-use crate::ports::{History, HistoryRead, ListMembership, PortError};
+use crate::ports::{History, HistoryBound, HistoryRead, ListMembership, PortError};
 
 /// Transactions a backtest reads at most unless told otherwise (the period's, with those
-/// around it that fill its windows): about 5 s of replay, and 400 MB of memory at most.
+/// around it that fill its windows): a few seconds of replay.
 pub const DEFAULT_MAX_TRANSACTIONS: usize = 1_000_000;
+/// The stored JSON a backtest reads at most, per transaction of its bound: twice a typical
+/// record. In memory a parsed record takes about as much again, so 1,000,000 transactions
+/// hold at most about 2 GB, and the Lambda's 100,000 about 200 MB.
+pub const BYTES_PER_TRANSACTION: usize = 1024;
+
+/// What a backtest may read.
+pub fn bound(max_transactions: usize) -> HistoryBound {
+    HistoryBound {
+        transactions: max_transactions,
+        bytes: max_transactions.saturating_mul(BYTES_PER_TRANSACTION),
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BacktestOutcome {
     Report(Box<BacktestReport>),
-    /// The period (with its margins) holds more than this many transactions.
-    TooMany(usize),
+    /// The period (with its margins) holds more than the bound: this many transactions, or
+    /// their bytes.
+    TooMany(HistoryBound),
 }
 
-/// List look-ups asked of the store at once.
+/// What a backtest runs over: the stored history and, for `list` rules, the shops' lists.
+#[derive(Clone)]
+pub struct Sources {
+    pub history: Arc<dyn History>,
+    pub lists: Option<Arc<dyn ListMembership>>,
+}
+
+/// Look-up calls made at once (each of up to 100 look-ups, the adapters' batch).
+const LOOKUP_CALLS_AT_ONCE: usize = 8;
 const LOOKUPS_PER_CALL: usize = 100;
 
 /// Replays `shops`' stored transactions of `period` through `rules`, with their lists as they
 /// are now (lists keep no history).
 pub async fn run(
-    history: &dyn History,
-    lists: Option<&dyn ListMembership>,
-    shops: &[ShopId],
-    rules: &RuleSet,
+    sources: Sources,
+    shops: Vec<ShopId>,
+    rules: RuleSet,
     period: Period,
-    max: usize,
+    bound: HistoryBound,
 ) -> Result<BacktestOutcome, PortError> {
-    let reads = Backtest::reads(rules, period);
-    let mut records = Vec::new();
-    for shop in shops {
-        match history.history(shop, reads, max - records.len()).await? {
-            HistoryRead::Complete(mut more) => records.append(&mut more),
-            HistoryRead::TooMany => return Ok(BacktestOutcome::TooMany(max)),
+    let reads = Backtest::reads(&rules, period);
+    let (mut records, mut bytes) = (Vec::new(), 0);
+    for shop in &shops {
+        let left = HistoryBound {
+            transactions: bound.transactions.saturating_sub(records.len()),
+            bytes: bound.bytes.saturating_sub(bytes),
+        };
+        match sources.history.history(shop, reads, left).await? {
+            HistoryRead::Complete(mut more, more_bytes) => {
+                records.append(&mut more);
+                bytes += more_bytes;
+            }
+            HistoryRead::TooMany => return Ok(BacktestOutcome::TooMany(bound)),
         }
     }
-    let listed = listed(lists, Backtest::list_lookups(rules, &records)).await?;
-    let rules = rules.clone();
+    let lookups = Backtest::list_lookups(&rules, period, &records);
+    let listed = listed(sources.lists.clone(), lookups).await?;
     let report =
         tokio::task::spawn_blocking(move || Backtest::run(&rules, period, records, listed))
             .await
@@ -53,34 +83,46 @@ pub async fn run(
 
 /// Which of the look-ups the shops' lists hold.
 async fn listed(
-    lists: Option<&dyn ListMembership>,
+    lists: Option<Arc<dyn ListMembership>>,
     lookups: BTreeSet<(String, ListLookup)>,
 ) -> Result<HashSet<(String, ListLookup)>, PortError> {
     if lookups.is_empty() {
         return Ok(HashSet::new());
     }
-    let lists = lists.ok_or_else(|| {
-        PortError::rejected(
-            "backtest",
-            "list rules need the lists (WEBHOOKS_TABLE on AWS)",
-        )
-    })?;
+    let lists = lists.ok_or_else(|| PortError::rejected("backtest", LISTS_NEEDED))?;
     let mut by_shop: BTreeMap<String, Vec<ListLookup>> = BTreeMap::new();
     for (shop, lookup) in lookups {
         by_shop.entry(shop).or_default().push(lookup);
     }
-    let mut found = HashSet::new();
+    let mut calls: Vec<(ShopId, Vec<ListLookup>)> = Vec::new();
     for (shop, lookups) in by_shop {
         let shop_id = ShopId::parse(&shop)
             .map_err(|error| PortError::rejected("backtest", format!("shop {shop:?}: {error}")))?;
         for chunk in lookups.chunks(LOOKUPS_PER_CALL) {
-            let held = lists.listed(&shop_id, chunk).await?;
-            for (lookup, held) in chunk.iter().zip(held) {
-                if held {
-                    found.insert((shop.clone(), lookup.clone()));
-                }
-            }
+            calls.push((shop_id.clone(), chunk.to_vec()));
         }
     }
-    Ok(found)
+    let answers: Vec<Vec<(String, ListLookup)>> = stream::iter(calls)
+        .map(|(shop_id, chunk)| {
+            let lists = lists.clone();
+            async move {
+                let held = lists.listed(&shop_id, &chunk).await?;
+                let shop = shop_id.as_str().to_owned();
+                Ok::<_, PortError>(
+                    chunk
+                        .into_iter()
+                        .zip(held)
+                        .filter_map(|(lookup, held)| held.then(|| (shop.clone(), lookup)))
+                        .collect(),
+                )
+            }
+        })
+        .buffer_unordered(LOOKUP_CALLS_AT_ONCE)
+        .try_collect()
+        .await?;
+    Ok(answers.into_iter().flatten().collect())
 }
+
+/// Why a rule set with `list` rules cannot be judged here.
+pub const LISTS_NEEDED: &str =
+    "list rules need the shops' lists, which are not set up here (on DynamoDB: WEBHOOKS_TABLE)";

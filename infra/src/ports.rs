@@ -381,12 +381,12 @@ pub trait AlertInbox: Send + Sync {
 #[async_trait]
 pub trait History: Send + Sync {
     /// The shop's records whose `timestamp` is in `period`, in no particular order, with their
-    /// alerts' reviews; `TooMany` as soon as more than `max` are found, without reading on.
+    /// alerts' reviews; `TooMany` as soon as more than the bound is found, without reading on.
     async fn history(
         &self,
         shop_id: &ShopId,
         period: Period,
-        max: usize,
+        bound: HistoryBound,
     ) -> Result<HistoryRead, PortError>;
 
     /// Every shop with stored transactions, for a backtest of all of them; a store that cannot
@@ -394,9 +394,25 @@ pub trait History: Send + Sync {
     async fn shops(&self) -> Result<Vec<ShopId>, PortError>;
 }
 
+/// How much a history read may hold: records, and the bytes of their stored JSON (a record
+/// may be up to 64 KiB, so a count alone does not bound memory).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryBound {
+    pub transactions: usize,
+    pub bytes: usize,
+}
+
+impl HistoryBound {
+    /// Whether records of `bytes` in all, one more than `transactions`, still fit.
+    pub fn admits(&self, transactions: usize, bytes: usize) -> bool {
+        transactions <= self.transactions && bytes <= self.bytes
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HistoryRead {
-    Complete(Vec<TransactionRecord>),
+    /// The records, and the bytes of their stored JSON.
+    Complete(Vec<TransactionRecord>, usize),
     /// More than the bound asked for.
     TooMany,
 }
@@ -442,6 +458,10 @@ pub trait ListAdmin: Send + Sync {
         limit: usize,
     ) -> Result<ListItems, PortError>;
 }
+
+/// Both sides of a lists adapter, for the wiring.
+pub trait Lists: ListAdmin + ListMembership {}
+impl<T: ListAdmin + ListMembership + ?Sized> Lists for T {}
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ListItem {

@@ -111,8 +111,8 @@ impl DecisionClock {
             .last_micros
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
                 Some(wall.max(last + 1))
-            })
-            .unwrap_or_else(|last| last);
+            });
+        let (Ok(previous) | Err(previous)) = previous;
         DateTime::from_timestamp_micros(wall.max(previous + 1)).unwrap_or_else(Utc::now)
     }
 }
@@ -357,9 +357,10 @@ impl Processor {
         if lookups.is_empty() {
             return Ok(lookups);
         }
-        let lists = self.lists.as_ref().ok_or_else(|| {
-            PortError::rejected("lists", "list rules without the lists (WEBHOOKS_TABLE)")
-        })?;
+        let lists = self
+            .lists
+            .as_ref()
+            .ok_or_else(|| PortError::rejected("lists", infra::backtest::LISTS_NEEDED))?;
         let held = lists.listed(shop_id, &lookups).await?;
         Ok(lookups
             .into_iter()

@@ -184,7 +184,6 @@ async fn backtest(args: &BacktestArgs) -> anyhow::Result<()> {
     }
     let connector = args.ports.connector();
     let store = connector.store().await?;
-    let lists = connector.list_membership().await?;
     let shops = match &args.shop {
         Some(shop) => {
             vec![ShopId::parse(shop).map_err(|error| anyhow::anyhow!("--shop: {error}"))?]
@@ -196,20 +195,19 @@ async fn backtest(args: &BacktestArgs) -> anyhow::Result<()> {
         to: args.to,
     };
     let started = std::time::Instant::now();
-    let outcome = infra::backtest::run(
-        store.as_ref(),
-        lists.as_deref(),
-        &shops,
-        &rules,
-        period,
-        args.max_transactions,
-    )
-    .await?;
+    let sources = infra::backtest::Sources {
+        history: store,
+        lists: connector.list_membership().await?,
+    };
+    let bound = infra::backtest::bound(args.max_transactions);
+    let outcome = infra::backtest::run(sources, shops, rules, period, bound).await?;
     let report = match outcome {
         BacktestOutcome::Report(report) => report,
-        BacktestOutcome::TooMany(max) => anyhow::bail!(
-            "the period holds more than {max} transactions: narrow it with --from and --to, or \
-             raise --max-transactions"
+        BacktestOutcome::TooMany(bound) => anyhow::bail!(
+            "the period holds more than {} transactions (or {} MB of them): narrow it with \
+             --from and --to, or raise --max-transactions",
+            bound.transactions,
+            bound.bytes / 1_000_000
         ),
     };
     if args.json {

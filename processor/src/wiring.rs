@@ -25,9 +25,7 @@ pub async fn processor(ports: &Connector<'_>, args: &ProcessorArgs) -> anyhow::R
     let rules = args.rules(ports).await?;
     let lists = ports.list_membership().await?;
     if rules.has_list_rules() && lists.is_none() {
-        anyhow::bail!(
-            "the rules have list rules, and the lists live beside the webhooks: set WEBHOOKS_TABLE"
-        );
+        anyhow::bail!(infra::backtest::LISTS_NEEDED);
     }
     let mut processor = Processor::new(
         queue.clone(),

@@ -14,9 +14,9 @@ use infra::domain::{
     TransactionRecord,
 };
 use infra::ports::{
-    AlertClaim, AlertInbox, AlertLedger, ClaimOutcome, History, HistoryRead, Notifier,
-    OutgoingMessage, PortError, Producer, PutOutcome, RecordReader, RecordWriter, ReviewOutcome,
-    Store, WindowCounters,
+    AlertClaim, AlertInbox, AlertLedger, ClaimOutcome, History, HistoryBound, HistoryRead,
+    Notifier, OutgoingMessage, PortError, Producer, PutOutcome, RecordReader, RecordWriter,
+    ReviewOutcome, Store, WindowCounters,
 };
 
 /// A switch for an outage: while it is on, every call fails as unavailable.
@@ -139,10 +139,10 @@ impl History for FaultyStore {
         &self,
         shop_id: &ShopId,
         period: Period,
-        max: usize,
+        bound: HistoryBound,
     ) -> Result<HistoryRead, PortError> {
         self.check_all()?;
-        self.inner.history(shop_id, period, max).await
+        self.inner.history(shop_id, period, bound).await
     }
 
     async fn shops(&self) -> Result<Vec<ShopId>, PortError> {

@@ -69,46 +69,50 @@ pub async fn backtest(
             message: error.to_string(),
         }])
     })?;
+    if rules.has_list_rules() && backtests.sources.lists.is_none() {
+        return Err(ApiError::InvalidBacktest(vec![FieldError {
+            field: "body".to_owned(),
+            code: "rules".to_owned(),
+            message: infra::backtest::LISTS_NEEDED.to_owned(),
+        }]));
+    }
     let busy = || {
         PortError::unavailable("backtest", "another backtest is running on this instance")
             .retry_after(Duration::from_secs(5))
     };
-    let _running = backtests.running.try_acquire().map_err(|_| busy())?;
+    let permit = backtests
+        .running
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| busy())?;
     let mut until = tokio::time::Instant::now() + MAX_RUNNING;
     if let Some(Extension(InvocationDeadline(deadline))) = deadline {
         until = until.min(deadline.checked_sub(TIME_TO_ANSWER).unwrap_or(deadline));
     }
-    let max = backtests.max_transactions;
-    let shops = [shop_id];
-    if rules.has_list_rules() && backtests.lists.is_none() {
-        return Err(ApiError::InvalidBacktest(vec![FieldError {
-            field: "body".to_owned(),
-            code: "rules".to_owned(),
-            message: "list rules need the shops' lists, which are not set up on this \
-                      deployment (on DynamoDB they need WEBHOOKS_TABLE)"
-                .to_owned(),
-        }]));
-    }
-    let lists = backtests.lists.as_deref();
-    let run = infra::backtest::run(
-        backtests.history.as_ref(),
-        lists,
-        &shops,
-        &rules,
-        period,
-        max,
-    );
-    let outcome = tokio::time::timeout_at(until, run).await.map_err(|_| {
-        PortError::unavailable("backtest", "it did not finish in time; narrow the period")
-    })??;
+    let bound = infra::backtest::bound(backtests.max_transactions);
+    let sources = backtests.sources.clone();
+    // The permit goes with the work, not with the answer: a backtest the answer stopped
+    // waiting for still holds its memory and a core until it ends, and none starts meanwhile.
+    let work = tokio::spawn(async move {
+        let _running = permit;
+        infra::backtest::run(sources, vec![shop_id], rules, period, bound).await
+    });
+    let outcome = tokio::time::timeout_at(until, work)
+        .await
+        .map_err(|_| {
+            PortError::unavailable("backtest", "it did not finish in time; narrow the period")
+        })?
+        .map_err(|error| PortError::unavailable("backtest", error))??;
     match outcome {
         BacktestOutcome::Report(report) => Ok(Json(*report)),
-        BacktestOutcome::TooMany(max) => Err(ApiError::InvalidBacktest(vec![FieldError {
+        BacktestOutcome::TooMany(bound) => Err(ApiError::InvalidBacktest(vec![FieldError {
             field: "from".to_owned(),
             code: "too_many_transactions".to_owned(),
             message: format!(
-                "the period holds more than {max} transactions with those that fill its windows; \
-                 narrow it with `from` and `to`"
+                "the period holds more than {} transactions (or {} MB of them) with those that \
+                 fill its windows; narrow it with `from` and `to`",
+                bound.transactions,
+                bound.bytes / 1_000_000
             ),
         }])),
     }

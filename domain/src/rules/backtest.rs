@@ -57,6 +57,10 @@ pub struct BacktestReport {
     pub rules: Vec<RuleResult>,
     /// How many of the period's transactions each decision would have had.
     pub decisions: BTreeMap<&'static str, u64>,
+    /// How many had each decision as stored.
+    pub stored_decisions: BTreeMap<&'static str, u64>,
+    /// Transactions whose decision the candidate changes (`allow` to `block`, …).
+    pub decisions_changed: u64,
     /// The candidate's hits (live and shadow) against the hits stored with the transactions.
     pub diff: Diff,
 }
@@ -95,6 +99,7 @@ pub struct Diff {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Hit {
+    pub shop_id: String,
     pub transaction_id: String,
     pub rule: String,
 }
@@ -181,6 +186,8 @@ pub struct Backtest<'a> {
     read: u64,
     fired: Vec<RuleTally>,
     decisions: BTreeMap<Action, u64>,
+    stored_decisions: BTreeMap<Action, u64>,
+    decisions_changed: u64,
     diff: Diff,
 }
 
@@ -203,6 +210,8 @@ impl<'a> Backtest<'a> {
             read: 0,
             fired: rules.rules().iter().map(|_| RuleTally::default()).collect(),
             decisions: BTreeMap::new(),
+            stored_decisions: BTreeMap::new(),
+            decisions_changed: 0,
             diff: Diff::default(),
         }
     }
@@ -211,30 +220,39 @@ impl<'a> Backtest<'a> {
     /// the longest window on both sides (a transaction in the same bucket, even a later one,
     /// was in the window when it was counted first).
     pub fn reads(rules: &RuleSet, period: Period) -> Period {
-        let margin = rules
+        let windows: Vec<&super::Window> = rules
             .rules()
             .iter()
             .filter_map(|rule| match &rule.kind {
                 RuleKind::Velocity { window, .. } | RuleKind::Distinct { window, .. } => {
-                    Some(window.length())
+                    Some(window)
                 }
                 _ => None,
             })
-            .max()
-            .unwrap_or_else(Duration::zero);
+            .collect();
+        // Before the period, a whole window; after it, only the rest of a bucket: a later
+        // transaction counted first is in a window only when it shares the last bucket.
+        let before = windows.iter().map(|w| w.length()).max();
+        let after = windows.iter().map(|w| w.bucket_length()).max();
         Period {
-            from: period.from.map(|from| from - margin),
-            to: period.to.map(|to| to + margin),
+            from: period
+                .from
+                .map(|from| from - before.unwrap_or_else(Duration::zero)),
+            to: period
+                .to
+                .map(|to| to + after.unwrap_or_else(Duration::zero)),
         }
     }
 
-    /// Every list look-up the records' transactions need, for the store to answer at once.
+    /// Every list look-up the period's transactions need, for the store to answer at once.
     pub fn list_lookups<'r>(
         rules: &RuleSet,
+        period: Period,
         records: impl IntoIterator<Item = &'r TransactionRecord>,
     ) -> BTreeSet<(String, ListLookup)> {
         records
             .into_iter()
+            .filter(|record| period.contains(record.transaction.timestamp))
             .flat_map(|record| {
                 let shop = record.shop_id.as_str().to_owned();
                 rules
@@ -310,7 +328,10 @@ impl<'a> Backtest<'a> {
 
     fn tally(&mut self, record: &TransactionRecord, decisions: &Decisions) {
         self.transactions += 1;
-        *self.decisions.entry(decisions.decision()).or_default() += 1;
+        let (would_be, was) = (decisions.decision(), record.decision());
+        *self.decisions.entry(would_be).or_default() += 1;
+        *self.stored_decisions.entry(was).or_default() += 1;
+        self.decisions_changed += u64::from(would_be != was);
         let no_hits = decisions.alerts.is_empty() && decisions.shadow.is_empty();
         if no_hits && record.alerts.is_empty() && record.shadow_alerts.is_empty() {
             return;
@@ -344,6 +365,7 @@ impl<'a> Backtest<'a> {
             .chain(record.shadow_alerts.iter().map(|hit| hit.rule.as_str()))
             .collect();
         let hit = |rule: &&str| Hit {
+            shop_id: record.shop_id.as_str().to_owned(),
             transaction_id: id.clone(),
             rule: (*rule).to_owned(),
         };
@@ -385,14 +407,19 @@ impl<'a> Backtest<'a> {
             transactions: self.transactions,
             read: self.read,
             rules,
-            decisions: self
-                .decisions
-                .into_iter()
-                .map(|(action, count)| (action.name(), count))
-                .collect(),
+            decisions: named(self.decisions),
+            stored_decisions: named(self.stored_decisions),
+            decisions_changed: self.decisions_changed,
             diff: self.diff,
         }
     }
+}
+
+fn named(counts: BTreeMap<Action, u64>) -> BTreeMap<&'static str, u64> {
+    counts
+        .into_iter()
+        .map(|(action, count)| (action.name(), count))
+        .collect()
 }
 
 /// The transaction's review: `fraud` if any alert was found so, else `legitimate` if any was.

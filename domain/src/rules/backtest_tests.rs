@@ -68,6 +68,8 @@ fn a_candidate_fires_on_the_sixth_payment_of_a_card_and_the_diff_says_what_it_ad
     assert_eq!(report.diff.dropped, 0);
     assert_eq!(report.decisions.get("notify"), Some(&2));
     assert_eq!(report.decisions.get("allow"), Some(&5));
+    assert_eq!(report.stored_decisions.get("allow"), Some(&7));
+    assert_eq!(report.decisions_changed, 2);
 }
 
 #[test]
@@ -93,6 +95,7 @@ fn a_stored_alert_the_candidate_does_not_raise_is_dropped() {
     assert_eq!(
         report.diff.dropped_examples,
         [Hit {
+            shop_id: "shop".to_owned(),
             transaction_id: "p1".to_owned(),
             rule: "retired_rule".to_owned()
         }]
@@ -149,7 +152,7 @@ fn list_rules_are_judged_against_the_lists_as_they_are_now() {
     )
     .expect("valid");
     let history: Vec<TransactionRecord> = (1..=3).map(|n| payment(n, None, &[])).collect();
-    let lookups = Backtest::list_lookups(&rules, &history);
+    let lookups = Backtest::list_lookups(&rules, Period::default(), &history);
     assert_eq!(lookups.len(), 1, "one card, asked once");
     let report = Backtest::run(
         &rules,

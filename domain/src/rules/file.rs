@@ -82,7 +82,12 @@ pub fn parse(origin: &str, text: &str) -> Result<(Vec<Rule>, chrono::Duration), 
         let line = Some(line_of(text, spanned.span().start));
         let raw = spanned.into_inner();
         let label = match &raw.name {
-            Some(name) => format!("rule {} ({name:?})", index + 1),
+            // A name is echoed only as far as a valid one reaches: errors stay short.
+            Some(name) => format!(
+                "rule {} ({:?})",
+                index + 1,
+                name.chars().take(64).collect::<String>()
+            ),
             None => format!("rule {}", index + 1),
         };
         let rule = read_rule(raw).map_err(|message| fail(line, format!("{label}: {message}")))?;

@@ -26,6 +26,11 @@ impl Window {
         Duration::seconds(self.seconds)
     }
 
+    /// A tenth of the window: how far a bucket reaches.
+    pub fn bucket_length(&self) -> Duration {
+        Duration::seconds(self.bucket_seconds())
+    }
+
     fn bucket_seconds(&self) -> i64 {
         self.seconds / BUCKETS_PER_WINDOW
     }

@@ -20,8 +20,8 @@ use super::aws::{
 use super::embedded::{QueueSettings, SqliteNotifier, SqliteQueue, SqliteStore};
 use crate::ports::{
     Consumer, DeadLetters, DeliveryLog, DeliveryQueue, InboxBackfill, KeyAdmin, KeyLookup,
-    ListAdmin, ListMembership, Notifier, Parameter, PortError, Producer, Queue, ShopStore, Store,
-    WebhookOutbox, WebhookRegistry, Webhooks,
+    ListAdmin, ListMembership, Lists, Notifier, Parameter, PortError, Producer, Queue, ShopStore,
+    Store, WebhookOutbox, WebhookRegistry, Webhooks,
 };
 use crate::settings::parse_seconds;
 
@@ -164,6 +164,7 @@ impl PortArgs {
             webhooks: std::sync::OnceLock::new(),
             backfill: std::sync::OnceLock::new(),
             dynamo_webhooks: OnceCell::new(),
+            dynamo_lists: OnceCell::new(),
         }
     }
 }
@@ -182,6 +183,7 @@ pub struct Connector<'a> {
     /// The opened store's inbox backfill, set when it is opened.
     backfill: std::sync::OnceLock<Arc<dyn InboxBackfill>>,
     dynamo_webhooks: OnceCell<Arc<DynamoWebhooks>>,
+    dynamo_lists: OnceCell<Arc<DynamoLists>>,
 }
 
 /// How long a connection to an AWS endpoint may take to open (the SDK's own default).
@@ -289,16 +291,19 @@ impl Connector<'_> {
     /// The shops' lists to manage (the API): in the embedded store, or beside the webhooks in
     /// `WEBHOOKS_TABLE` when the store is DynamoDB (`None` if it is not set).
     pub async fn list_admin(&self) -> Result<Option<Arc<dyn ListAdmin>>, SettingsError> {
-        match self.args.store_backend() {
-            Backend::Embedded => Ok(Some(self.sqlite_store().await?)),
-            Backend::Aws if self.args.aws.webhooks_table.is_none() => Ok(None),
-            Backend::Aws => Ok(Some(self.dynamo_lists().await?)),
-        }
+        Ok(self.lists().await?.map(|lists| lists as Arc<dyn ListAdmin>))
     }
 
     /// The shops' lists to look values up in (the processor, backtests); on DynamoDB only
     /// when `WEBHOOKS_TABLE` is set, which `list` rules then need.
     pub async fn list_membership(&self) -> Result<Option<Arc<dyn ListMembership>>, SettingsError> {
+        Ok(self
+            .lists()
+            .await?
+            .map(|lists| lists as Arc<dyn ListMembership>))
+    }
+
+    async fn lists(&self) -> Result<Option<Arc<dyn Lists>>, SettingsError> {
         match self.args.store_backend() {
             Backend::Embedded => Ok(Some(self.sqlite_store().await?)),
             Backend::Aws if self.args.aws.webhooks_table.is_none() => Ok(None),
@@ -317,8 +322,15 @@ impl Connector<'_> {
 
     async fn dynamo_lists(&self) -> Result<Arc<DynamoLists>, SettingsError> {
         let table = required(&self.args.aws.webhooks_table, "lists", "WEBHOOKS_TABLE")?;
-        let client = aws_sdk_dynamodb::Client::new(self.aws_config().await);
-        Ok(Arc::new(DynamoLists::new(client, table)))
+        let config = self.aws_config().await;
+        Ok(self
+            .dynamo_lists
+            .get_or_init(|| async {
+                let client = aws_sdk_dynamodb::Client::new(config);
+                Arc::new(DynamoLists::new(client, table))
+            })
+            .await
+            .clone())
     }
 
     /// The deliveries the embedded store holds, for the sender in the API's process; `None` on

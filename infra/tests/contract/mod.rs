@@ -863,7 +863,7 @@ pub async fn concurrent_counts_lose_nothing_and_double_nothing(store: Arc<dyn St
 /// exclusive, with their alerts; refused past the bound; never another shop's.
 pub async fn history_reads_the_shops_period_within_the_bound(store: Arc<dyn Store>) {
     use infra::domain::rules::backtest::Period;
-    use infra::ports::HistoryRead;
+    use infra::ports::{HistoryBound, HistoryRead};
 
     let mine: Vec<TransactionRecord> = (0..60).map(|n| listed_record("hist-a", n)).collect();
     let theirs: Vec<TransactionRecord> = (0..10).map(|n| listed_record("hist-b", n)).collect();
@@ -878,7 +878,12 @@ pub async fn history_reads_the_shops_period_within_the_bound(store: Arc<dyn Stor
         from: Some(from),
         to: Some(to),
     };
-    let HistoryRead::Complete(read) = store.history(&shop, period, 100).await.expect("history")
+    let roomy = HistoryBound {
+        transactions: 100,
+        bytes: 1_000_000,
+    };
+    let HistoryRead::Complete(read, _) =
+        store.history(&shop, period, roomy).await.expect("history")
     else {
         panic!("within the bound");
     };
@@ -897,16 +902,39 @@ pub async fn history_reads_the_shops_period_within_the_bound(store: Arc<dyn Stor
     let alerted = read.iter().find(|record| !record.alerts.is_empty());
     assert!(alerted.is_some(), "alerts come with their records");
 
+    let bound = |transactions, bytes| HistoryBound {
+        transactions,
+        bytes,
+    };
     let all = store
-        .history(&shop, Period::default(), 60)
+        .history(&shop, Period::default(), bound(60, 1_000_000))
         .await
         .expect("history");
-    assert!(matches!(all, HistoryRead::Complete(ref records) if records.len() == 60));
-    let over = store
-        .history(&shop, Period::default(), 59)
-        .await
-        .expect("history");
-    assert_eq!(over, HistoryRead::TooMany);
+    let HistoryRead::Complete(records, bytes) = all else {
+        panic!("60 fit")
+    };
+    assert_eq!(records.len(), 60);
+    let (store, shop) = (&store, &shop);
+    let over = |bound| async move {
+        store
+            .history(shop, Period::default(), bound)
+            .await
+            .expect("history")
+    };
+    assert_eq!(
+        over(bound(59, 1_000_000)).await,
+        HistoryRead::TooMany,
+        "one too many"
+    );
+    assert_eq!(
+        over(bound(60, bytes - 1)).await,
+        HistoryRead::TooMany,
+        "a byte too many"
+    );
+    assert!(matches!(
+        over(bound(60, bytes)).await,
+        HistoryRead::Complete(..)
+    ));
 }
 
 /// A shop's lists: a value added is held (once, however often added) until removed, pages

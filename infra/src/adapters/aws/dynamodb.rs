@@ -21,14 +21,14 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use sha2::{Digest, Sha256};
 
 use super::{counters, describe, is_condition_failure};
 
 mod inbox;
 use crate::aws_calls::{AwsCall, Caller::*};
-use crate::domain::listing::order_micros;
+use crate::domain::listing::{order_micros, order_micros_after};
 use crate::domain::rules::backtest::Period;
 use crate::domain::rules::{Contribution, WindowQuery, WindowTotal};
 use crate::domain::{
@@ -36,8 +36,8 @@ use crate::domain::{
     Position, RefusedResend, Review, ReviewStatus, ShopId, TransactionRecord, Verdict,
 };
 use crate::ports::{
-    AlertClaim, AlertInbox, AlertLedger, BackfillReport, ClaimOutcome, History, HistoryRead,
-    InboxBackfill, PortError, PutOutcome, RecordReader, RecordWriter, ReviewOutcome,
+    AlertClaim, AlertInbox, AlertLedger, BackfillReport, ClaimOutcome, History, HistoryBound,
+    HistoryRead, InboxBackfill, PortError, PutOutcome, RecordReader, RecordWriter, ReviewOutcome,
     WindowCounters,
 };
 
@@ -344,18 +344,23 @@ impl History for DynamoStore {
         &self,
         shop_id: &ShopId,
         period: Period,
-        max: usize,
+        bound: HistoryBound,
     ) -> Result<HistoryRead, PortError> {
-        let bound = |time: Option<DateTime<Utc>>, otherwise: &str| {
-            time.map_or(otherwise.to_owned(), |time| {
-                timestamp(DateTime::from_timestamp_micros(order_micros(time)).unwrap_or_default())
-            })
-        };
         // Sort keys are `<time>#<id>`: every key of an instant sorts after the bare time, so
         // BETWEEN takes the items at `from` and leaves out those at `to`. Open ends are "0" and
-        // "~", below and above every time (a key may not be empty).
-        let (lower, upper) = (bound(period.from, "0"), bound(period.to, "~"));
-        let mut records = Vec::new();
+        // "~", below and above every time (a key may not be empty); so is a time past year
+        // 9999, which RFC 3339 writes with a sign that would sort below every other.
+        let key_of = |micros: i64, otherwise: &str| match DateTime::from_timestamp_micros(micros) {
+            Some(time) if (0..=9999).contains(&time.year()) => timestamp(time),
+            _ => otherwise.to_owned(),
+        };
+        let lower = period
+            .from
+            .map_or("0".to_owned(), |from| key_of(order_micros(from), "0"));
+        let upper = period
+            .to
+            .map_or("~".to_owned(), |to| key_of(order_micros_after(to), "~"));
+        let (mut records, mut bytes) = (Vec::new(), 0);
         for shard in 0..self.index_shards {
             let mut start = None;
             loop {
@@ -375,10 +380,15 @@ impl History for DynamoStore {
                     .await
                     .map_err(unavailable)?;
                 for item in output.items() {
-                    if records.len() == max {
+                    let record = record_from_item(item)?;
+                    bytes += item
+                        .get("record")
+                        .and_then(|v| v.as_s().ok())
+                        .map_or(0, String::len);
+                    if !bound.admits(records.len() + 1, bytes) {
                         return Ok(HistoryRead::TooMany);
                     }
-                    records.push(record_from_item(item)?);
+                    records.push(record);
                 }
                 start = output.last_evaluated_key;
                 if start.is_none() {
@@ -386,7 +396,7 @@ impl History for DynamoStore {
                 }
             }
         }
-        Ok(HistoryRead::Complete(records))
+        Ok(HistoryRead::Complete(records, bytes))
     }
 
     async fn shops(&self) -> Result<Vec<ShopId>, PortError> {

@@ -20,7 +20,7 @@ use rust_decimal::prelude::ToPrimitive;
 use super::sqlite::{SqliteDb, json_error};
 use super::window_cache::WindowCache;
 use super::{counters, inbox, lists, webhooks};
-use crate::domain::listing::{MAX_EXAMINED_PER_PAGE, order_micros};
+use crate::domain::listing::{MAX_EXAMINED_PER_PAGE, order_micros, order_micros_after};
 use crate::domain::lists::ListLookup;
 use crate::domain::rules::backtest::Period;
 use crate::domain::rules::{Contribution, WindowQuery, WindowTotal};
@@ -31,9 +31,9 @@ use crate::domain::{
 use crate::domain::{AlertListQuery, AlertPage, InboxAlert, Review};
 use crate::ports::{
     AlertClaim, AlertInbox, AlertLedger, AttemptOutcome, BackfillReport, ClaimOutcome,
-    DeliveriesPage, DeliveryAttempt, DueDelivery, History, HistoryRead, InboxBackfill, ListAdmin,
-    ListItems, ListMembership, PortError, PutOutcome, RecordReader, RecordWriter, ReviewOutcome,
-    Take, Webhook, WebhookOutbox, WebhookRegistry, WindowCounters,
+    DeliveriesPage, DeliveryAttempt, DueDelivery, History, HistoryBound, HistoryRead,
+    InboxBackfill, ListAdmin, ListItems, ListMembership, PortError, PutOutcome, RecordReader,
+    RecordWriter, ReviewOutcome, Take, Webhook, WebhookOutbox, WebhookRegistry, WindowCounters,
 };
 
 const COMPONENT: &str = "store";
@@ -522,22 +522,23 @@ fn history(
     connection: &Connection,
     shop_id: &str,
     period: Period,
-    max: usize,
+    bound: HistoryBound,
 ) -> rusqlite::Result<HistoryRead> {
     let mut statement = connection.prepare_cached(&format!(
         "SELECT {RECORD_COLUMNS} FROM transactions
-          WHERE shop_id = ?1 AND occurred_at_us >= ?2 AND occurred_at_us < ?3 LIMIT ?4"
+          WHERE shop_id = ?1 AND occurred_at_us >= ?2 AND occurred_at_us < ?3"
     ))?;
     let from = period.from.map_or(i64::MIN, order_micros);
-    let to = period.to.map_or(i64::MAX, order_micros);
-    let limit = i64::try_from(max).unwrap_or(i64::MAX - 1) + 1;
-    let mut rows = statement.query(params![shop_id, from, to, limit])?;
-    let mut read = Vec::new();
+    let to = period.to.map_or(i64::MAX, order_micros_after);
+    let mut rows = statement.query(params![shop_id, from, to])?;
+    let (mut read, mut bytes) = (Vec::new(), 0);
     while let Some(row) = rows.next()? {
-        if read.len() == max {
+        let row = RecordRow::read(row)?;
+        bytes += row.json.len();
+        if !bound.admits(read.len() + 1, bytes) {
             return Ok(HistoryRead::TooMany);
         }
-        read.push(RecordRow::read(row)?);
+        read.push(row);
     }
     let alerted: Vec<bool> = read.iter().map(|row| row.alert_count > 0).collect();
     let mut records = parse_on_every_core(read)?;
@@ -548,7 +549,7 @@ fn history(
     {
         apply_alert_rows(connection, record)?;
     }
-    Ok(HistoryRead::Complete(records))
+    Ok(HistoryRead::Complete(records, bytes))
 }
 
 fn parse_on_every_core(rows: Vec<RecordRow>) -> rusqlite::Result<Vec<TransactionRecord>> {
@@ -646,11 +647,11 @@ impl History for SqliteStore {
         &self,
         shop_id: &ShopId,
         period: Period,
-        max: usize,
+        bound: HistoryBound,
     ) -> Result<HistoryRead, PortError> {
         let shop_id = shop_id.as_str().to_owned();
         self.db
-            .read(move |connection| history(connection, &shop_id, period, max))
+            .read(move |connection| history(connection, &shop_id, period, bound))
             .await
     }
 
