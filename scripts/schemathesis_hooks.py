@@ -28,6 +28,12 @@ transaction list's. Those answers, checked against their bodies, are dropped fro
 A webhook's destination is judged where it resolves (no private or metadata address), and a
 shop has at most 10 webhooks: a registration's 422 naming only `url` is dropped from ST202.
 
+A list value that is a card number (13-19 digits passing the Luhn check) is refused, which no
+pattern states: a 422 naming only `value` as a card number is dropped from ST202. The page of a
+list takes a cursor as the transaction list does. A backtest's body is a rules file as text,
+whose rules no schema can state: a 422 naming only `body` is dropped, and its period's `from`
+before `to` as a list's.
+
 A POST answers 202 once the transaction is on the queue; the processor stores it a moment
 later, and until then a read of it is a 404 (the README's eventual consistency). A "created
 resource not found" failure (ST302) is dropped only when the same GET, sent again, finds the
@@ -176,6 +182,24 @@ def refused_for_its_destination(response):
     )
 
 
+def _errors_all(response, status, accept):
+    answer = _answer(response)
+    errors = answer.get("errors") if isinstance(answer, dict) else None
+    return response.status_code == status and bool(errors) and all(
+        isinstance(error, dict) and accept(error) for error in errors
+    )
+
+
+def refused_as_a_card_number(response):
+    return _errors_all(
+        response, 422, lambda e: e.get("field") == "value" and "card number" in str(e.get("message"))
+    )
+
+
+def rules_refused_as_text(response):
+    return _errors_all(response, 422, lambda e: e.get("field") == "body")
+
+
 def batch_answered_item_by_item(response):
     if response.status_code == 413:
         return True
@@ -237,4 +261,10 @@ def filter_failure(ctx, failure, case, response):
         return not refused_for_the_alerts_state(response)
     if case.path == "/webhooks" and case.method.upper() == "POST":
         return not refused_for_its_destination(response)
+    if case.path == "/lists/{name}/items/{value}":
+        return not refused_as_a_card_number(response)
+    if case.path in ("/lists/{name}", "/rules/backtest") and response.status_code == 400:
+        return not list_refused_beyond_schema(case, response)
+    if case.path == "/rules/backtest":
+        return not rules_refused_as_text(response)
     return expressible(case.body)

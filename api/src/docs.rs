@@ -455,3 +455,58 @@ pub struct ReviewHeadersDoc {
     )]
     if_match: Option<String>,
 }
+
+/// A list item's path, for the contract (read by `routes::lists`, which checks both).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // read by the derive only
+pub struct ListItemPathDoc {
+    /// The list: 1-64 characters from `A-Z a-z 0-9 . _ : -`.
+    #[param(pattern = "^[A-Za-z0-9._:-]{1,64}$", example = "blocked_cards")]
+    name: String,
+    /// The value, percent-encoded: 1-256 characters without control characters, never a card
+    /// number (13-19 digits passing the Luhn check).
+    #[param(
+        min_length = 1,
+        max_length = 256,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]{1,256}$",
+        example = "fp_7f3a"
+    )]
+    value: String,
+}
+
+/// A list's path, for the contract (read by `routes::lists`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // read by the derive only
+pub struct ListNamePathDoc {
+    /// The list: 1-64 characters from `A-Z a-z 0-9 . _ : -`.
+    #[param(pattern = "^[A-Za-z0-9._:-]{1,64}$", example = "blocked_cards")]
+    name: String,
+}
+
+/// A list's page, for the contract (read by `listing::parse_list_page`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // read by the derive only
+pub struct ListPageParamsDoc {
+    /// Values per page, 1-100.
+    #[param(minimum = 1, maximum = 100, example = 20, default = 20)]
+    limit: Option<u32>,
+    /// `next_cursor` of the previous page; absent for the first page.
+    #[param(min_length = 1, pattern = "^[A-Za-z0-9_-]+$")]
+    cursor: Option<String>,
+}
+
+/// A backtest's period, for the contract (read by `listing::parse_period`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // read by the derive only
+pub struct PeriodParamsDoc {
+    /// Transactions with a `timestamp` at or after this (RFC 3339; encode `+` as `%2B`).
+    #[param(value_type = Option<String>, format = DateTime, example = "2024-08-01T00:00:00Z")]
+    from: Option<String>,
+    /// Transactions with a `timestamp` before this (RFC 3339); after `from`.
+    #[param(value_type = Option<String>, format = DateTime, example = "2024-09-01T00:00:00Z")]
+    to: Option<String>,
+}

@@ -19,7 +19,7 @@ pub fn check_list_name(name: &str) -> Result<(), String> {
     if is_identifier(name) {
         Ok(())
     } else {
-        Err(format!("must be {}", crate::transaction::identifier_rule()))
+        Err(crate::transaction::identifier_rule())
     }
 }
 

@@ -18,6 +18,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::auth::Shop;
+use crate::docs::{ListItemPathDoc, ListNamePathDoc, ListPageParamsDoc};
 use crate::error::{ApiError, Problem};
 use crate::listing::parse_list_page;
 use crate::state::ListsState;
@@ -79,10 +80,7 @@ fn checked(name: &str, value: Option<&str>) -> Result<(), ApiError> {
     path = "/lists/{name}/items/{value}",
     tag = "lists",
     security(("api_key" = [])),
-    params(
-        ("name" = String, Path, description = "The list: 1-64 characters from A-Z a-z 0-9 . _ : -"),
-        ("value" = String, Path, description = "The value (percent-encoded): 1-256 characters, never a card number"),
-    ),
+    params(ListItemPathDoc),
     responses(
         (status = 204, description = "The value is in the list (added now, or already there); transactions processed from now on see it"),
         (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
@@ -108,10 +106,7 @@ pub async fn add(
     path = "/lists/{name}/items/{value}",
     tag = "lists",
     security(("api_key" = [])),
-    params(
-        ("name" = String, Path, description = "The list"),
-        ("value" = String, Path, description = "The value (percent-encoded)"),
-    ),
+    params(ListItemPathDoc),
     responses(
         (status = 204, description = "The value is not in the list (removed now, or never there)"),
         (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
@@ -137,11 +132,7 @@ pub async fn remove(
     path = "/lists/{name}",
     tag = "lists",
     security(("api_key" = [])),
-    params(
-        ("name" = String, Path, description = "The list"),
-        ("limit" = Option<usize>, Query, description = "1-100, default 20"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the page before"),
-    ),
+    params(ListNamePathDoc, ListPageParamsDoc),
     responses(
         (status = 200, description = "A page of the list's values (an empty page for a list with none)", body = ListPage),
         (status = 400, description = "A parameter is not valid", body = Problem, content_type = "application/problem+json"),

@@ -13,6 +13,7 @@ use infra::domain::{FieldError, RuleSet};
 use infra::ports::PortError;
 
 use crate::auth::Shop;
+use crate::docs::PeriodParamsDoc;
 use crate::error::{ApiError, Problem};
 use crate::extract::TextBody;
 use crate::listing::parse_period;
@@ -29,14 +30,11 @@ const TIME_TO_ANSWER: Duration = Duration::from_secs(1);
     path = "/rules/backtest",
     tag = "rules",
     security(("api_key" = [])),
-    params(
-        ("from" = Option<String>, Query, description = "Transactions with a `timestamp` at or after this (RFC 3339)"),
-        ("to" = Option<String>, Query, description = "Transactions with a `timestamp` before this (RFC 3339)"),
-    ),
+    params(PeriodParamsDoc),
     request_body(
         content = String,
-        content_type = "application/toml",
-        description = "The candidate rules file, as `processor rules check` reads it (also as text/plain)",
+        content_type = "text/plain",
+        description = "The candidate rules file, as `processor rules check` reads it (also as application/toml)",
         example = "[[rule]]\nname = \"card_testing\"\nkind = \"velocity\"\nkey = \"payment_fingerprint\"\nwindow = \"10m\"\nabove = 3\n",
     ),
     responses(
