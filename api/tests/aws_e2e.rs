@@ -585,3 +585,69 @@ async fn on_lambda_a_wait_ends_before_the_invocation_deadline() {
         "answered after the deadline"
     );
 }
+
+/// POST to decision on the emulator (BENCHMARKS.md, "POST to decision"), run by
+/// scripts/bench/decision_emulator.sh: the API on moto's SQS and DynamoDB with a processor
+/// polling the same queue in this process; 100 POSTs one after another with `Prefer: wait=10`,
+/// each answered 200 with its record, against 100 plain POSTs answered 202 by the same server
+/// in the same run. Moto's latencies, not AWS's: the figure is the pipeline's own share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run by scripts/bench/decision_emulator.sh"]
+async fn measure_post_to_decision_on_the_emulator() {
+    const POSTS: usize = 100;
+    let resources = testkit::resources(ResourceOptions::default()).await;
+    let temp = tempfile::tempdir().expect("temp");
+    let server = Server::start(&temp.path().join("unused"), &resources.api_env()).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let tuning = processor::settings::Tuning {
+        batch_size: 10,
+        concurrency: 10,
+        receive_wait: Duration::from_secs(1),
+        retry: RetryPolicy::default(),
+    };
+    let poller = tokio::spawn(processor::worker::run(
+        std::sync::Arc::new(processor(&resources)),
+        resources.ports().queue,
+        tuning,
+        stop.clone(),
+    ));
+    let latencies = |prefer: Option<&'static str>, prefix: &'static str| {
+        let server = &server;
+        async move {
+            let mut taken = Vec::with_capacity(POSTS);
+            for n in 0..POSTS {
+                let mut request = server
+                    .http
+                    .post(format!("{}/transactions", server.base))
+                    .bearer_auth(DEV_KEY)
+                    .json(
+                        &json!({"transaction_id": format!("{prefix}-{n}"), "amount": "2500.00",
+                                  "timestamp": "2024-08-09T12:34:56Z"}),
+                    );
+                if let Some(prefer) = prefer {
+                    request = request.header("prefer", prefer);
+                }
+                let started = std::time::Instant::now();
+                let answer = request.send().await.expect("POST");
+                taken.push(started.elapsed().as_secs_f64() * 1000.0);
+                let expected = if prefer.is_some() {
+                    StatusCode::OK
+                } else {
+                    StatusCode::ACCEPTED
+                };
+                assert_eq!(answer.status(), expected);
+            }
+            taken.sort_by(f64::total_cmp);
+            let at = |q: f64| taken[((taken.len() - 1) as f64 * q).round() as usize];
+            (at(0.5), at(0.99))
+        }
+    };
+    let (plain_p50, plain_p99) = latencies(None, "plain").await;
+    let (decided_p50, decided_p99) = latencies(Some("wait=10"), "decided").await;
+    stop.cancel();
+    let _ = poller.await;
+    println!(
+        "RESULT 202 p50 {plain_p50:.1} ms p99 {plain_p99:.1} ms | decision p50 {decided_p50:.1} ms p99 {decided_p99:.1} ms | p50 ratio {:.1}",
+        decided_p50 / plain_p50
+    );
+}
