@@ -11,7 +11,7 @@ use infra::ports::Parameter;
 
 pub fn from_file(path: &Path) -> anyhow::Result<RuleSet> {
     let text = std::fs::read_to_string(path)
-        .with_context(|| format!("RULES_FILE {}: cannot be read", path.display()))?;
+        .with_context(|| format!("the rules file {}: cannot be read", path.display()))?;
     Ok(RuleSet::from_toml(&path.display().to_string(), &text)?)
 }
 
