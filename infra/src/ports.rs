@@ -476,6 +476,20 @@ pub struct ListItems {
     pub next: Option<String>,
 }
 
+impl ListItems {
+    /// A page of `limit` from up to `limit + 1` items read: the one more says there is a next.
+    pub fn from_overfetch(mut items: Vec<ListItem>, limit: usize) -> Self {
+        let next = (items.len() > limit).then(|| {
+            items.truncate(limit);
+            items.last().map(|item| item.value.clone())
+        });
+        Self {
+            items,
+            next: next.flatten(),
+        }
+    }
+}
+
 /// What the API does with a shop's stored data: read its transactions, list and review its
 /// alerts, replay a period of them.
 pub trait ShopStore: RecordReader + AlertInbox + History {}

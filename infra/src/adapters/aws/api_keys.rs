@@ -14,7 +14,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::describe;
+use super::{describe, text};
 use crate::aws_calls::{AwsCall, Caller::*};
 use crate::domain::ShopId;
 use crate::ports::{KeyAdmin, KeyHash, KeyLookup, PortError, StoredKey};
@@ -55,10 +55,6 @@ impl DynamoKeys {
 
 fn unavailable<E: std::error::Error>(error: E) -> PortError {
     PortError::unavailable(COMPONENT, describe(&error))
-}
-
-fn text(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
 }
 
 fn timestamp(time: DateTime<Utc>) -> String {

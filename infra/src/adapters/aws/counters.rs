@@ -22,7 +22,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::ToPrimitive;
 
-use super::describe;
+use super::{describe, text};
 use crate::aws_calls::{AwsCall, Caller::*};
 use crate::domain::rules::{Contribution, CounterId, WindowQuery, WindowTotal};
 use crate::ports::PortError;
@@ -61,10 +61,6 @@ fn counter_pk(shop_id: &str, counter: &CounterId) -> String {
         "counter#{shop_id}#{}#{}#{}",
         counter.rule, counter.bucket, counter.key
     )
-}
-
-fn text(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
 }
 
 fn number(value: impl ToString) -> AttributeValue {

@@ -24,7 +24,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use sha2::{Digest, Sha256};
 
-use super::{counters, describe, is_condition_failure};
+use super::{counters, describe, is_condition_failure, text};
 
 mod inbox;
 use crate::aws_calls::{AwsCall, Caller::*};
@@ -90,10 +90,6 @@ pub struct DynamoStore {
 
 fn unavailable<E: std::error::Error>(error: E) -> PortError {
     PortError::unavailable(COMPONENT, describe(&error))
-}
-
-fn text(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
 }
 
 fn number(value: i64) -> AttributeValue {

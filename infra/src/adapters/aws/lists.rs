@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::{describe, is_condition_failure};
+use super::{describe, is_condition_failure, text};
 use crate::aws_calls::{AwsCall, Caller::*};
 use crate::domain::ShopId;
 use crate::domain::lists::ListLookup;
@@ -43,10 +43,6 @@ pub struct DynamoLists {
 
 fn unavailable<E: std::error::Error>(error: E) -> PortError {
     PortError::unavailable(COMPONENT, describe(&error))
-}
-
-fn text(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
 }
 
 fn partition(shop_id: &ShopId, list: &str) -> String {
@@ -197,7 +193,7 @@ impl ListAdmin for DynamoLists {
             None => request.key_condition_expression("pk = :pk"),
         };
         let output = request.send().await.map_err(unavailable)?;
-        let mut items: Vec<ListItem> = output
+        let items: Vec<ListItem> = output
             .items()
             .iter()
             .filter_map(|item| {
@@ -210,13 +206,6 @@ impl ListAdmin for DynamoLists {
                 })
             })
             .collect();
-        let next = (items.len() > limit).then(|| {
-            items.truncate(limit);
-            items.last().map(|item| item.value.clone())
-        });
-        Ok(ListItems {
-            items,
-            next: next.flatten(),
-        })
+        Ok(ListItems::from_overfetch(items, limit))
     }
 }

@@ -47,6 +47,11 @@ where
         .is_some_and(|code| code == "ConditionalCheckFailedException")
 }
 
+/// A DynamoDB string.
+fn text(value: impl Into<String>) -> aws_sdk_dynamodb::types::AttributeValue {
+    aws_sdk_dynamodb::types::AttributeValue::S(value.into())
+}
+
 /// SDK errors, with their whole chain of causes, as one line.
 fn describe<E: std::error::Error>(error: &E) -> String {
     aws_sdk_sqs::error::DisplayErrorContext(error).to_string()

@@ -22,7 +22,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, Select};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use super::{describe, is_condition_failure};
+use super::{describe, is_condition_failure, text};
 use crate::aws_calls::{AwsCall, Caller::*};
 use crate::domain::webhooks::{EventType, KEEP_DELIVERIES};
 use crate::domain::{Named, ShopId};
@@ -171,10 +171,6 @@ fn unavailable<E: std::error::Error>(error: E) -> PortError {
 
 fn malformed(what: impl std::fmt::Display) -> PortError {
     PortError::unavailable(COMPONENT, format!("an item does not read: {what}"))
-}
-
-fn text(value: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(value.into())
 }
 
 fn number(value: i64) -> AttributeValue {

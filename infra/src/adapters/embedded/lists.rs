@@ -79,13 +79,6 @@ pub fn page(
             })
         },
     )?;
-    let mut items = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-    let next = (items.len() > limit).then(|| {
-        items.truncate(limit);
-        items.last().map(|item| item.value.clone())
-    });
-    Ok(ListItems {
-        items,
-        next: next.flatten(),
-    })
+    let items = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(ListItems::from_overfetch(items, limit))
 }
