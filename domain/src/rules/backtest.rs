@@ -11,12 +11,12 @@
 //! windows of the period's first and last transactions are as full as the processor's were; the
 //! transactions outside the period are counted but not reported.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use super::{Decisions, RuleKind, RuleSet, WindowTotal, WindowedCheck};
+use super::{Decisions, RuleKind, RuleSet, WindowTotal};
 use crate::alert::Action;
 use crate::inbox::Verdict;
 use crate::lists::ListLookup;
@@ -104,82 +104,10 @@ pub struct Hit {
     pub rule: String,
 }
 
-type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-
-/// A shop's window counters, in memory: per rule and key, its buckets oldest first (looked up
-/// by reference: the replay allocates nothing for a key it has seen).
-#[derive(Default)]
-struct Windows {
-    entries: Map<String, Map<String, Vec<Bucket>>>,
-}
-
-struct Bucket {
-    start: i64,
-    total: WindowTotal,
-    expires_at: DateTime<Utc>,
-}
-
-/// A key with more buckets than this drops the expired ones: they are in no window any more
-/// (a window reads only its own buckets), and a key seen for months would keep them all.
-const PRUNE_ABOVE_BUCKETS: usize = 16;
-
-impl Windows {
-    /// Counts one rule's contribution, then reads that rule's window: rules have counters of
-    /// their own, so this is the processor's "count every rule, then read every window".
-    fn count_then_total(&mut self, check: &WindowedCheck, now: DateTime<Utc>) -> WindowTotal {
-        let contribution = &check.contribution;
-        let counter = &contribution.counter;
-        let by_key = match self.entries.get_mut(&counter.rule) {
-            Some(by_key) => by_key,
-            None => self.entries.entry(counter.rule.clone()).or_default(),
-        };
-        let buckets = match by_key.get_mut(&counter.key) {
-            Some(buckets) => buckets,
-            None => by_key.entry(counter.key.clone()).or_default(),
-        };
-        if buckets.len() > PRUNE_ABOVE_BUCKETS {
-            buckets.retain(|bucket| bucket.expires_at > now);
-        }
-        let at = buckets.partition_point(|bucket| bucket.start < counter.bucket);
-        if buckets
-            .get(at)
-            .is_none_or(|bucket| bucket.start != counter.bucket)
-        {
-            let bucket = Bucket {
-                start: counter.bucket,
-                total: WindowTotal::default(),
-                expires_at: contribution.expires_at,
-            };
-            buckets.insert(at, bucket);
-        }
-        let total = &mut buckets[at].total;
-        total.count += 1;
-        total.sum += contribution.amount;
-        if let Some(member) = &contribution.member {
-            total.members.insert(member.clone());
-        }
-        let (Some(first), Some(last)) = (check.query.buckets.first(), check.query.buckets.last())
-        else {
-            return WindowTotal::default();
-        };
-        let mut window = WindowTotal::default();
-        for bucket in buckets
-            .iter()
-            .filter(|b| (*first..=*last).contains(&b.start))
-        {
-            window.count += bucket.total.count;
-            window.sum += bucket.total.sum;
-            window.members.extend(bucket.total.members.iter().cloned());
-        }
-        window
-    }
-}
-
 /// A backtest in progress.
 pub struct Backtest<'a> {
     rules: &'a RuleSet,
     period: Period,
-    windows: Map<String, Windows>,
     /// The look-ups of list rules, by shop, that the lists hold now.
     listed: HashSet<(String, ListLookup)>,
     transactions: u64,
@@ -204,7 +132,6 @@ impl<'a> Backtest<'a> {
         Self {
             rules,
             period,
-            windows: Map::default(),
             listed: HashSet::new(),
             transactions: 0,
             read: 0,
@@ -250,6 +177,9 @@ impl<'a> Backtest<'a> {
         period: Period,
         records: impl IntoIterator<Item = &'r TransactionRecord>,
     ) -> BTreeSet<(String, ListLookup)> {
+        if !rules.has_list_rules() {
+            return BTreeSet::new();
+        }
         records
             .into_iter()
             .filter(|record| period.contains(record.transaction.timestamp))
@@ -268,8 +198,24 @@ impl<'a> Backtest<'a> {
     pub fn run(
         rules: &'a RuleSet,
         period: Period,
-        records: Vec<TransactionRecord>,
+        records: &[TransactionRecord],
         listed: HashSet<(String, ListLookup)>,
+    ) -> BacktestReport {
+        Self::run_side_by_side(rules, period, records, listed, 1, |jobs| {
+            jobs.into_iter().map(WindowJob::run).collect()
+        })
+    }
+
+    /// [`Self::run`], with the windowed rules split in up to `jobs` jobs, which `run_jobs` may
+    /// run side by side (on threads: they share nothing) and gives their hits back in any
+    /// order.
+    pub fn run_side_by_side(
+        rules: &'a RuleSet,
+        period: Period,
+        records: &[TransactionRecord],
+        listed: HashSet<(String, ListLookup)>,
+        jobs: usize,
+        run_jobs: impl FnOnce(Vec<WindowJob<'_>>) -> Vec<Vec<WindowHit>>,
     ) -> BacktestReport {
         // References are sorted, not the records: moving records of a few hundred bytes each
         // was a large share of a replay.
@@ -284,20 +230,26 @@ impl<'a> Backtest<'a> {
                         .cmp(&b.transaction.transaction_id)
                 })
         });
+        let hits = windows::merged(run_jobs(windows::jobs(rules, &order, jobs)));
+        let mut window_hits = hits.into_iter().peekable();
         let mut backtest = Self::new(rules, period);
         backtest.listed = listed;
-        for record in order {
-            backtest.replay(record);
+        for (index, record) in order.into_iter().enumerate() {
+            let mut windows = Vec::new();
+            while let Some(hit) = window_hits.next_if(|hit| hit.record == index) {
+                windows.push((hit.rule, hit.total));
+            }
+            backtest.judge(record, &windows);
         }
         backtest.report()
     }
 
-    /// Judges one transaction, as the processor did at its `processed_at`.
-    pub fn replay(&mut self, record: &TransactionRecord) {
+    /// Judges one transaction, as the processor did at its `processed_at`, given its windows
+    /// over their limits.
+    fn judge(&mut self, record: &TransactionRecord, windows: &[(usize, WindowTotal)]) {
         self.read += 1;
         let transaction = &record.transaction;
         let shop = record.shop_id.as_str();
-        let now = record.processed_at;
         // Lists have no history: they are judged as they are now.
         let listed: Vec<ListLookup> = self
             .rules
@@ -305,22 +257,8 @@ impl<'a> Backtest<'a> {
             .into_iter()
             .filter(|lookup| self.listed.contains(&(shop.to_owned(), lookup.clone())))
             .collect();
-        let decisions = match self.rules.windowed_checks(transaction, shop, now) {
-            None => self.rules.decide(transaction, None, &[], &listed),
-            Some(counting) => {
-                let windows = match self.windows.get_mut(shop) {
-                    Some(windows) => windows,
-                    None => self.windows.entry(shop.to_owned()).or_default(),
-                };
-                let totals: Vec<WindowTotal> = counting
-                    .checks
-                    .iter()
-                    .map(|check| windows.count_then_total(check, now))
-                    .collect();
-                self.rules
-                    .decide(transaction, Some(&counting), &totals, &listed)
-            }
-        };
+        let windows = windows.iter().map(|(rule, total)| (*rule, total));
+        let decisions = self.rules.decide_on_windows(transaction, windows, &listed);
         if self.period.contains(transaction.timestamp) {
             self.tally(record, &decisions);
         }
@@ -437,6 +375,10 @@ fn reviewed(record: &TransactionRecord) -> Option<Verdict> {
         None
     }
 }
+
+#[path = "backtest_windows.rs"]
+mod windows;
+pub use windows::{WindowHit, WindowJob};
 
 #[cfg(test)]
 #[path = "backtest_tests.rs"]

@@ -59,7 +59,7 @@ fn card_testing(report: &BacktestReport) -> &RuleResult {
 fn a_candidate_fires_on_the_sixth_payment_of_a_card_and_the_diff_says_what_it_adds() {
     let history: Vec<TransactionRecord> = (1..=7).map(|n| payment(n, None, &[])).collect();
     let rules = example();
-    let report = Backtest::run(&rules, Period::default(), history, Default::default());
+    let report = Backtest::run(&rules, Period::default(), &history, Default::default());
     assert_eq!(report.transactions, 7);
     let rule = card_testing(&report);
     assert_eq!(rule.fired, 2);
@@ -78,7 +78,7 @@ fn the_stored_alerts_of_the_same_rules_are_reproduced_whatever_order_they_are_re
         .map(|n| payment(n, None, if n >= 6 { &["card_testing"] } else { &[] }))
         .collect();
     history.reverse();
-    let report = Backtest::run(&example(), Period::default(), history, Default::default());
+    let report = Backtest::run(&example(), Period::default(), &history, Default::default());
     assert_eq!(
         (report.diff.added, report.diff.dropped),
         (0, 0),
@@ -90,7 +90,7 @@ fn the_stored_alerts_of_the_same_rules_are_reproduced_whatever_order_they_are_re
 #[test]
 fn a_stored_alert_the_candidate_does_not_raise_is_dropped() {
     let history = vec![payment(1, None, &["retired_rule"])];
-    let report = Backtest::run(&example(), Period::default(), history, Default::default());
+    let report = Backtest::run(&example(), Period::default(), &history, Default::default());
     assert_eq!(report.diff.dropped, 1);
     assert_eq!(
         report.diff.dropped_examples,
@@ -107,7 +107,7 @@ fn a_transaction_late_when_it_was_processed_is_not_counted() {
     let mut history: Vec<TransactionRecord> = (1..=5).map(|n| payment(n, None, &[])).collect();
     // Processed a day and more after its timestamp: judged, never counted.
     history.push(payment(6, Some(Duration::hours(25)), &[]));
-    let report = Backtest::run(&example(), Period::default(), history, Default::default());
+    let report = Backtest::run(&example(), Period::default(), &history, Default::default());
     assert_eq!(card_testing(&report).fired, 0, "five counted, not six");
 }
 
@@ -124,7 +124,7 @@ fn the_period_reports_its_own_transactions_and_counts_the_ones_before_it() {
         Some(start() + Duration::minutes(5) - Duration::days(1))
     );
     let history: Vec<TransactionRecord> = (1..=7).map(|n| payment(n, None, &[])).collect();
-    let report = Backtest::run(&rules, period, history, Default::default());
+    let report = Backtest::run(&rules, period, &history, Default::default());
     assert_eq!((report.transactions, report.read), (3, 7));
     assert_eq!(card_testing(&report).fired, 2);
 }
@@ -136,7 +136,7 @@ fn each_rule_says_how_many_of_its_hits_reviews_called_fraud_or_legitimate() {
         .collect();
     history[5].alerts[0].verdict = Some(Verdict::Fraud);
     history[6].alerts[0].verdict = Some(Verdict::Legitimate);
-    let report = Backtest::run(&example(), Period::default(), history, Default::default());
+    let report = Backtest::run(&example(), Period::default(), &history, Default::default());
     let rule = card_testing(&report);
     assert_eq!(
         (rule.fired, rule.reviewed_fraud, rule.reviewed_legitimate),
@@ -157,10 +157,39 @@ fn list_rules_are_judged_against_the_lists_as_they_are_now() {
     let report = Backtest::run(
         &rules,
         Period::default(),
-        history,
+        &history,
         lookups.into_iter().collect(),
     );
     assert_eq!(report.rules[0].fired, 3);
     assert_eq!(report.decisions.get("block"), Some(&3));
     assert_eq!(report.diff.added, 3);
+}
+
+#[test]
+fn the_windowed_rules_split_in_jobs_judge_as_one_job_does() {
+    // Two velocity rules on the same card, one of them a count the payments pass, so that
+    // two jobs each have hits to merge back in order.
+    let rules = RuleSet::from_toml(
+        "rules.toml",
+        "[[rule]]\nname = \"three_an_hour\"\nkind = \"velocity\"\nkey = \"payment_fingerprint\"\nmeasure = \"count\"\nwindow = \"1h\"\nabove = 3\n\n[[rule]]\nname = \"big_spend\"\nkind = \"velocity\"\nkey = \"payment_fingerprint\"\nmeasure = \"sum\"\ncurrency = \"USD\"\nwindow = \"1h\"\nabove = \"90\"\n",
+    )
+    .expect("valid");
+    let history: Vec<TransactionRecord> = (1..=9).map(|n| payment(n, None, &[])).collect();
+    let alone = Backtest::run(&rules, Period::default(), &history, Default::default());
+    let mut job_sizes = Vec::new();
+    let split = Backtest::run_side_by_side(
+        &rules,
+        Period::default(),
+        &history,
+        Default::default(),
+        8,
+        |jobs| {
+            job_sizes = jobs.iter().map(|job| job.group.len()).collect();
+            jobs.into_iter().rev().map(WindowJob::run).collect()
+        },
+    );
+    assert_eq!(job_sizes, vec![1, 1], "a job per rule, no empty job");
+    assert_eq!(split, alone);
+    let fired: Vec<u64> = alone.rules.iter().map(|rule| rule.fired).collect();
+    assert_eq!(fired, vec![6, 5]);
 }

@@ -215,6 +215,23 @@ pub struct WindowedCheck {
     pub query: WindowQuery,
 }
 
+/// One windowed rule's part in one transaction: the counter it adds to, as
+/// [`RuleSet::windowed_parts`] borrows it.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowedPart<'a> {
+    /// The rule's index in its set.
+    pub rule: usize,
+    pub name: &'a str,
+    pub key: &'a str,
+    /// For a distinct rule, the member counted (the payment fingerprint).
+    pub member: Option<&'a str>,
+    pub window: &'a Window,
+    /// The start of the bucket that holds the transaction, in Unix seconds.
+    pub bucket: i64,
+    pub amount: Decimal,
+    pub expires_at: DateTime<Utc>,
+}
+
 /// What the store must do for one transaction's windowed rules.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counting {
@@ -296,12 +313,7 @@ impl RuleSet {
     }
 
     pub fn has_windowed_rules(&self) -> bool {
-        self.rules.iter().any(|rule| {
-            matches!(
-                rule.kind,
-                RuleKind::Velocity { .. } | RuleKind::Distinct { .. }
-            )
-        })
+        self.rules.iter().any(Rule::is_windowed)
     }
 
     pub fn has_list_rules(&self) -> bool {
@@ -344,46 +356,78 @@ impl RuleSet {
             return None;
         }
         let checks: Vec<WindowedCheck> = self
-            .rules
-            .iter()
-            .enumerate()
-            .filter(|(_, rule)| rule.applies_to(transaction))
-            .filter_map(|(index, rule)| {
-                let (window, key, member) = match &rule.kind {
-                    RuleKind::Threshold { .. } | RuleKind::List { .. } => return None,
-                    RuleKind::Velocity { key, window, .. } => {
-                        (window, key_value(*key, transaction, shop_id)?, None)
-                    }
-                    RuleKind::Distinct { window, .. } => (
-                        window,
-                        transaction.customer_id.clone()?,
-                        Some(transaction.payment_fingerprint.clone()?),
-                    ),
-                };
-                let bucket = window.bucket_of(transaction.timestamp);
-                Some(WindowedCheck {
-                    rule: index,
-                    contribution: Contribution {
-                        counter: CounterId {
-                            rule: rule.name.clone(),
-                            key: key.clone(),
-                            bucket,
-                        },
-                        amount: transaction.amount,
-                        member,
-                        expires_at: window.bucket_expiry(bucket) + self.late_arrival,
+            .windowed_parts(transaction, shop_id)
+            .map(|part| WindowedCheck {
+                rule: part.rule,
+                contribution: Contribution {
+                    counter: CounterId {
+                        rule: part.name.to_owned(),
+                        key: part.key.to_owned(),
+                        bucket: part.bucket,
                     },
-                    query: WindowQuery {
-                        rule: rule.name.clone(),
-                        key,
-                        buckets: window.buckets_ending_at(bucket),
-                    },
-                })
+                    amount: part.amount,
+                    member: part.member.map(str::to_owned),
+                    expires_at: part.expires_at,
+                },
+                query: WindowQuery {
+                    rule: part.name.to_owned(),
+                    key: part.key.to_owned(),
+                    buckets: part.window.buckets_ending_at(part.bucket),
+                },
             })
             .collect();
         (!checks.is_empty()).then(|| Counting {
             checks,
             remember_until: transaction.timestamp + self.late_arrival + chrono::Duration::hours(1),
+        })
+    }
+
+    /// The windowed rules that apply to the transaction, each with the counter it adds to,
+    /// borrowed from the rules and the transaction: the one place that says which windows a
+    /// transaction is in, for the processor's [`Self::windowed_checks`] and for backtests,
+    /// which replay millions and cannot pay for owned copies. Lateness is the caller's test.
+    pub fn windowed_parts<'a>(
+        &'a self,
+        transaction: &'a Transaction,
+        shop_id: &'a str,
+    ) -> impl Iterator<Item = WindowedPart<'a>> {
+        (0..self.rules.len())
+            .filter_map(move |index| self.windowed_part(index, transaction, shop_id))
+    }
+
+    /// The part of the rule at `index` in the transaction, if it is a windowed rule that
+    /// applies to it.
+    pub fn windowed_part<'a>(
+        &'a self,
+        index: usize,
+        transaction: &'a Transaction,
+        shop_id: &'a str,
+    ) -> Option<WindowedPart<'a>> {
+        let rule = self.rules.get(index)?;
+        if !rule.applies_to(transaction) {
+            return None;
+        }
+        let (window, key, member) = match &rule.kind {
+            RuleKind::Threshold { .. } | RuleKind::List { .. } => return None,
+            RuleKind::Velocity { key, window, .. } => {
+                (window, key_value(*key, transaction, shop_id)?, None)
+            }
+            RuleKind::Distinct { window, .. } => (
+                window,
+                transaction.customer_id.as_deref()?,
+                Some(transaction.payment_fingerprint.as_deref()?),
+            ),
+        };
+        let bucket = window.bucket_of(transaction.timestamp);
+        Some(WindowedPart {
+            rule: index,
+            name: &rule.name,
+            key,
+            member,
+            window,
+            bucket,
+            amount: transaction.amount,
+            expires_at: window.bucket_expiry(bucket) + self.late_arrival,
         })
     }
 
@@ -397,6 +441,21 @@ impl RuleSet {
         totals: &[WindowTotal],
         listed: &[ListLookup],
     ) -> Decisions {
+        let windows = counting
+            .into_iter()
+            .flat_map(|counting| counting.checks.iter().map(|check| check.rule))
+            .zip(totals);
+        self.decide_on_windows(transaction, windows, listed)
+    }
+
+    /// [`Self::decide`], with each windowed rule's total given by the rule's index: a window
+    /// left out is one under its limit.
+    pub fn decide_on_windows<'t>(
+        &self,
+        transaction: &Transaction,
+        windows: impl IntoIterator<Item = (usize, &'t WindowTotal)>,
+        listed: &[ListLookup],
+    ) -> Decisions {
         let mut fired: Vec<(&Rule, AlertDecision)> = self
             .rules
             .iter()
@@ -408,12 +467,10 @@ impl RuleSet {
                 Some((rule, decision))
             })
             .collect();
-        if let Some(counting) = counting {
-            for (check, total) in counting.checks.iter().zip(totals) {
-                let rule = &self.rules[check.rule];
-                if let Some(decision) = rule.window_decision(total) {
-                    fired.push((rule, decision));
-                }
+        for (index, total) in windows {
+            let rule = &self.rules[index];
+            if let Some(decision) = rule.window_decision(total) {
+                fired.push((rule, decision));
             }
         }
         let mut decisions = Decisions::default();
@@ -437,15 +494,27 @@ impl RuleSet {
     }
 }
 
-fn key_value(key: CounterKey, transaction: &Transaction, shop_id: &str) -> Option<String> {
+fn key_value<'a>(
+    key: CounterKey,
+    transaction: &'a Transaction,
+    shop_id: &'a str,
+) -> Option<&'a str> {
     match key {
-        CounterKey::CustomerId => transaction.customer_id.clone(),
-        CounterKey::PaymentFingerprint => transaction.payment_fingerprint.clone(),
-        CounterKey::Shop => Some(shop_id.to_owned()),
+        CounterKey::CustomerId => transaction.customer_id.as_deref(),
+        CounterKey::PaymentFingerprint => transaction.payment_fingerprint.as_deref(),
+        CounterKey::Shop => Some(shop_id),
     }
 }
 
 impl Rule {
+    /// Whether the rule counts transactions in windows.
+    pub fn is_windowed(&self) -> bool {
+        matches!(
+            self.kind,
+            RuleKind::Velocity { .. } | RuleKind::Distinct { .. }
+        )
+    }
+
     fn applies_to(&self, transaction: &Transaction) -> bool {
         (self.types.is_empty() || self.types.contains(&transaction.kind))
             && self

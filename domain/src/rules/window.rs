@@ -50,6 +50,11 @@ impl Window {
             .collect()
     }
 
+    /// The oldest of the window's buckets that ends with `last`.
+    pub fn first_bucket_ending_at(&self, last: i64) -> i64 {
+        last - (BUCKETS_PER_WINDOW - 1) * self.bucket_seconds()
+    }
+
     /// When no window that includes this bucket can still be asked for, by timestamps up to
     /// the bucket's end plus the window.
     pub fn bucket_expiry(&self, bucket: i64) -> DateTime<Utc> {
