@@ -3,6 +3,7 @@
 //! waiting on another's lock, as separate services would.
 
 mod counters;
+mod history;
 mod inbox;
 mod lists;
 mod notifier;

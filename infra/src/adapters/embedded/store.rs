@@ -19,8 +19,8 @@ use rust_decimal::prelude::ToPrimitive;
 
 use super::sqlite::{SqliteDb, json_error};
 use super::window_cache::WindowCache;
-use super::{counters, inbox, lists, webhooks};
-use crate::domain::listing::{MAX_EXAMINED_PER_PAGE, order_micros, order_micros_after};
+use super::{counters, history, inbox, lists, webhooks};
+use crate::domain::listing::{MAX_EXAMINED_PER_PAGE, order_micros};
 use crate::domain::lists::ListLookup;
 use crate::domain::rules::backtest::Period;
 use crate::domain::rules::{Contribution, WindowQuery, WindowTotal};
@@ -140,18 +140,18 @@ fn amount_units(amount: Decimal, round_up: bool) -> i64 {
         .unwrap_or(if round_up { i64::MAX } else { i64::MIN })
 }
 
-const RECORD_COLUMNS: &str =
+pub(super) const RECORD_COLUMNS: &str =
     "record, alert_count, conflict_count, last_conflict_request_id, last_conflict_at_us";
 
 /// A row of `RECORD_COLUMNS`, read but not yet parsed.
-struct RecordRow {
-    json: String,
-    alert_count: i64,
+pub(super) struct RecordRow {
+    pub(super) json: String,
+    pub(super) alert_count: i64,
     conflicts: Conflicts,
 }
 
 impl RecordRow {
-    fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+    pub(super) fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
         Ok(Self {
             json: row.get(0)?,
             alert_count: row.get(1)?,
@@ -167,7 +167,7 @@ impl RecordRow {
 
     /// The record as written, with its conflicts; its alerts' progress comes from
     /// [`apply_alert_rows`].
-    fn parse(self) -> rusqlite::Result<TransactionRecord> {
+    pub(super) fn parse(self) -> rusqlite::Result<TransactionRecord> {
         let mut record: TransactionRecord = serde_json::from_str(&self.json).map_err(json_error)?;
         record.conflicts = self.conflicts;
         Ok(record)
@@ -189,7 +189,7 @@ fn record_from_row(
 }
 
 /// Each alert's progress and review, from the rows kept beside the record.
-fn apply_alert_rows(
+pub(super) fn apply_alert_rows(
     connection: &Connection,
     record: &mut TransactionRecord,
 ) -> rusqlite::Result<()> {
@@ -516,64 +516,6 @@ impl RecordReader for SqliteStore {
     }
 }
 
-/// The shop's records of a period, straight from the time index, at most `max`. The rows are
-/// parsed on every core: parsing, not reading, is most of a backtest's read.
-fn history(
-    connection: &Connection,
-    shop_id: &str,
-    period: Period,
-    bound: HistoryBound,
-) -> rusqlite::Result<HistoryRead> {
-    let mut statement = connection.prepare_cached(&format!(
-        "SELECT {RECORD_COLUMNS} FROM transactions
-          WHERE shop_id = ?1 AND occurred_at_us >= ?2 AND occurred_at_us < ?3"
-    ))?;
-    let from = period.from.map_or(i64::MIN, order_micros);
-    let to = period.to.map_or(i64::MAX, order_micros_after);
-    let mut rows = statement.query(params![shop_id, from, to])?;
-    let (mut read, mut bytes) = (Vec::new(), 0);
-    while let Some(row) = rows.next()? {
-        let row = RecordRow::read(row)?;
-        bytes += row.json.len();
-        if !bound.admits(read.len() + 1, bytes) {
-            return Ok(HistoryRead::TooMany);
-        }
-        read.push(row);
-    }
-    let alerted: Vec<bool> = read.iter().map(|row| row.alert_count > 0).collect();
-    let mut records = parse_on_every_core(read)?;
-    for (record, _) in records
-        .iter_mut()
-        .zip(alerted)
-        .filter(|(_, alerted)| *alerted)
-    {
-        apply_alert_rows(connection, record)?;
-    }
-    Ok(HistoryRead::Complete(records, bytes))
-}
-
-fn parse_on_every_core(rows: Vec<RecordRow>) -> rusqlite::Result<Vec<TransactionRecord>> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let chunk = rows.len().div_ceil(cores).max(1);
-    let mut chunks: Vec<Vec<RecordRow>> = Vec::new();
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        chunks.push(rows.by_ref().take(chunk).collect());
-    }
-    std::thread::scope(|scope| {
-        let parsing: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| {
-                scope.spawn(|| chunk.into_iter().map(RecordRow::parse).collect::<Vec<_>>())
-            })
-            .collect();
-        parsing
-            .into_iter()
-            .flat_map(|handle| handle.join().expect("parsing a record does not panic"))
-            .collect()
-    })
-}
-
 #[async_trait]
 impl ListMembership for SqliteStore {
     async fn listed(
@@ -651,7 +593,7 @@ impl History for SqliteStore {
     ) -> Result<HistoryRead, PortError> {
         let shop_id = shop_id.as_str().to_owned();
         self.db
-            .read(move |connection| history(connection, &shop_id, period, bound))
+            .read(move |connection| history::read(connection, &shop_id, period, bound))
             .await
     }
 
