@@ -14,6 +14,7 @@ pub const ENVELOPE_VERSION: u32 = 1;
 pub struct Envelope {
     pub version: u32,
     pub shop_id: ShopId,
+    #[serde(deserialize_with = "crate::rfc3339::read")]
     pub accepted_at: DateTime<Utc>,
     pub request_id: String,
     pub transaction: Transaction,

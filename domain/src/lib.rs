@@ -10,6 +10,7 @@ pub mod money;
 pub mod names;
 pub mod parse;
 pub mod record;
+pub mod rfc3339;
 pub mod rules;
 pub mod transaction;
 pub mod webhooks;

@@ -17,9 +17,11 @@ pub struct TransactionRecord {
     pub shop_id: ShopId,
     pub transaction: Transaction,
     pub request_id: String,
+    #[serde(deserialize_with = "crate::rfc3339::read")]
     pub accepted_at: DateTime<Utc>,
     /// The moment the processor decided it: strictly increasing per processor and read just
     /// before its count, so that a backtest replays in this order (`rules::backtest`).
+    #[serde(deserialize_with = "crate::rfc3339::read")]
     pub processed_at: DateTime<Utc>,
     /// SHA-256 of the canonical transaction: equal for a redelivery, different for a conflict.
     pub payload_hash: String,
@@ -45,6 +47,7 @@ pub struct Conflicts {
     /// The request id of the last refused re-send.
     pub last_request_id: Option<String>,
     /// When the last refused re-send was accepted by the API.
+    #[serde(default, deserialize_with = "crate::rfc3339::read_option")]
     pub last_refused_at: Option<DateTime<Utc>>,
 }
 
@@ -61,6 +64,7 @@ pub struct AlertStatus {
     #[serde(flatten)]
     pub decision: AlertDecision,
     pub state: AlertState,
+    #[serde(default, deserialize_with = "crate::rfc3339::read_option")]
     pub sent_at: Option<DateTime<Utc>>,
     /// Where the shop's review of this alert stands (`GET /alerts/{alert_id}` has the history).
     #[serde(default)]

@@ -29,6 +29,7 @@ pub struct Transaction {
     #[cfg_attr(feature = "openapi", schema(example = "USD"))]
     pub currency: String,
     /// When the transaction happened (RFC 3339, normalised to UTC).
+    #[serde(deserialize_with = "crate::rfc3339::read")]
     pub timestamp: DateTime<Utc>,
     #[serde(rename = "type")]
     pub kind: TransactionType,
