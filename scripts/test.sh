@@ -26,6 +26,19 @@ if ! python3 -c "import moto.server, flask, boto3, cfnlint, samtranslator, yaml"
   python3 -m pip install --quiet 'moto[server]' boto3 cfn-lint pyyaml
 fi
 
+# The console's browser test drives Debian's Chromium with playwright-core (pinned, with its
+# checksum, in api/console/package-lock.json); Playwright's own browser downloads are not used.
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+if [ ! -x /usr/bin/chromium ]; then
+  step "installing Chromium (Debian's package)"
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get install -y -q chromium || { as_root apt-get update -q && as_root apt-get install -y -q chromium; }
+fi
+if [ ! -d api/console/node_modules/playwright-core ]; then
+  step "installing playwright-core for the console's browser test"
+  npm ci --prefix api/console --no-audit --no-fund
+fi
+
 # The SAM CLI pins its own botocore; it lives in a virtualenv of its own so that it cannot
 # change the versions moto and boto3 run with.
 sam_venv=target/tools/sam

@@ -17,7 +17,7 @@ use crate::error::ApiError;
 use crate::openapi::ApiDoc;
 use crate::routes::{alerts, batch, lists, ops, rules, transactions, webhooks};
 use crate::state::AppState;
-use crate::{access_log, ingest};
+use crate::{access_log, console, ingest};
 
 pub fn router(state: AppState) -> Router {
     // Every ingest route inside the one layer that counts outcomes (it counts POSTs only).
@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router {
             put(lists::add).delete(lists::remove),
         )
         .route("/health", get(ops::health))
+        .merge(console::routes())
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -10,6 +10,7 @@ pub mod access_log;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod cursor;
 pub mod docs;
 pub mod error;

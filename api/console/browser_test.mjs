@@ -1,0 +1,149 @@
+// The console in a real browser (Debian's Chromium, driven by playwright-core), against the real
+// API binary that api/tests/console_browser.rs started. Environment: BASE (the API's URL),
+// SHOP_KEY and OTHER_KEY (two shops' keys), SCREENSHOTS (a folder, optional).
+//
+// Exits non-zero with the failed step on stderr.
+
+import assert from "node:assert/strict";
+import { chromium } from "playwright-core";
+
+const { BASE, SHOP_KEY, OTHER_KEY, SCREENSHOTS } = process.env;
+const CONSOLE = `${BASE}/console/`;
+const WAIT = 30_000;
+
+/** The API, as a shop's own program would call it, beside the browser. */
+async function api(path, key, init = {}) {
+  const response = await fetch(`${BASE}${path}`, {
+    ...init,
+    headers: { authorization: `Bearer ${key}`, "content-type": "application/json", ...(init.headers || {}) },
+  });
+  const text = await response.text();
+  return { status: response.status, json: text ? JSON.parse(text) : null, headers: response.headers };
+}
+
+async function shot(page, name) {
+  if (SCREENSHOTS) await page.screenshot({ path: `${SCREENSHOTS}/${name}.png`, fullPage: true });
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  // This machine's network is closed: Chromium's own background calls would only be refused.
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync"],
+});
+const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+const page = await context.newPage();
+
+// Offline: every request the page makes goes to the API's origin.
+const origin = new URL(BASE).origin;
+const elsewhere = [];
+page.on("request", (request) => {
+  if (new URL(request.url()).origin !== origin) elsewhere.push(request.url());
+});
+const consoleErrors = [];
+page.on("console", (message) => {
+  // A refusal the console shows in words (401, 412) is also logged by Chromium as a failed load.
+  if (message.type() === "error" && !message.text().startsWith("Failed to load resource")) {
+    consoleErrors.push(message.text());
+  }
+});
+page.on("pageerror", (error) => consoleErrors.push(String(error)));
+
+try {
+  // The page and its policy.
+  const answer = await page.goto(CONSOLE);
+  assert.equal(answer.status(), 200);
+  const policy = answer.headers()["content-security-policy"];
+  assert.match(policy, /script-src 'self'/);
+  assert.match(policy, /default-src 'none'/);
+  assert.doesNotMatch(policy, /unsafe-inline|unsafe-eval|https?:/);
+  await shot(page, "sign-in");
+
+  // A wrong key is refused, and nothing is kept.
+  await page.getByLabel("API key").fill("not-a-key");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByText("The API refused this key").waitFor({ timeout: WAIT });
+  assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+
+  // Sign in; the key is in no URL and not in the page.
+  await page.getByLabel("API key").fill(SHOP_KEY);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "Alert inbox" }).waitFor({ timeout: WAIT });
+  assert.ok(!page.url().includes(SHOP_KEY));
+  assert.ok(!(await page.content()).includes(SHOP_KEY));
+
+  // A fresh alert arrives without a reload.
+  const id = `console-${Date.now()}`;
+  const posted = await api("/transactions", SHOP_KEY, {
+    method: "POST",
+    body: JSON.stringify({ transaction_id: id, amount: "2500.00", currency: "USD", timestamp: new Date().toISOString(), customer_id: "cust-console" }),
+  });
+  assert.equal(posted.status, 202, JSON.stringify(posted.json));
+  const row = page.locator("#alerts tbody tr", { hasText: id });
+  await row.waitFor({ timeout: WAIT });
+  await shot(page, "inbox");
+
+  // Open it from the keyboard and resolve it with a verdict and a note.
+  await row.focus();
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { name: /Alert: / }).waitFor({ timeout: WAIT });
+  await page.locator("#alert-transaction").getByText(id).waitFor({ timeout: WAIT });
+  await page.locator("#review-form").getByLabel("Verdict").selectOption("fraud");
+  await page.locator("#review-form").getByLabel("Note").fill("card reported stolen");
+  await shot(page, "alert");
+  await page.getByRole("button", { name: /Resolve/ }).click();
+  await page.locator("#review-history").getByText("card reported stolen").waitFor({ timeout: WAIT });
+  const alertId = await row.getAttribute("data-alert-id");
+  const stored = await api(`/alerts/${alertId}`, SHOP_KEY);
+  assert.equal(stored.json.review.status, "resolved");
+  assert.equal(stored.json.review.verdict, "fraud");
+
+  // A stale review shows the conflict and the newer state.
+  const reopened = await api(`/alerts/${alertId}/review`, SHOP_KEY, {
+    method: "POST",
+    body: JSON.stringify({ status: "open", note: "reopened elsewhere" }),
+  });
+  assert.equal(reopened.status, 200, JSON.stringify(reopened.json));
+  await page.keyboard.press("a");
+  await page.getByText("Someone else reviewed this alert").waitFor({ timeout: WAIT });
+  await page.locator("#review-history").getByText("reopened elsewhere").waitFor({ timeout: WAIT });
+
+  // Transactions: the search finds it, and its detail has the alert and the decision.
+  await page.getByRole("link", { name: "Transactions" }).click();
+  await page.getByLabel("Customer").fill("cust-console");
+  await page.getByRole("button", { name: "Search" }).click();
+  const transaction = page.locator("#transaction-list tbody tr", { hasText: id });
+  await transaction.waitFor({ timeout: WAIT });
+  await shot(page, "transactions");
+  await transaction.click();
+  await page.locator("#transaction-alerts").getByText("amount_exceeds_threshold").waitFor({ timeout: WAIT });
+  await shot(page, "transaction");
+
+  // A phone's width still reads.
+  await page.setViewportSize({ width: 390, height: 800 });
+  await shot(page, "transaction-phone");
+  await page.setViewportSize({ width: 1280, height: 800 });
+
+  // Signing out forgets the key; the second shop sees none of the first's data.
+  await page.getByRole("button", { name: "Sign out" }).click();
+  assert.equal(await page.evaluate(() => sessionStorage.length), 0);
+  await page.getByLabel("API key").fill(OTHER_KEY);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.goto(`${CONSOLE}#inbox`);
+  await page.getByRole("heading", { name: "Alert inbox" }).waitFor({ timeout: WAIT });
+  await page.locator("#alerts-empty").waitFor({ timeout: WAIT });
+  assert.equal(await page.locator("#alerts tbody tr").count(), 0);
+  await page.getByRole("link", { name: "Transactions" }).click();
+  await page.locator("#transactions-empty").waitFor({ timeout: WAIT });
+  assert.ok(!(await page.content()).includes(id));
+
+  assert.deepEqual(elsewhere, [], "requests left the origin");
+  assert.deepEqual(consoleErrors, [], "the page logged errors");
+  console.log("console: every step passed");
+} catch (error) {
+  await shot(page, "failure").catch(() => {});
+  console.error(error);
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}

@@ -1,0 +1,415 @@
+// The risk console: a client of the public API, signed in with the shop's key. The key lives
+// in this tab's sessionStorage only and travels as the bearer header: never in a URL, the
+// page or a log. Every value from the API is written with textContent, never as HTML.
+
+const KEY = "console.key";
+const REFRESH_MS = 3000;
+// The API's root, relative to /console/, so that a path prefix (an API Gateway stage) holds.
+const API = new URL("../", document.baseURI);
+
+const $ = (selector) => document.querySelector(selector);
+
+const state = { page: null, alert: null, etag: null, transactionCursor: null, alertsCursor: null, timer: null, selected: -1 };
+
+// ---- talking to the API ----------------------------------------------------------------
+
+class ApiProblem extends Error {
+  constructor(status, problem, retryAfter) {
+    super(problem?.detail || `HTTP ${status}`);
+    this.status = status;
+    this.problem = problem;
+    this.retryAfter = retryAfter;
+  }
+}
+
+async function api(path, { method = "GET", body, headers = {}, key = sessionStorage.getItem(KEY) } = {}) {
+  const init = { method, headers: { ...headers, authorization: `Bearer ${key}` }, cache: "no-store" };
+  if (body !== undefined) {
+    init.body = JSON.stringify(body);
+    init.headers["content-type"] = "application/json";
+  }
+  let response;
+  try {
+    response = await fetch(new URL(path, API), init);
+  } catch {
+    throw new ApiProblem(0, { detail: "the API could not be reached" });
+  }
+  const text = await response.text();
+  const json = text ? safeJson(text) : null;
+  if (!response.ok) {
+    throw new ApiProblem(response.status, json, response.headers.get("retry-after"));
+  }
+  return { json, etag: response.headers.get("etag") };
+}
+
+function safeJson(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+/// Every failure the API can answer, in words.
+function describe(error) {
+  if (!(error instanceof ApiProblem)) return `Something went wrong: ${error.message}`;
+  const detail = error.problem?.detail ? ` (${error.problem.detail})` : "";
+  const retry = error.retryAfter ? ` Try again in ${error.retryAfter} s.` : " Try again shortly.";
+  switch (error.status) {
+    case 0: return "The API could not be reached. Check the connection; the console keeps trying.";
+    case 401: return "The API refused this key: it is not a key of any shop. Sign in again.";
+    case 404: return `Not found: it does not exist, or belongs to another shop${detail}.`;
+    case 412: return "Someone else reviewed this alert since you opened it. Here it is as it is now; review again from there.";
+    case 429: return `Too many requests for now.${retry}`;
+    case 503: return `The service is unavailable for the moment.${retry}`;
+    default: {
+      const fields = (error.problem?.errors || []).map((e) => `${e.field}: ${e.message || e.rule}`).join("; ");
+      return `The API answered ${error.status}${detail}${fields ? `: ${fields}` : ""}.`;
+    }
+  }
+}
+
+function showProblem(error) {
+  const box = $("#problem");
+  box.textContent = error ? describe(error) : "";
+  box.hidden = !error;
+  if (error?.status === 401) signOut(false);
+}
+
+// ---- signing in and out --------------------------------------------------------------------
+
+async function signIn(event) {
+  event.preventDefault();
+  const field = $("#key");
+  const key = field.value.trim();
+  field.value = "";
+  try {
+    // Any authenticated read tells a shop's key from a wrong one.
+    await api("alerts?limit=1", { key });
+  } catch (error) {
+    showProblem(error);
+    field.focus();
+    return;
+  }
+  sessionStorage.setItem(KEY, key);
+  showProblem(null);
+  start();
+}
+
+function signOut(clearProblem = true) {
+  sessionStorage.removeItem(KEY);
+  clearInterval(state.timer);
+  state.timer = null;
+  for (const id of ["#inbox", "#alert", "#transactions", "#transaction", "#nav", "#sign-out"]) $(id).hidden = true;
+  $("#sign-in").hidden = false;
+  // Nothing of this shop's stays in the page for whoever signs in next.
+  for (const shown of document.querySelectorAll("tbody, .facts, #alert-window, #transaction-alerts, #review-history")) {
+    shown.replaceChildren();
+  }
+  for (const form of document.querySelectorAll("form")) form.reset();
+  $("#alert-title").textContent = "Alert";
+  $("#transaction-title").textContent = "Transaction";
+  state.alert = null;
+  state.etag = null;
+  if (clearProblem) showProblem(null);
+  $("#key").focus();
+}
+
+function start() {
+  $("#sign-in").hidden = true;
+  $("#nav").hidden = false;
+  $("#sign-out").hidden = false;
+  route();
+  clearInterval(state.timer);
+  state.timer = setInterval(refresh, REFRESH_MS);
+}
+
+// ---- pages ---------------------------------------------------------------------------------
+
+function route() {
+  if (!sessionStorage.getItem(KEY)) return signOut();
+  const page = (location.hash.slice(1) || "inbox").split("/")[0];
+  state.page = ["inbox", "transactions"].includes(page) ? page : "inbox";
+  for (const id of ["inbox", "alert", "transactions", "transaction"]) $(`#${id}`).hidden = id !== state.page;
+  for (const link of document.querySelectorAll("#nav a")) {
+    link.toggleAttribute("aria-current", link.dataset.page === state.page);
+  }
+  if (state.page === "inbox") loadAlerts();
+  else loadTransactions();
+}
+
+function refresh() {
+  if (state.page === "inbox" && !$("#inbox").hidden) loadAlerts({ quiet: true });
+}
+
+function query(form, extra = {}) {
+  const params = new URLSearchParams();
+  for (const [name, value] of new FormData(form)) if (String(value).trim()) params.set(name, String(value).trim());
+  for (const [name, value] of Object.entries(extra)) if (value) params.set(name, value);
+  return params.toString();
+}
+
+function cell(row, text) {
+  const td = document.createElement("td");
+  td.textContent = text ?? "";
+  row.append(td);
+  return td;
+}
+
+function time(text) {
+  return text ? new Date(text).toLocaleString() : "";
+}
+
+// ---- the alert inbox -----------------------------------------------------------------------
+
+async function loadAlerts({ more = false, quiet = false } = {}) {
+  const cursor = more ? state.alertsCursor : null;
+  let page;
+  try {
+    ({ json: page } = await api(`alerts?${query($("#inbox-filters"), { limit: "50", cursor })}`));
+  } catch (error) {
+    if (!quiet || error.status === 401) showProblem(error);
+    return;
+  }
+  if (!quiet) showProblem(null);
+  const body = $("#alerts tbody");
+  if (!more) body.replaceChildren();
+  for (const alert of page.data) {
+    const row = document.createElement("tr");
+    row.tabIndex = 0;
+    row.dataset.alertId = alert.alert_id;
+    cell(row, time(alert.raised_at));
+    cell(row, alert.rule);
+    cell(row, alert.action);
+    cell(row, alert.transaction_id);
+    cell(row, alert.review.status + (alert.review.verdict ? ` (${alert.review.verdict})` : ""));
+    row.addEventListener("click", () => openAlert(alert.alert_id));
+    row.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") openAlert(alert.alert_id);
+    });
+    body.append(row);
+  }
+  state.alertsCursor = page.next_cursor;
+  $("#alerts-more").hidden = !page.has_more;
+  $("#alerts-empty").hidden = body.children.length > 0;
+}
+
+async function openAlert(alertId) {
+  let alert;
+  try {
+    const answer = await api(`alerts/${encodeURIComponent(alertId)}`);
+    alert = answer.json;
+    state.etag = answer.etag;
+  } catch (error) {
+    return showProblem(error);
+  }
+  showProblem(null);
+  state.alert = alert;
+  $("#inbox").hidden = true;
+  $("#alert").hidden = false;
+  renderAlert(alert);
+  $("#review-form select").focus();
+  const transaction = await api(`transactions/${encodeURIComponent(alert.transaction_id)}`).catch(showProblem);
+  if (transaction) renderTransaction($("#alert-transaction"), transaction.json);
+  renderWindow(transaction?.json);
+}
+
+function facts(list, entries) {
+  list.replaceChildren();
+  for (const [term, value] of entries) {
+    if (value === undefined || value === null || value === "") continue;
+    const dt = document.createElement("dt");
+    dt.textContent = term;
+    const dd = document.createElement("dd");
+    dd.textContent = typeof value === "object" ? JSON.stringify(value) : String(value);
+    list.append(dt, dd);
+  }
+}
+
+function renderAlert(alert) {
+  $("#alert-title").textContent = `Alert: ${alert.rule}`;
+  facts($("#alert-facts"), [
+    ["Reason", alert.reason],
+    ["Action", alert.action],
+    ["Decision", alert.decision],
+    ["Raised", time(alert.raised_at)],
+    ["Status", alert.review.status],
+    ["Verdict", alert.review.verdict],
+    ...Object.entries(alert.facts || {}),
+  ]);
+  const history = $("#review-history");
+  history.replaceChildren();
+  for (const entry of alert.review.history) {
+    const item = document.createElement("li");
+    item.textContent = `${time(entry.at)}: ${entry.status}${entry.verdict ? `, ${entry.verdict}` : ""} by ${entry.by}${entry.note ? `: ${entry.note}` : ""}`;
+    history.append(item);
+  }
+  $("#review-form [name=verdict]").value = alert.review.verdict || "";
+}
+
+function renderTransaction(list, transaction) {
+  facts(list, [
+    ["Id", transaction.transaction_id],
+    ["Amount", `${transaction.amount} ${transaction.currency}`],
+    ["Type", transaction.type],
+    ["Time", time(transaction.timestamp)],
+    ["Customer", transaction.customer_id],
+    ["Payment fingerprint", transaction.payment_fingerprint],
+    ["Decision", transaction.decision],
+    ["Accepted", time(transaction.accepted_at)],
+    ["Stored", time(transaction.processed_at)],
+    ["Conflicts", transaction.conflicts?.count || ""],
+    ["Metadata", transaction.metadata],
+  ]);
+}
+
+async function renderWindow(transaction) {
+  const list = $("#alert-window");
+  list.replaceChildren();
+  if (!transaction?.customer_id) {
+    const item = document.createElement("li");
+    item.textContent = "The transaction names no customer.";
+    list.append(item);
+    return;
+  }
+  const params = new URLSearchParams({ customer_id: transaction.customer_id, limit: "20" });
+  const answer = await api(`transactions?${params}`).catch(showProblem);
+  for (const other of answer?.json.data || []) {
+    const item = document.createElement("li");
+    item.textContent = `${time(other.timestamp)}: ${other.transaction_id}, ${other.amount} ${other.currency}, ${other.payment_fingerprint || "no fingerprint"}, ${other.decision}`;
+    list.append(item);
+  }
+}
+
+async function review(event) {
+  event.preventDefault();
+  const status = event.submitter?.value || "acknowledged";
+  await sendReview(status);
+}
+
+async function sendReview(status) {
+  const form = $("#review-form");
+  const body = { status };
+  const verdict = form.elements.verdict.value;
+  const note = form.elements.note.value.trim();
+  if (verdict && status !== "open") body.verdict = verdict;
+  if (note) body.note = note;
+  try {
+    const answer = await api(`alerts/${encodeURIComponent(state.alert.alert_id)}/review`, {
+      method: "POST",
+      body,
+      headers: state.etag ? { "if-match": state.etag } : {},
+    });
+    state.alert = answer.json;
+    state.etag = answer.etag;
+    form.elements.note.value = "";
+    showProblem(null);
+    renderAlert(state.alert);
+  } catch (error) {
+    showProblem(error);
+    if (error.status === 412 && error.problem?.current) {
+      state.alert = error.problem.current;
+      state.etag = `"${error.problem.current.review.version}"`;
+      renderAlert(state.alert);
+    }
+  }
+}
+
+// ---- transactions --------------------------------------------------------------------------
+
+async function loadTransactions({ more = false } = {}) {
+  const cursor = more ? state.transactionCursor : null;
+  let page;
+  try {
+    ({ json: page } = await api(`transactions?${query($("#transaction-filters"), { limit: "50", cursor })}`));
+  } catch (error) {
+    return showProblem(error);
+  }
+  showProblem(null);
+  const body = $("#transaction-list tbody");
+  if (!more) body.replaceChildren();
+  for (const transaction of page.data) {
+    const row = document.createElement("tr");
+    row.tabIndex = 0;
+    cell(row, time(transaction.timestamp));
+    cell(row, transaction.transaction_id);
+    cell(row, `${transaction.amount} ${transaction.currency}`);
+    cell(row, transaction.type);
+    cell(row, transaction.customer_id);
+    cell(row, transaction.decision);
+    const open = () => openTransaction(transaction);
+    row.addEventListener("click", open);
+    row.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") open();
+    });
+    body.append(row);
+  }
+  state.transactionCursor = page.next_cursor;
+  $("#transactions-more").hidden = !page.has_more;
+  $("#transactions-empty").hidden = body.children.length > 0;
+}
+
+function openTransaction(transaction) {
+  $("#transactions").hidden = true;
+  $("#transaction").hidden = false;
+  $("#transaction-title").textContent = `Transaction ${transaction.transaction_id}`;
+  renderTransaction($("#transaction-facts"), transaction);
+  const list = $("#transaction-alerts");
+  list.replaceChildren();
+  for (const alert of transaction.alerts) {
+    const item = document.createElement("li");
+    item.textContent = `${alert.rule} (${alert.action}): ${alert.reason}; ${alert.review_status}${alert.verdict ? `, ${alert.verdict}` : ""}`;
+    list.append(item);
+  }
+  if (!transaction.alerts.length) list.append(Object.assign(document.createElement("li"), { textContent: "None: allowed." }));
+  $("#transaction .back").focus();
+}
+
+// ---- keyboard ------------------------------------------------------------------------------
+
+function keyboard(event) {
+  if (event.target.closest("input, textarea, select")) return;
+  if (!$("#alert").hidden && (event.key === "a" || event.key === "r")) {
+    event.preventDefault();
+    sendReview(event.key === "a" ? "acknowledged" : "resolved");
+  } else if (!$("#inbox").hidden && (event.key === "j" || event.key === "k")) {
+    const rows = [...document.querySelectorAll("#alerts tbody tr")];
+    if (!rows.length) return;
+    const at = rows.indexOf(document.activeElement);
+    const next = event.key === "j" ? Math.min(at + 1, rows.length - 1) : Math.max(at - 1, 0);
+    rows[next].focus();
+  } else if (event.key === "Escape" && !$("#alert").hidden) {
+    back("inbox");
+  }
+}
+
+function back(page) {
+  $("#alert").hidden = true;
+  $("#transaction").hidden = true;
+  $(`#${page}`).hidden = false;
+  if (page === "inbox") loadAlerts();
+}
+
+// ---- wiring --------------------------------------------------------------------------------
+
+$("#sign-in-form").addEventListener("submit", signIn);
+$("#sign-out").addEventListener("click", () => signOut());
+$("#inbox-filters").addEventListener("submit", (event) => {
+  event.preventDefault();
+  loadAlerts();
+});
+$("#transaction-filters").addEventListener("submit", (event) => {
+  event.preventDefault();
+  loadTransactions();
+});
+$("#alerts-more").addEventListener("click", () => loadAlerts({ more: true }));
+$("#transactions-more").addEventListener("click", () => loadTransactions({ more: true }));
+$("#review-form").addEventListener("submit", review);
+for (const button of document.querySelectorAll("[data-back]")) {
+  button.addEventListener("click", () => back(button.dataset.back));
+}
+window.addEventListener("hashchange", route);
+document.addEventListener("keydown", keyboard);
+
+if (sessionStorage.getItem(KEY)) start();
+else signOut();
