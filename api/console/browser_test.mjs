@@ -119,6 +119,19 @@ try {
   await page.locator("#transaction-alerts").getByText("amount_exceeds_threshold").waitFor({ timeout: WAIT });
   await shot(page, "transaction");
 
+  // Rules: a candidate backtested on the shop's history, its per-rule result and its diff.
+  await page.getByRole("link", { name: "Rules" }).click();
+  const rules = page.locator("#backtest-form").getByLabel("Rules file (TOML)");
+  await rules.fill('[[rule]]\nname = "over_2000"\nkind = "threshold"\nabove = "2000"\n');
+  await page.getByRole("button", { name: "Run the backtest" }).click();
+  await page.locator("#backtest-rules tbody tr", { hasText: "over_2000" }).getByText(id).waitFor({ timeout: WAIT });
+  await page.locator("#backtest-changes").getByText(`added: over_2000 on ${id}`).waitFor({ timeout: WAIT });
+  await page.locator("#backtest-changes").getByText(`dropped: amount_exceeds_threshold on ${id}`).waitFor({ timeout: WAIT });
+  await shot(page, "rules");
+  await rules.fill('[[rule]]\nname = "broken"\nkind = "threshold"\n');
+  await page.getByRole("button", { name: "Run the backtest" }).click();
+  await page.locator("#problem").getByText("422").waitFor({ timeout: WAIT });
+
   // A phone's width still reads.
   await page.setViewportSize({ width: 390, height: 800 });
   await shot(page, "transaction-phone");

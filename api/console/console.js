@@ -22,11 +22,15 @@ class ApiProblem extends Error {
   }
 }
 
-async function api(path, { method = "GET", body, headers = {}, key = sessionStorage.getItem(KEY) } = {}) {
+/// A call to the API with the shop's key: `body` goes as JSON, `text` as plain text.
+async function api(path, { method = "GET", body, text, headers = {}, key = sessionStorage.getItem(KEY) } = {}) {
   const init = { method, headers: { ...headers, authorization: `Bearer ${key}` }, cache: "no-store" };
   if (body !== undefined) {
     init.body = JSON.stringify(body);
     init.headers["content-type"] = "application/json";
+  } else if (text !== undefined) {
+    init.body = text;
+    init.headers["content-type"] = "text/plain";
   }
   let response;
   try {
@@ -34,8 +38,8 @@ async function api(path, { method = "GET", body, headers = {}, key = sessionStor
   } catch {
     throw new ApiProblem(0, { detail: "the API could not be reached" });
   }
-  const text = await response.text();
-  const json = text ? safeJson(text) : null;
+  const answer = await response.text();
+  const json = answer ? safeJson(answer) : null;
   if (!response.ok) {
     throw new ApiProblem(response.status, json, response.headers.get("retry-after"));
   }
@@ -100,10 +104,12 @@ function signOut(clearProblem = true) {
   sessionStorage.removeItem(KEY);
   clearInterval(state.timer);
   state.timer = null;
-  for (const id of ["#inbox", "#alert", "#transactions", "#transaction", "#nav", "#sign-out"]) $(id).hidden = true;
+  for (const id of ["#inbox", "#alert", "#transactions", "#transaction", "#rules", "#backtest-result", "#nav", "#sign-out"]) {
+    $(id).hidden = true;
+  }
   $("#sign-in").hidden = false;
   // Nothing of this shop's stays in the page for whoever signs in next.
-  for (const shown of document.querySelectorAll("tbody, .facts, #alert-window, #transaction-alerts, #review-history")) {
+  for (const shown of document.querySelectorAll("tbody, .facts, #alert-window, #transaction-alerts, #review-history, #backtest-changes")) {
     shown.replaceChildren();
   }
   for (const form of document.querySelectorAll("form")) form.reset();
@@ -129,13 +135,13 @@ function start() {
 function route() {
   if (!sessionStorage.getItem(KEY)) return signOut();
   const page = (location.hash.slice(1) || "inbox").split("/")[0];
-  state.page = ["inbox", "transactions"].includes(page) ? page : "inbox";
-  for (const id of ["inbox", "alert", "transactions", "transaction"]) $(`#${id}`).hidden = id !== state.page;
+  state.page = ["inbox", "transactions", "rules"].includes(page) ? page : "inbox";
+  for (const id of ["inbox", "alert", "transactions", "transaction", "rules"]) $(`#${id}`).hidden = id !== state.page;
   for (const link of document.querySelectorAll("#nav a")) {
     link.toggleAttribute("aria-current", link.dataset.page === state.page);
   }
   if (state.page === "inbox") loadAlerts();
-  else loadTransactions();
+  else if (state.page === "transactions") loadTransactions();
 }
 
 function refresh() {
@@ -365,6 +371,58 @@ function openTransaction(transaction) {
   $("#transaction .back").focus();
 }
 
+// ---- rules -------------------------------------------------------------------------------
+
+async function backtest(event) {
+  event.preventDefault();
+  const form = $("#backtest-form");
+  const button = form.querySelector("button");
+  const params = new URLSearchParams();
+  for (const name of ["from", "to"]) {
+    const value = form.elements[name].value.trim();
+    if (value) params.set(name, value);
+  }
+  button.disabled = true;
+  button.textContent = "Running…";
+  try {
+    const { json } = await api(`rules/backtest?${params}`, { method: "POST", text: form.elements.rules.value });
+    showProblem(null);
+    renderBacktest(json);
+  } catch (error) {
+    showProblem(error);
+    $("#backtest-result").hidden = true;
+  } finally {
+    button.disabled = false;
+    button.textContent = "Run the backtest";
+  }
+}
+
+function renderBacktest(report) {
+  const changed = report.decisions_changed;
+  $("#backtest-summary").textContent = `${report.transactions} transactions of the period replayed (${report.read} read), rules version ${report.rules_version}; ${changed} would change decision.`;
+  const body = $("#backtest-rules tbody");
+  body.replaceChildren();
+  for (const rule of report.rules) {
+    const row = document.createElement("tr");
+    for (const value of [rule.name, rule.kind, rule.mode, rule.action, rule.fired, rule.reviewed_fraud, rule.reviewed_legitimate, rule.examples.join(", ")]) {
+      cell(row, String(value));
+    }
+    body.append(row);
+  }
+  const diff = report.diff;
+  $("#backtest-diff").textContent = `${diff.added} alerts added, ${diff.dropped} dropped, ${diff.unchanged} unchanged.`;
+  const changes = $("#backtest-changes");
+  changes.replaceChildren();
+  for (const [sign, hits] of [["added", diff.added_examples], ["dropped", diff.dropped_examples]]) {
+    for (const hit of hits) {
+      const item = document.createElement("li");
+      item.textContent = `${sign}: ${hit.rule} on ${hit.transaction_id}`;
+      changes.append(item);
+    }
+  }
+  $("#backtest-result").hidden = false;
+}
+
 // ---- keyboard ------------------------------------------------------------------------------
 
 function keyboard(event) {
@@ -405,6 +463,7 @@ $("#transaction-filters").addEventListener("submit", (event) => {
 $("#alerts-more").addEventListener("click", () => loadAlerts({ more: true }));
 $("#transactions-more").addEventListener("click", () => loadTransactions({ more: true }));
 $("#review-form").addEventListener("submit", review);
+$("#backtest-form").addEventListener("submit", backtest);
 for (const button of document.querySelectorAll("[data-back]")) {
   button.addEventListener("click", () => back(button.dataset.back));
 }
