@@ -15,7 +15,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::ApiError;
 use crate::openapi::ApiDoc;
-use crate::routes::{alerts, batch, lists, ops, rules, transactions, webhooks};
+use crate::routes::{alerts, batch, lists, ops, rules, stats, transactions, webhooks};
 use crate::state::AppState;
 use crate::{access_log, console, ingest};
 
@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
             get(webhooks::deliveries),
         )
         .route("/rules/backtest", post(rules::backtest))
+        .route("/stats", get(stats::overview))
         .route("/lists/{name}", get(lists::page))
         .route(
             "/lists/{name}/items/{value}",

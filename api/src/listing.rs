@@ -307,6 +307,32 @@ pub fn parse_period(query: &str) -> Result<Period, ApiError> {
     }
 }
 
+/// `minutes` of `GET /stats`: how many whole minutes, up to the current one (60 by default).
+pub fn parse_stats_minutes(query: &str) -> Result<u32, ApiError> {
+    let mut errors = Vec::new();
+    let given = given_parameters(query, &["minutes"], &mut errors);
+    let mut read = Reader {
+        given: &given,
+        errors: &mut errors,
+    };
+    let max = infra::domain::stats::MAX_MINUTES;
+    let minutes = read.parse(
+        "minutes",
+        |text| {
+            let minutes: u32 = text.parse().ok()?;
+            (1..=max).contains(&minutes).then_some(minutes)
+        },
+        &format!("must be a whole number from 1 to {max}"),
+    );
+    if errors.is_empty() {
+        Ok(minutes.unwrap_or(DEFAULT_STATS_MINUTES))
+    } else {
+        Err(ApiError::InvalidParameters(errors))
+    }
+}
+
+pub const DEFAULT_STATS_MINUTES: u32 = 60;
+
 /// `limit` and `cursor` of a shop's list (`GET /lists/{name}`): the cursor is the last value
 /// of the page before, base64url, as `next_cursor` gave it.
 pub fn parse_list_page(query: &str) -> Result<(usize, Option<String>), ApiError> {

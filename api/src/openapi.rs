@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::Problem;
-use crate::routes::{alerts, batch, lists, ops, rules, transactions, webhooks};
+use crate::routes::{alerts, batch, lists, ops, rules, stats, transactions, webhooks};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -36,6 +36,7 @@ use crate::routes::{alerts, batch, lists, ops, rules, transactions, webhooks};
         lists::add,
         lists::remove,
         lists::page,
+        stats::overview,
         ops::health,
     ),
     components(schemas(Problem, infra::domain::FieldError, infra::domain::AlertFilter)),
@@ -45,6 +46,7 @@ use crate::routes::{alerts, batch, lists, ops, rules, transactions, webhooks};
         (name = "alerts", description = "The shop's alert inbox: list, read and review alerts (API key needed)"),
         (name = "rules", description = "Candidate alert rules tried on the shop's history before they go live (API key needed)"),
         (name = "lists", description = "The shop's named lists (blocked customers, cards, emails) that `list` rules look transactions up in (API key needed)"),
+        (name = "stats", description = "The shop's recent figures, per minute, for its overview (API key needed)"),
         (name = "webhooks", description = "Signed deliveries of the shop's alert events to its own systems (API key needed)"),
         (name = "operations", description = "Health (no key)"),
     )

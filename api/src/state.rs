@@ -10,7 +10,8 @@ use tokio::time::Instant;
 use axum::extract::FromRef;
 use infra::adapters::breaker::BreakerQueue;
 use infra::ports::{
-    AlertInbox, ListAdmin, ListMembership, Producer, RecordReader, ShopStore, WebhookRegistry,
+    AlertInbox, History, ListAdmin, ListMembership, Producer, RecordReader, ShopStore,
+    WebhookRegistry,
 };
 
 use crate::auth::KeyRing;
@@ -25,6 +26,8 @@ pub struct AppState {
     pub queue: Arc<dyn Producer>,
     pub store: Arc<dyn RecordReader>,
     pub alerts: Arc<dyn AlertInbox>,
+    /// The shop's recent records, for its overview (`GET /stats`).
+    pub history: Arc<dyn History>,
     pub keys: Arc<KeyRing>,
     pub cursor_key: CursorKey,
     pub readiness: Readiness,
@@ -85,6 +88,7 @@ impl AppState {
                 max_transactions: infra::backtest::DEFAULT_MAX_TRANSACTIONS,
             },
             alerts: store.clone(),
+            history: store.clone(),
             store,
             keys: Arc::new(keys),
             cursor_key,

@@ -12,6 +12,7 @@ pub mod parse;
 pub mod record;
 pub mod rfc3339;
 pub mod rules;
+pub mod stats;
 pub mod transaction;
 pub mod webhooks;
 
