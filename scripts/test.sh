@@ -34,8 +34,8 @@ if [ ! -x /usr/bin/chromium ]; then
   export DEBIAN_FRONTEND=noninteractive
   as_root apt-get install -y -q chromium || { as_root apt-get update -q && as_root apt-get install -y -q chromium; }
 fi
-if [ ! -d api/console/node_modules/playwright-core ]; then
-  step "installing playwright-core for the console's browser test"
+if [ ! -d api/console/node_modules/playwright-core ] || [ ! -d api/console/node_modules/uplot ]; then
+  step "installing playwright-core and uplot for the console's tests"
   npm ci --prefix api/console --no-audit --no-fund
 fi
 

@@ -68,9 +68,14 @@ try {
   // Sign in; the key is in no URL and not in the page.
   await page.getByLabel("API key").fill(SHOP_KEY);
   await page.getByRole("button", { name: "Sign in" }).click();
-  await page.getByRole("heading", { name: "Alert inbox" }).waitFor({ timeout: WAIT });
+  await page.getByRole("heading", { name: "Overview" }).waitFor({ timeout: WAIT });
   assert.ok(!page.url().includes(SHOP_KEY));
   assert.ok(!(await page.content()).includes(SHOP_KEY));
+  // An empty shop's overview explains itself instead of showing empty charts.
+  await page.getByText("nothing to chart yet").waitFor({ timeout: WAIT });
+  await shot(page, "overview-empty");
+  await page.getByRole("link", { name: "Alert inbox" }).click();
+  await page.getByRole("heading", { name: "Alert inbox" }).waitFor({ timeout: WAIT });
 
   // A fresh alert arrives without a reload.
   const id = `console-${Date.now()}`;
@@ -108,6 +113,19 @@ try {
   await page.getByText("Someone else reviewed this alert").waitFor({ timeout: WAIT });
   await page.locator("#review-history").getByText("reopened elsewhere").waitFor({ timeout: WAIT });
 
+  // The overview: the figures, the open alert by rule, and a chart that updates without a reload.
+  await page.getByRole("link", { name: "Overview" }).click();
+  await page.getByText("Last 60 minutes: 1 accepted, 1 stored, 1 alerted.").waitFor({ timeout: WAIT });
+  await page.locator("#open-alerts tbody tr", { hasText: "amount_exceeds_threshold" }).getByText("1").waitFor({ timeout: WAIT });
+  await page.locator("#rates-chart canvas").waitFor({ timeout: WAIT });
+  const small = await api("/transactions", SHOP_KEY, {
+    method: "POST",
+    body: JSON.stringify({ transaction_id: `${id}-small`, amount: "5.00", currency: "USD", timestamp: new Date().toISOString() }),
+  });
+  assert.equal(small.status, 202);
+  await page.getByText("Last 60 minutes: 2 accepted, 2 stored, 1 alerted.").waitFor({ timeout: WAIT });
+  await shot(page, "overview");
+
   // Transactions: the search finds it, and its detail has the alert and the decision.
   await page.getByRole("link", { name: "Transactions" }).click();
   await page.getByLabel("Customer").fill("cust-console");
@@ -142,6 +160,7 @@ try {
   assert.equal(await page.evaluate(() => sessionStorage.length), 0);
   await page.getByLabel("API key").fill(OTHER_KEY);
   await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByText("nothing to chart yet").waitFor({ timeout: WAIT });
   await page.goto(`${CONSOLE}#inbox`);
   await page.getByRole("heading", { name: "Alert inbox" }).waitFor({ timeout: WAIT });
   await page.locator("#alerts-empty").waitFor({ timeout: WAIT });

@@ -9,6 +9,7 @@ const API = new URL("../", document.baseURI);
 
 const $ = (selector) => document.querySelector(selector);
 
+const PAGES = ["overview", "inbox", "transactions", "rules"];
 const state = { page: null, alert: null, etag: null, transactionCursor: null, alertsCursor: null, timer: null, selected: -1 };
 
 // ---- talking to the API ----------------------------------------------------------------
@@ -104,7 +105,7 @@ function signOut(clearProblem = true) {
   sessionStorage.removeItem(KEY);
   clearInterval(state.timer);
   state.timer = null;
-  for (const id of ["#inbox", "#alert", "#transactions", "#transaction", "#rules", "#backtest-result", "#nav", "#sign-out"]) {
+  for (const id of [...PAGES.map((page) => `#${page}`), "#alert", "#transaction", "#backtest-result", "#nav", "#sign-out"]) {
     $(id).hidden = true;
   }
   $("#sign-in").hidden = false;
@@ -117,6 +118,11 @@ function signOut(clearProblem = true) {
   $("#transaction-title").textContent = "Transaction";
   state.alert = null;
   state.etag = null;
+  state.chart?.destroy();
+  state.chart = null;
+  $("#overview-totals").textContent = "";
+  // The next to sign in starts on the overview, not on the page this one left.
+  history.replaceState(null, "", location.pathname + location.search);
   if (clearProblem) showProblem(null);
   $("#key").focus();
 }
@@ -134,18 +140,20 @@ function start() {
 
 function route() {
   if (!sessionStorage.getItem(KEY)) return signOut();
-  const page = (location.hash.slice(1) || "inbox").split("/")[0];
-  state.page = ["inbox", "transactions", "rules"].includes(page) ? page : "inbox";
-  for (const id of ["inbox", "alert", "transactions", "transaction", "rules"]) $(`#${id}`).hidden = id !== state.page;
+  const page = (location.hash.slice(1) || "overview").split("/")[0];
+  state.page = PAGES.includes(page) ? page : "overview";
+  for (const id of [...PAGES, "alert", "transaction"]) $(`#${id}`).hidden = id !== state.page;
   for (const link of document.querySelectorAll("#nav a")) {
     link.toggleAttribute("aria-current", link.dataset.page === state.page);
   }
-  if (state.page === "inbox") loadAlerts();
+  if (state.page === "overview") loadOverview();
+  else if (state.page === "inbox") loadAlerts();
   else if (state.page === "transactions") loadTransactions();
 }
 
 function refresh() {
   if (state.page === "inbox" && !$("#inbox").hidden) loadAlerts({ quiet: true });
+  if (state.page === "overview") loadOverview({ quiet: true });
 }
 
 function query(form, extra = {}) {
@@ -164,6 +172,68 @@ function cell(row, text) {
 
 function time(text) {
   return text ? new Date(text).toLocaleString() : "";
+}
+
+// ---- the overview --------------------------------------------------------------------------
+
+async function loadOverview({ quiet = false } = {}) {
+  let stats;
+  try {
+    ({ json: stats } = await api("stats?minutes=60"));
+  } catch (error) {
+    if (!quiet || error.status === 401) showProblem(error);
+    return;
+  }
+  if (!quiet) showProblem(null);
+  const sum = (field) => stats.minutes.reduce((total, minute) => total + minute[field], 0);
+  const [accepted, stored, alerted] = ["accepted", "stored", "alerted"].map(sum);
+  $("#overview-totals").textContent = `Last 60 minutes: ${accepted} accepted, ${stored} stored, ${alerted} alerted.`;
+  const empty = accepted + stored === 0;
+  $("#overview-empty").hidden = !empty;
+  $("#overview-charts").hidden = empty;
+  facts($("#overview-lag"), [
+    ["Lag p50", stats.lag.p50_ms === null ? "none yet" : `${stats.lag.p50_ms} ms`],
+    ["Lag p99", stats.lag.p99_ms === null ? "none yet" : `${stats.lag.p99_ms} ms`],
+    ["Measured over", `${stats.lag.transactions} stored transactions`],
+  ]);
+  const body = $("#open-alerts tbody");
+  body.replaceChildren();
+  for (const [rule, count] of Object.entries(stats.open_alerts.by_rule)) {
+    const row = document.createElement("tr");
+    cell(row, rule);
+    cell(row, String(count));
+    body.append(row);
+  }
+  if (!body.children.length) {
+    const row = document.createElement("tr");
+    cell(row, "No open alert.").colSpan = 2;
+    body.append(row);
+  }
+  if (!empty) chart(stats);
+}
+
+/// The per-minute rates, drawn by uPlot (vendored, see api/console/package.json); updated in
+/// place, without a reload.
+function chart(stats) {
+  const data = [
+    stats.minutes.map((minute) => Date.parse(minute.minute) / 1000),
+    ...["accepted", "stored", "alerted"].map((field) => stats.minutes.map((minute) => minute[field])),
+  ];
+  if (state.chart) return state.chart.setData(data);
+  const box = $("#rates-chart");
+  const width = () => Math.max(280, Math.min(box.parentElement.clientWidth, 1000));
+  state.chart = new uPlot({
+    width: width(),
+    height: 260,
+    series: [
+      {},
+      { label: "accepted", stroke: "#2458b3", width: 2 },
+      { label: "stored", stroke: "#2e8540", width: 2, dash: [6, 4] },
+      { label: "alerted", stroke: "#a8201a", width: 2 },
+    ],
+    axes: [{}, { label: "per minute" }],
+  }, data, box);
+  window.addEventListener("resize", () => state.chart?.setSize({ width: width(), height: 260 }));
 }
 
 // ---- the alert inbox -----------------------------------------------------------------------

@@ -2,8 +2,9 @@
 //! locally and behind API Gateway. It is only a client of the public API, signed in with the
 //! shop's key as any client is: it adds no endpoint and no rights.
 //!
-//! The files are plain HTML, CSS and JavaScript, with no build step and nothing fetched from
-//! elsewhere, so the Content-Security-Policy can allow this origin's scripts and nothing else.
+//! The files are plain HTML, CSS and JavaScript, with no build step, and a vendored chart
+//! library; nothing is fetched from elsewhere, so the Content-Security-Policy can allow this
+//! origin's scripts and nothing else.
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
@@ -19,6 +20,10 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 const INDEX: &str = include_str!("../console/index.html");
 const SCRIPT: &str = include_str!("../console/console.js");
 const STYLE: &str = include_str!("../console/console.css");
+/// uPlot, a small chart library of the field (MIT, no dependencies), as published on npm at
+/// the version `api/console/package.json` pins; a test checks these are its files.
+const CHARTS_SCRIPT: &str = include_str!("../console/vendor/uplot/uPlot.iife.min.js");
+const CHARTS_STYLE: &str = include_str!("../console/vendor/uplot/uPlot.min.css");
 
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
@@ -38,6 +43,14 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/console/console.css",
             get(|| async { file(STYLE, "text/css; charset=utf-8") }),
+        )
+        .route(
+            "/console/vendor/uplot/uPlot.iife.min.js",
+            get(|| async { file(CHARTS_SCRIPT, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/console/vendor/uplot/uPlot.min.css",
+            get(|| async { file(CHARTS_STYLE, "text/css; charset=utf-8") }),
         )
 }
 

@@ -42,6 +42,8 @@ async fn the_console_is_served_with_its_policy_and_without_the_api_key() {
         ("", "text/html"),
         ("console.js", "text/javascript"),
         ("console.css", "text/css"),
+        ("vendor/uplot/uPlot.iife.min.js", "text/javascript"),
+        ("vendor/uplot/uPlot.min.css", "text/css"),
     ] {
         let answer = server
             .http
@@ -60,6 +62,9 @@ async fn the_console_is_served_with_its_policy_and_without_the_api_key() {
         assert_eq!(headers["content-security-policy"], CONTENT_SECURITY_POLICY);
         assert_eq!(headers["x-content-type-options"], "nosniff");
         let body = answer.text().await.expect("body");
+        if file.starts_with("vendor/") {
+            continue;
+        }
         // Nothing inline and nothing from elsewhere: the policy would refuse it anyway.
         assert!(
             !body.contains("<script>") && !body.contains(" style="),
@@ -71,6 +76,29 @@ async fn the_console_is_served_with_its_policy_and_without_the_api_key() {
         );
     }
     assert!(!CONTENT_SECURITY_POLICY.contains("unsafe"));
+}
+
+/// The vendored chart library is the one npm gives for the version `package.json` pins (and
+/// `package-lock.json` checksums).
+#[test]
+fn the_vendored_chart_library_is_the_published_one() {
+    let console = Path::new(env!("CARGO_MANIFEST_DIR")).join("console");
+    let published = console.join("node_modules/uplot");
+    assert!(
+        published.is_dir(),
+        "`npm ci` in api/console installs uplot: scripts/test.sh does it"
+    );
+    for (vendored, original) in [
+        ("uPlot.iife.min.js", "dist/uPlot.iife.min.js"),
+        ("uPlot.min.css", "dist/uPlot.min.css"),
+        ("LICENSE", "LICENSE"),
+    ] {
+        let read = |path: std::path::PathBuf| std::fs::read(&path).expect("read");
+        assert!(
+            read(console.join("vendor/uplot").join(vendored)) == read(published.join(original)),
+            "vendor/uplot/{vendored} differs from uplot's {original}"
+        );
+    }
 }
 
 #[tokio::test]
