@@ -6,26 +6,54 @@ const KEY = "console.key";
 const REFRESH_MS = 3000;
 // The API's root, relative to /console/, so that a path prefix (an API Gateway stage) holds.
 const API = new URL("../", document.baseURI);
+const PAGES = ["overview", "inbox", "transactions", "rules"];
+// The overview asks for fewer minutes when a busy shop's hour is more than /stats reads.
+const OVERVIEW_MINUTES = [60, 15, 5];
 
 const $ = (selector) => document.querySelector(selector);
 
-const PAGES = ["overview", "inbox", "transactions", "rules"];
-const state = { page: null, alert: null, etag: null, transactionCursor: null, alertsCursor: null, timer: null, selected: -1 };
+const state = {
+  // The signed-in session: its key, and what aborts its requests when it ends.
+  session: null,
+  page: null,
+  alert: null,
+  etag: null,
+  // A list's cursor goes with the filters it was given for (the API refuses it with others).
+  alerts: { query: "", cursor: null },
+  transactions: { query: "", cursor: null },
+  overviewMinutes: OVERVIEW_MINUTES[0],
+  chart: null,
+  timer: null,
+  refreshing: false,
+  reviewing: false,
+};
 
 // ---- talking to the API ----------------------------------------------------------------
 
 class ApiProblem extends Error {
-  constructor(status, problem, retryAfter) {
+  constructor(status, problem, headers) {
     super(problem?.detail || `HTTP ${status}`);
     this.status = status;
     this.problem = problem;
-    this.retryAfter = retryAfter;
+    this.retryAfter = headers?.get("retry-after");
+    this.etag = headers?.get("etag");
   }
 }
 
-/// A call to the API with the shop's key: `body` goes as JSON, `text` as plain text.
-async function api(path, { method = "GET", body, text, headers = {}, key = sessionStorage.getItem(KEY) } = {}) {
-  const init = { method, headers: { ...headers, authorization: `Bearer ${key}` }, cache: "no-store" };
+// An answer that came back for a session that has ended since: dropped, never shown.
+class Stale extends Error {}
+
+// A call to the API with the session's key (or `key`, to try one): `body` goes as JSON,
+// `text` as plain text. Requests of a session that ends are aborted, and late answers dropped.
+async function api(path, { method = "GET", body, text, headers = {}, key } = {}) {
+  const session = key ? { key, controller: new AbortController() } : state.session;
+  if (!session) throw new Stale();
+  const init = {
+    method,
+    headers: { ...headers, authorization: `Bearer ${session.key}` },
+    cache: "no-store",
+    signal: session.controller.signal,
+  };
   if (body !== undefined) {
     init.body = JSON.stringify(body);
     init.headers["content-type"] = "application/json";
@@ -33,17 +61,19 @@ async function api(path, { method = "GET", body, text, headers = {}, key = sessi
     init.body = text;
     init.headers["content-type"] = "text/plain";
   }
+  const current = () => key || state.session === session;
   let response;
+  let answer;
   try {
     response = await fetch(new URL(path, API), init);
+    answer = await response.text();
   } catch {
+    if (!current()) throw new Stale();
     throw new ApiProblem(0, { detail: "the API could not be reached" });
   }
-  const answer = await response.text();
+  if (!current()) throw new Stale();
   const json = answer ? safeJson(answer) : null;
-  if (!response.ok) {
-    throw new ApiProblem(response.status, json, response.headers.get("retry-after"));
-  }
+  if (!response.ok) throw new ApiProblem(response.status, json, response.headers);
   return { json, etag: response.headers.get("etag") };
 }
 
@@ -55,7 +85,7 @@ function safeJson(text) {
   }
 }
 
-/// Every failure the API can answer, in words.
+// Every failure the API can answer, in words.
 function describe(error) {
   if (!(error instanceof ApiProblem)) return `Something went wrong: ${error.message}`;
   const detail = error.problem?.detail ? ` (${error.problem.detail})` : "";
@@ -75,6 +105,7 @@ function describe(error) {
 }
 
 function showProblem(error) {
+  if (error instanceof Stale) return;
   const box = $("#problem");
   box.textContent = error ? describe(error) : "";
   box.hidden = !error;
@@ -98,14 +129,16 @@ async function signIn(event) {
   }
   sessionStorage.setItem(KEY, key);
   showProblem(null);
-  start();
+  start(key);
 }
 
 function signOut(clearProblem = true) {
+  state.session?.controller.abort();
+  state.session = null;
   sessionStorage.removeItem(KEY);
   clearInterval(state.timer);
   state.timer = null;
-  for (const id of [...PAGES.map((page) => `#${page}`), "#alert", "#transaction", "#backtest-result", "#nav", "#sign-out"]) {
+  for (const id of [...PAGES.map((page) => `#${page}`), "#alert", "#transaction", "#backtest-result", "#nav", "#sign-out", "#alerts-more", "#transactions-more"]) {
     $(id).hidden = true;
   }
   $("#sign-in").hidden = false;
@@ -113,21 +146,27 @@ function signOut(clearProblem = true) {
   for (const shown of document.querySelectorAll("tbody, .facts, #alert-window, #transaction-alerts, #review-history, #backtest-changes")) {
     shown.replaceChildren();
   }
+  for (const text of ["#overview-totals", "#backtest-summary", "#backtest-diff"]) $(text).textContent = "";
   for (const form of document.querySelectorAll("form")) form.reset();
   $("#alert-title").textContent = "Alert";
   $("#transaction-title").textContent = "Transaction";
-  state.alert = null;
-  state.etag = null;
+  Object.assign(state, {
+    alert: null,
+    etag: null,
+    alerts: { query: "", cursor: null },
+    transactions: { query: "", cursor: null },
+    overviewMinutes: OVERVIEW_MINUTES[0],
+  });
   state.chart?.destroy();
   state.chart = null;
-  $("#overview-totals").textContent = "";
   // The next to sign in starts on the overview, not on the page this one left.
   history.replaceState(null, "", location.pathname + location.search);
   if (clearProblem) showProblem(null);
   $("#key").focus();
 }
 
-function start() {
+function start(key) {
+  state.session = { key, controller: new AbortController() };
   $("#sign-in").hidden = true;
   $("#nav").hidden = false;
   $("#sign-out").hidden = false;
@@ -139,7 +178,7 @@ function start() {
 // ---- pages ---------------------------------------------------------------------------------
 
 function route() {
-  if (!sessionStorage.getItem(KEY)) return signOut();
+  if (!state.session) return signOut();
   const page = (location.hash.slice(1) || "overview").split("/")[0];
   state.page = PAGES.includes(page) ? page : "overview";
   for (const id of [...PAGES, "alert", "transaction"]) $(`#${id}`).hidden = id !== state.page;
@@ -151,15 +190,30 @@ function route() {
   else if (state.page === "transactions") loadTransactions();
 }
 
-function refresh() {
-  if (state.page === "inbox" && !$("#inbox").hidden) loadAlerts({ quiet: true });
-  if (state.page === "overview") loadOverview({ quiet: true });
+// Live pages are read again every few seconds: one read at a time, none while the tab is
+// hidden, and the inbox only while its first page is what is shown.
+async function refresh() {
+  if (state.refreshing || document.hidden || !state.session) return;
+  state.refreshing = true;
+  try {
+    if (state.page === "overview" && !$("#overview").hidden) await loadOverview();
+    if (state.page === "inbox" && !$("#inbox").hidden && !state.alerts.more) await loadAlerts({ refresh: true });
+  } finally {
+    state.refreshing = false;
+  }
 }
 
-function query(form, extra = {}) {
+// The submitted filters of a form, as a query string.
+function filters(form) {
   const params = new URLSearchParams();
   for (const [name, value] of new FormData(form)) if (String(value).trim()) params.set(name, String(value).trim());
-  for (const [name, value] of Object.entries(extra)) if (value) params.set(name, value);
+  return params;
+}
+
+function withPage(query, cursor) {
+  const params = new URLSearchParams(query);
+  params.set("limit", "50");
+  if (cursor) params.set("cursor", cursor);
   return params.toString();
 }
 
@@ -174,20 +228,46 @@ function time(text) {
   return text ? new Date(text).toLocaleString() : "";
 }
 
+function facts(list, entries) {
+  list.replaceChildren();
+  for (const [term, value] of entries) {
+    if (value === undefined || value === null || value === "") continue;
+    const dt = document.createElement("dt");
+    dt.textContent = term;
+    const dd = document.createElement("dd");
+    dd.textContent = typeof value === "object" ? JSON.stringify(value) : String(value);
+    list.append(dt, dd);
+  }
+}
+
+function listItem(list, text) {
+  const item = document.createElement("li");
+  item.textContent = text;
+  list.append(item);
+}
+
 // ---- the overview --------------------------------------------------------------------------
 
-async function loadOverview({ quiet = false } = {}) {
+async function loadOverview() {
   let stats;
   try {
-    ({ json: stats } = await api("stats?minutes=60"));
+    ({ json: stats } = await api(`stats?minutes=${state.overviewMinutes}`));
   } catch (error) {
-    if (!quiet || error.status === 401) showProblem(error);
-    return;
+    const tooMany = error.problem?.errors?.some((e) => e.code === "too_many_transactions");
+    const fewer = OVERVIEW_MINUTES.find((minutes) => minutes < state.overviewMinutes);
+    if (tooMany && fewer) {
+      state.overviewMinutes = fewer;
+      state.chart?.destroy();
+      state.chart = null;
+      return loadOverview();
+    }
+    return showProblem(error);
   }
-  if (!quiet) showProblem(null);
+  showProblem(null);
   const sum = (field) => stats.minutes.reduce((total, minute) => total + minute[field], 0);
   const [accepted, stored, alerted] = ["accepted", "stored", "alerted"].map(sum);
-  $("#overview-totals").textContent = `Last 60 minutes: ${accepted} accepted, ${stored} stored, ${alerted} alerted.`;
+  const minutes = state.overviewMinutes;
+  $("#overview-totals").textContent = `Last ${minutes} minutes: ${accepted} accepted, ${stored} stored, ${alerted} alerted (updated ${new Date().toLocaleTimeString()}).`;
   const empty = accepted + stored === 0;
   $("#overview-empty").hidden = !empty;
   $("#overview-charts").hidden = empty;
@@ -212,18 +292,16 @@ async function loadOverview({ quiet = false } = {}) {
   if (!empty) chart(stats);
 }
 
-/// The per-minute rates, drawn by uPlot (vendored, see api/console/package.json); updated in
-/// place, without a reload.
+// The per-minute rates, drawn by uPlot (vendored, see api/console/package.json) and updated
+// in place, without a reload.
 function chart(stats) {
   const data = [
     stats.minutes.map((minute) => Date.parse(minute.minute) / 1000),
     ...["accepted", "stored", "alerted"].map((field) => stats.minutes.map((minute) => minute[field])),
   ];
   if (state.chart) return state.chart.setData(data);
-  const box = $("#rates-chart");
-  const width = () => Math.max(280, Math.min(box.parentElement.clientWidth, 1000));
   state.chart = new uPlot({
-    width: width(),
+    width: chartWidth(),
     height: 260,
     series: [
       {},
@@ -232,23 +310,27 @@ function chart(stats) {
       { label: "alerted", stroke: "#a8201a", width: 2 },
     ],
     axes: [{}, { label: "per minute" }],
-  }, data, box);
-  window.addEventListener("resize", () => state.chart?.setSize({ width: width(), height: 260 }));
+  }, data, $("#rates-chart"));
+}
+
+function chartWidth() {
+  return Math.max(280, Math.min($("#rates-chart").parentElement.clientWidth, 1000));
 }
 
 // ---- the alert inbox -----------------------------------------------------------------------
 
-async function loadAlerts({ more = false, quiet = false } = {}) {
-  const cursor = more ? state.alertsCursor : null;
+async function loadAlerts({ more = false, refresh = false } = {}) {
+  const list = state.alerts;
+  if (!more && !refresh) list.query = filters($("#inbox-filters")).toString();
   let page;
   try {
-    ({ json: page } = await api(`alerts?${query($("#inbox-filters"), { limit: "50", cursor })}`));
+    ({ json: page } = await api(`alerts?${withPage(list.query, more ? list.cursor : null)}`));
   } catch (error) {
-    if (!quiet || error.status === 401) showProblem(error);
-    return;
+    return showProblem(error);
   }
-  if (!quiet) showProblem(null);
+  showProblem(null);
   const body = $("#alerts tbody");
+  const focused = document.activeElement?.dataset?.alertId;
   if (!more) body.replaceChildren();
   for (const alert of page.data) {
     const row = document.createElement("tr");
@@ -264,8 +346,11 @@ async function loadAlerts({ more = false, quiet = false } = {}) {
       if (event.key === "Enter") openAlert(alert.alert_id);
     });
     body.append(row);
+    // A refresh keeps the keyboard's place.
+    if (alert.alert_id === focused) row.focus();
   }
-  state.alertsCursor = page.next_cursor;
+  list.cursor = page.next_cursor;
+  list.more = more || list.more && refresh;
   $("#alerts-more").hidden = !page.has_more;
   $("#alerts-empty").hidden = body.children.length > 0;
 }
@@ -285,21 +370,18 @@ async function openAlert(alertId) {
   $("#alert").hidden = false;
   renderAlert(alert);
   $("#review-form select").focus();
-  const transaction = await api(`transactions/${encodeURIComponent(alert.transaction_id)}`).catch(showProblem);
-  if (transaction) renderTransaction($("#alert-transaction"), transaction.json);
-  renderWindow(transaction?.json);
-}
-
-function facts(list, entries) {
-  list.replaceChildren();
-  for (const [term, value] of entries) {
-    if (value === undefined || value === null || value === "") continue;
-    const dt = document.createElement("dt");
-    dt.textContent = term;
-    const dd = document.createElement("dd");
-    dd.textContent = typeof value === "object" ? JSON.stringify(value) : String(value);
-    list.append(dt, dd);
+  $("#alert-transaction").replaceChildren();
+  $("#alert-window").replaceChildren();
+  let transaction;
+  try {
+    ({ json: transaction } = await api(`transactions/${encodeURIComponent(alert.transaction_id)}`));
+  } catch (error) {
+    showProblem(error);
+    if (!(error instanceof Stale)) listItem($("#alert-window"), "The transaction could not be read.");
+    return;
   }
+  renderTransaction($("#alert-transaction"), transaction);
+  await renderWindow(transaction);
 }
 
 function renderAlert(alert) {
@@ -316,11 +398,8 @@ function renderAlert(alert) {
   const history = $("#review-history");
   history.replaceChildren();
   for (const entry of alert.review.history) {
-    const item = document.createElement("li");
-    item.textContent = `${time(entry.at)}: ${entry.status}${entry.verdict ? `, ${entry.verdict}` : ""} by ${entry.by}${entry.note ? `: ${entry.note}` : ""}`;
-    history.append(item);
+    listItem(history, `${time(entry.at)}: ${entry.status}${entry.verdict ? `, ${entry.verdict}` : ""} by ${entry.by}${entry.note ? `: ${entry.note}` : ""}`);
   }
-  $("#review-form [name=verdict]").value = alert.review.verdict || "";
 }
 
 function renderTransaction(list, transaction) {
@@ -339,42 +418,42 @@ function renderTransaction(list, transaction) {
   ]);
 }
 
+// The customer's other transactions, newest first: what a windowed rule counted.
 async function renderWindow(transaction) {
   const list = $("#alert-window");
-  list.replaceChildren();
-  if (!transaction?.customer_id) {
-    const item = document.createElement("li");
-    item.textContent = "The transaction names no customer.";
-    list.append(item);
-    return;
-  }
+  if (!transaction.customer_id) return listItem(list, "The transaction names no customer.");
   const params = new URLSearchParams({ customer_id: transaction.customer_id, limit: "20" });
-  const answer = await api(`transactions?${params}`).catch(showProblem);
-  for (const other of answer?.json.data || []) {
-    const item = document.createElement("li");
-    item.textContent = `${time(other.timestamp)}: ${other.transaction_id}, ${other.amount} ${other.currency}, ${other.payment_fingerprint || "no fingerprint"}, ${other.decision}`;
-    list.append(item);
+  let page;
+  try {
+    ({ json: page } = await api(`transactions?${params}`));
+  } catch (error) {
+    return showProblem(error);
+  }
+  for (const other of page.data) {
+    listItem(list, `${time(other.timestamp)}: ${other.transaction_id}, ${other.amount} ${other.currency}, ${other.payment_fingerprint || "no fingerprint"}, ${other.decision}`);
   }
 }
 
 async function review(event) {
   event.preventDefault();
-  const status = event.submitter?.value || "acknowledged";
-  await sendReview(status);
+  await sendReview(event.submitter?.value || "acknowledged");
 }
 
 async function sendReview(status) {
+  if (state.reviewing || !state.alert) return;
   const form = $("#review-form");
   const body = { status };
   const verdict = form.elements.verdict.value;
   const note = form.elements.note.value.trim();
   if (verdict && status !== "open") body.verdict = verdict;
   if (note) body.note = note;
+  state.reviewing = true;
   try {
+    // Always on the version shown: a review made elsewhere since is a 412, never overwritten.
     const answer = await api(`alerts/${encodeURIComponent(state.alert.alert_id)}/review`, {
       method: "POST",
       body,
-      headers: state.etag ? { "if-match": state.etag } : {},
+      headers: { "if-match": state.etag || "\"0\"" },
     });
     state.alert = answer.json;
     state.etag = answer.etag;
@@ -385,19 +464,22 @@ async function sendReview(status) {
     showProblem(error);
     if (error.status === 412 && error.problem?.current) {
       state.alert = error.problem.current;
-      state.etag = `"${error.problem.current.review.version}"`;
+      state.etag = error.etag;
       renderAlert(state.alert);
     }
+  } finally {
+    state.reviewing = false;
   }
 }
 
 // ---- transactions --------------------------------------------------------------------------
 
 async function loadTransactions({ more = false } = {}) {
-  const cursor = more ? state.transactionCursor : null;
+  const list = state.transactions;
+  if (!more) list.query = filters($("#transaction-filters")).toString();
   let page;
   try {
-    ({ json: page } = await api(`transactions?${query($("#transaction-filters"), { limit: "50", cursor })}`));
+    ({ json: page } = await api(`transactions?${withPage(list.query, more ? list.cursor : null)}`));
   } catch (error) {
     return showProblem(error);
   }
@@ -420,7 +502,7 @@ async function loadTransactions({ more = false } = {}) {
     });
     body.append(row);
   }
-  state.transactionCursor = page.next_cursor;
+  list.cursor = page.next_cursor;
   $("#transactions-more").hidden = !page.has_more;
   $("#transactions-empty").hidden = body.children.length > 0;
 }
@@ -433,11 +515,9 @@ function openTransaction(transaction) {
   const list = $("#transaction-alerts");
   list.replaceChildren();
   for (const alert of transaction.alerts) {
-    const item = document.createElement("li");
-    item.textContent = `${alert.rule} (${alert.action}): ${alert.reason}; ${alert.review_status}${alert.verdict ? `, ${alert.verdict}` : ""}`;
-    list.append(item);
+    listItem(list, `${alert.rule} (${alert.action}): ${alert.reason}; ${alert.review_status}${alert.verdict ? `, ${alert.verdict}` : ""}`);
   }
-  if (!transaction.alerts.length) list.append(Object.assign(document.createElement("li"), { textContent: "None: allowed." }));
+  if (!transaction.alerts.length) listItem(list, "None: allowed.");
   $("#transaction .back").focus();
 }
 
@@ -484,11 +564,7 @@ function renderBacktest(report) {
   const changes = $("#backtest-changes");
   changes.replaceChildren();
   for (const [sign, hits] of [["added", diff.added_examples], ["dropped", diff.dropped_examples]]) {
-    for (const hit of hits) {
-      const item = document.createElement("li");
-      item.textContent = `${sign}: ${hit.rule} on ${hit.transaction_id}`;
-      changes.append(item);
-    }
+    for (const hit of hits) listItem(changes, `${sign}: ${hit.rule} on ${hit.transaction_id}`);
   }
   $("#backtest-result").hidden = false;
 }
@@ -496,6 +572,9 @@ function renderBacktest(report) {
 // ---- keyboard ------------------------------------------------------------------------------
 
 function keyboard(event) {
+  // Shortcuts are single keys: never with a modifier (Ctrl+R still reloads), never repeated,
+  // never while typing.
+  if (event.ctrlKey || event.metaKey || event.altKey || event.repeat || event.isComposing) return;
   if (event.target.closest("input, textarea, select")) return;
   if (!$("#alert").hidden && (event.key === "a" || event.key === "r")) {
     event.preventDefault();
@@ -515,7 +594,10 @@ function back(page) {
   $("#alert").hidden = true;
   $("#transaction").hidden = true;
   $(`#${page}`).hidden = false;
-  if (page === "inbox") loadAlerts();
+  if (page === "inbox") {
+    state.alerts.more = false;
+    loadAlerts({ refresh: true });
+  }
 }
 
 // ---- wiring --------------------------------------------------------------------------------
@@ -524,6 +606,7 @@ $("#sign-in-form").addEventListener("submit", signIn);
 $("#sign-out").addEventListener("click", () => signOut());
 $("#inbox-filters").addEventListener("submit", (event) => {
   event.preventDefault();
+  state.alerts.more = false;
   loadAlerts();
 });
 $("#transaction-filters").addEventListener("submit", (event) => {
@@ -538,7 +621,9 @@ for (const button of document.querySelectorAll("[data-back]")) {
   button.addEventListener("click", () => back(button.dataset.back));
 }
 window.addEventListener("hashchange", route);
+window.addEventListener("resize", () => state.chart?.setSize({ width: chartWidth(), height: 260 }));
 document.addEventListener("keydown", keyboard);
 
-if (sessionStorage.getItem(KEY)) start();
+const kept = sessionStorage.getItem(KEY);
+if (kept) start(kept);
 else signOut();
