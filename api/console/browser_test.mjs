@@ -130,7 +130,8 @@ try {
   await page.getByRole("link", { name: "Transactions" }).click();
   await page.getByLabel("Customer").fill("cust-console");
   await page.getByRole("button", { name: "Search" }).click();
-  const transaction = page.locator("#transaction-list tbody tr", { hasText: id });
+  // Exactly this id: the list shows every transaction (the small one too) until the search answers.
+  const transaction = page.locator("#transaction-list tbody tr").filter({ has: page.getByRole("cell", { name: id, exact: true }) });
   await transaction.waitFor({ timeout: WAIT });
   await shot(page, "transactions");
   await transaction.click();
