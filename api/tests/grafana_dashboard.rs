@@ -365,13 +365,12 @@ async fn every_metric_the_dashboard_queries_is_served() {
     })
     .await;
     let reviewed = server
-        .http
-        .post(format!("{}/alerts/{alert_id}/review", server.base))
-        .bearer_auth(DEV_KEY)
-        .json(&json!({"status": "resolved", "verdict": "fraud"}))
-        .send()
-        .await
-        .expect("review");
+        .review(
+            DEV_KEY,
+            &alert_id,
+            &json!({"status": "resolved", "verdict": "fraud"}),
+        )
+        .await;
     assert_eq!(reviewed.status(), StatusCode::OK);
     let deliveries = format!("{}/webhooks/{webhook_id}/deliveries", server.base);
     eventually("the alert delivered to the webhook", || async {

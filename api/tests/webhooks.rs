@@ -192,13 +192,12 @@ async fn alert_events_arrive_signed_and_the_receiver_verifies_them() {
         .expect("alert id")
         .to_owned();
     let reviewed = server
-        .http
-        .post(format!("{}/alerts/{alert_id}/review", server.base))
-        .bearer_auth(DEV_KEY)
-        .json(&json!({"status": "resolved", "verdict": "fraud"}))
-        .send()
-        .await
-        .expect("review");
+        .review(
+            DEV_KEY,
+            &alert_id,
+            &json!({"status": "resolved", "verdict": "fraud"}),
+        )
+        .await;
     assert_eq!(reviewed.status(), Status::OK);
     let requests = received(&receiver, 2).await;
     assert_eq!(requests[1].2["type"], "alert.reviewed");

@@ -157,6 +157,17 @@ impl Server {
             .expect("GET")
     }
 
+    /// A review of an alert, as the shop's risk team sends it (no `If-Match`).
+    pub async fn review(&self, key: &str, alert_id: &str, review: &Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/alerts/{alert_id}/review", self.base))
+            .bearer_auth(key)
+            .json(review)
+            .send()
+            .await
+            .expect("POST a review")
+    }
+
     /// The JSON answer to a GET of `url` (a whole URL), with the key if one is given.
     pub async fn get_json(&self, url: String, key: Option<&str>) -> Value {
         let mut request = self.http.get(url);
