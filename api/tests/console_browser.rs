@@ -5,7 +5,8 @@
 //! shop that sees none of the first's data; no request leaves the API's origin.
 //!
 //! `scripts/test.sh` installs what the browser test needs (Chromium, `npm ci` in api/console).
-//! `CONSOLE_SCREENSHOTS=<folder>` keeps a screenshot of each page (the README's come from here).
+//! `CONSOLE_SCREENSHOTS=<folder>` (from the repository's root) keeps a screenshot of each page:
+//! the README's come from `CONSOLE_SCREENSHOTS=docs/console`.
 
 mod support;
 
@@ -124,7 +125,9 @@ async fn the_console_works_in_a_real_browser_for_one_shop_and_never_shows_anothe
         .env("OTHER_KEY", OTHER_KEY)
         .kill_on_drop(true);
     if let Ok(folder) = std::env::var("CONSOLE_SCREENSHOTS") {
-        command.env("SCREENSHOTS", folder);
+        // Relative to the repository's root, where the README's command is typed.
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        command.env("SCREENSHOTS", root.join(folder));
     }
     let run = tokio::time::timeout(std::time::Duration::from_secs(180), command.output())
         .await
