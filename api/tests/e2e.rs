@@ -284,6 +284,9 @@ async fn sigkills_under_load_lose_no_acknowledged_transaction() {
                         .bearer_auth(DEV_KEY)
                         .header("content-type", "application/json")
                         .body(transaction(&id, amount))
+                        // No answer in time is no 202: the transaction is not counted as
+                        // acknowledged (and a request the kill strands cannot hang the test).
+                        .timeout(std::time::Duration::from_secs(10))
                         .send()
                         .await
                         .map(|response| response.status());

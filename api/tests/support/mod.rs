@@ -34,6 +34,8 @@ pub fn two_shops(dir: &Path) -> (&'static str, String) {
 pub const ORIGINAL: &str =
     r#"{"transaction_id": 12345, "amount": 100, "timestamp": "2024-08-09T12:34:56Z"}"#;
 pub const DEADLINE: Duration = Duration::from_secs(20);
+/// The longest any test request may take, well past the longest wait a test asks for.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(60);
 
 pub struct Server {
     pub base: String,
@@ -122,7 +124,12 @@ impl Server {
             child,
             base,
             metrics,
-            http: reqwest::Client::new(),
+            // A request that never ends would hang the test run until CI's limit: one was seen
+            // to, once, among POSTs in flight when the server was SIGKILLed.
+            http: reqwest::Client::builder()
+                .timeout(REQUEST_DEADLINE)
+                .build()
+                .expect("HTTP client"),
         }
     }
 
