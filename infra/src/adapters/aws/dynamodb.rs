@@ -24,7 +24,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 use sha2::{Digest, Sha256};
 
-use super::{counters, describe, is_condition_failure, text};
+use super::{counters, describe, is_condition_failure, put_if_absent, text};
 
 mod inbox;
 use crate::aws_calls::{AwsCall, Caller::*};
@@ -223,19 +223,7 @@ impl DynamoStore {
 
     /// Puts a record without alerts; false if one is there already.
     async fn put_record(&self, record: &TransactionRecord) -> Result<bool, PortError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(self.item(record)))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error) if is_condition_failure(&error) => Ok(false),
-            Err(error) => Err(unavailable(error)),
-        }
+        put_if_absent(&self.client, &self.table, self.item(record), COMPONENT).await
     }
 
     /// Puts a record and its alerts' inbox items in one transaction; false if the record is

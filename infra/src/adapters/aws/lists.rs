@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use chrono::{DateTime, SecondsFormat, Utc};
 
-use super::{describe, is_condition_failure, text};
+use super::{describe, put_if_absent, text};
 use crate::aws_calls::{AwsCall, Caller::*};
 use crate::domain::ShopId;
 use crate::domain::lists::ListLookup;
@@ -140,20 +140,9 @@ impl ListAdmin for DynamoLists {
             "added_at".to_owned(),
             text(at.to_rfc3339_opts(SecondsFormat::Micros, true)),
         );
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            // A value added again keeps the time it was first added.
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(()),
-            Err(error) if is_condition_failure(&error) => Ok(()),
-            Err(error) => Err(unavailable(error)),
-        }
+        // A value added again keeps the time it was first added.
+        put_if_absent(&self.client, &self.table, item, COMPONENT).await?;
+        Ok(())
     }
 
     async fn remove_from_list(

@@ -47,6 +47,31 @@ where
         .is_some_and(|code| code == "ConditionalCheckFailedException")
 }
 
+/// Puts `item` unless one with its key is there: whether it was written. Every other failure
+/// is `component`'s unavailability.
+async fn put_if_absent(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    item: std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+    component: &'static str,
+) -> Result<bool, crate::ports::PortError> {
+    let put = client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(pk)")
+        .send()
+        .await;
+    match put {
+        Ok(_) => Ok(true),
+        Err(error) if is_condition_failure(&error) => Ok(false),
+        Err(error) => Err(crate::ports::PortError::unavailable(
+            component,
+            describe(&error),
+        )),
+    }
+}
+
 /// A DynamoDB string.
 fn text(value: impl Into<String>) -> aws_sdk_dynamodb::types::AttributeValue {
     aws_sdk_dynamodb::types::AttributeValue::S(value.into())

@@ -22,7 +22,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, Select};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use super::{describe, is_condition_failure, text};
+use super::{describe, is_condition_failure, put_if_absent, text};
 use crate::aws_calls::{AwsCall, Caller::*};
 use crate::domain::webhooks::{EventType, KEEP_DELIVERIES};
 use crate::domain::{Named, ShopId};
@@ -562,28 +562,17 @@ impl DeliveryLog for DynamoWebhooks {
             ),
             ("expires_at".to_owned(), number(expires_at)),
         ]);
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            // Opened before (a stream record seen again): it still needs queueing only if the
-            // first time stopped before it was queued.
-            Err(error) if is_condition_failure(&error) => {
-                let item = self.read(delivery_key(delivery), true).await?;
-                let queued = item
-                    .as_ref()
-                    .and_then(|item| item.get("queued"))
-                    .and_then(|value| value.as_bool().ok().copied());
-                Ok(queued == Some(false))
-            }
-            Err(error) => Err(unavailable(error)),
+        if put_if_absent(&self.client, &self.table, item, COMPONENT).await? {
+            return Ok(true);
         }
+        // Opened before (a stream record seen again): it still needs queueing only if the first
+        // time stopped before it was queued.
+        let item = self.read(delivery_key(delivery), true).await?;
+        let queued = item
+            .as_ref()
+            .and_then(|item| item.get("queued"))
+            .and_then(|value| value.as_bool().ok().copied());
+        Ok(queued == Some(false))
     }
 
     async fn mark_queued(&self, deliveries: &[QueuedDelivery]) -> Result<(), PortError> {

@@ -16,7 +16,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWr
 use chrono::DateTime;
 
 use super::{
-    COMPONENT, DynamoStore, is_condition_failure, key, number, record_from_item, text, timestamp,
+    COMPONENT, DynamoStore, key, number, put_if_absent, record_from_item, text, timestamp,
     unavailable,
 };
 use crate::domain::listing::MAX_EXAMINED_PER_PAGE;
@@ -128,18 +128,8 @@ impl DynamoStore {
                 report.records += 1;
                 for mut alert in opening_items(&record)? {
                     alert.insert(BACKFILLED.to_owned(), AttributeValue::Bool(true));
-                    let put = self
-                        .client
-                        .put_item()
-                        .table_name(&self.table)
-                        .set_item(Some(alert))
-                        .condition_expression("attribute_not_exists(pk)")
-                        .send()
-                        .await;
-                    match put {
-                        Ok(_) => report.opened += 1,
-                        Err(error) if is_condition_failure(&error) => {}
-                        Err(error) => return Err(unavailable(error)),
+                    if put_if_absent(&self.client, &self.table, alert, COMPONENT).await? {
+                        report.opened += 1;
                     }
                 }
             }
