@@ -93,7 +93,11 @@ async fn main() {
     let read_alone = || async {
         let started = Instant::now();
         let HistoryRead::Complete(records, _) = sqlite
-            .history(&shop, Period::default(), infra::backtest::bound(count))
+            .history(
+                &shop,
+                Period::default(),
+                infra::ports::HistoryBound::of_transactions(count),
+            )
             .await
             .expect("history")
         else {
@@ -119,7 +123,7 @@ async fn main() {
             history: sqlite.clone(),
             lists: Some(sqlite.clone()),
         };
-        let bound = infra::backtest::bound(count);
+        let bound = infra::ports::HistoryBound::of_transactions(count);
         let outcome = infra::backtest::run(
             sources,
             vec![shop.clone()],

@@ -13,21 +13,10 @@ use crate::domain::{RuleSet, ShopId, TransactionRecord};
 use crate::ports::{History, HistoryBound, HistoryRead, ListMembership, PortError};
 
 /// Transactions a backtest reads at most unless told otherwise (the period's, with those
-/// around it that fill its windows): a few seconds of replay.
+/// around it that fill its windows): a few seconds of replay. Read within
+/// [`HistoryBound::of_transactions`], 1,000,000 hold at most about 2 GB in memory, and the
+/// Lambda's 100,000 about 200 MB.
 pub const DEFAULT_MAX_TRANSACTIONS: usize = 1_000_000;
-/// The stored JSON a backtest reads at most, per transaction of its bound: twice a typical
-/// record. In memory a parsed record takes about as much again, so 1,000,000 transactions
-/// hold at most about 2 GB, and the Lambda's 100,000 about 200 MB.
-pub const BYTES_PER_TRANSACTION: usize = 1024;
-
-/// What a backtest may read.
-pub fn bound(max_transactions: usize) -> HistoryBound {
-    HistoryBound {
-        transactions: max_transactions,
-        bytes: max_transactions.saturating_mul(BYTES_PER_TRANSACTION),
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BacktestOutcome {
     Report(Box<BacktestReport>),

@@ -402,7 +402,19 @@ pub struct HistoryBound {
     pub bytes: usize,
 }
 
+/// The stored JSON a history read may hold per transaction of its bound: twice a typical
+/// record. In memory a parsed record takes about as much again.
+pub const HISTORY_BYTES_PER_TRANSACTION: usize = 1024;
+
 impl HistoryBound {
+    /// At most `max_transactions`, and [`HISTORY_BYTES_PER_TRANSACTION`] of JSON for each.
+    pub fn of_transactions(max_transactions: usize) -> Self {
+        Self {
+            transactions: max_transactions,
+            bytes: max_transactions.saturating_mul(HISTORY_BYTES_PER_TRANSACTION),
+        }
+    }
+
     /// Whether records of `bytes` in all, one more than `transactions`, still fit.
     pub fn admits(&self, transactions: usize, bytes: usize) -> bool {
         transactions <= self.transactions && bytes <= self.bytes

@@ -199,7 +199,7 @@ async fn backtest(args: &BacktestArgs) -> anyhow::Result<()> {
         history: store,
         lists: connector.list_membership().await?,
     };
-    let bound = infra::backtest::bound(args.max_transactions);
+    let bound = infra::ports::HistoryBound::of_transactions(args.max_transactions);
     let outcome = infra::backtest::run(sources, shops, rules, period, bound).await?;
     let report = match outcome {
         BacktestOutcome::Report(report) => report,

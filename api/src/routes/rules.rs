@@ -87,7 +87,7 @@ pub async fn backtest(
     if let Some(Extension(InvocationDeadline(deadline))) = deadline {
         until = until.min(deadline.checked_sub(TIME_TO_ANSWER).unwrap_or(deadline));
     }
-    let bound = infra::backtest::bound(backtests.max_transactions);
+    let bound = infra::ports::HistoryBound::of_transactions(backtests.max_transactions);
     let sources = backtests.sources.clone();
     // The permit goes with the work, not with the answer: a backtest the answer stopped
     // waiting for still holds its memory and a core until it ends, and none starts meanwhile.

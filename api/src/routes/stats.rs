@@ -84,10 +84,7 @@ pub async fn overview(
         from: Some(from - READ_BEFORE_WINDOW),
         to: Some(to + MAX_CLOCK_SKEW),
     };
-    let bound = HistoryBound {
-        transactions: STATS_MAX_TRANSACTIONS,
-        bytes: STATS_MAX_TRANSACTIONS * 1024,
-    };
+    let bound = HistoryBound::of_transactions(STATS_MAX_TRANSACTIONS);
     let records = match history.history(&shop_id, period, bound).await? {
         HistoryRead::Complete(records, _) => records,
         HistoryRead::TooMany => {
