@@ -47,6 +47,7 @@ pub fn router(state: AppState) -> Router {
             "/webhooks/{webhook_id}/deliveries",
             get(webhooks::deliveries),
         )
+        .route("/rules", get(rules::in_force))
         .route("/rules/backtest", post(rules::backtest))
         .route("/stats", get(stats::overview))
         .route("/lists/{name}", get(lists::page))

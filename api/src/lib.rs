@@ -24,6 +24,7 @@ pub mod listing;
 pub mod openapi;
 pub mod prefer;
 pub mod routes;
+pub mod rules_in_force;
 pub mod server;
 pub mod state;
 pub mod webhook_lambda;

@@ -32,6 +32,7 @@ use crate::routes::{alerts, batch, lists, ops, rules, stats, transactions, webho
         webhooks::remove,
         webhooks::rotate_secret,
         webhooks::deliveries,
+        rules::in_force,
         rules::backtest,
         lists::add,
         lists::remove,

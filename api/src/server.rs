@@ -21,6 +21,7 @@ use crate::cursor::CursorKey;
 use crate::http_server::{self, Limits};
 use crate::lambda;
 use crate::routes::ops::HEALTH_CACHE;
+use crate::rules_in_force::RulesSource;
 use crate::state::{AppState, Timeouts, WebhookState};
 use crate::webhook_sender;
 
@@ -122,7 +123,8 @@ async fn app_state(
     )
     .with_webhooks(webhooks)
     .with_lists(ports.list_admin().await?, ports.list_membership().await?)
-    .with_backtest_bound(args.backtest_max_transactions))
+    .with_backtest_bound(args.backtest_max_transactions)
+    .with_rules(RulesSource::from_settings(&args.processor, ports).await))
 }
 
 /// The webhook sender, where the store keeps webhooks.

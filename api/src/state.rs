@@ -16,6 +16,7 @@ use infra::ports::{
 
 use crate::auth::KeyRing;
 use crate::cursor::CursorKey;
+use crate::rules_in_force::RulesSource;
 
 /// Holds no state a second instance would need: all of it is configuration or a client of a
 /// shared service, so the API scales out (Lambda, several servers) as it is.
@@ -36,6 +37,8 @@ pub struct AppState {
     pub webhooks: WebhookState,
     pub backtests: Backtests,
     pub lists: ListsState,
+    /// The rules the processor runs (`GET /rules`).
+    pub rules: RulesSource,
 }
 
 /// The shops' lists where the store keeps them (the embedded store, or `WEBHOOKS_TABLE`).
@@ -95,7 +98,14 @@ impl AppState {
             body_read_timeout: BodyReadTimeout(timeouts.body_read),
             enqueue_timeout: EnqueueTimeout(timeouts.enqueue),
             webhooks: WebhookState::default(),
+            rules: RulesSource::default(),
         }
+    }
+
+    /// The state with the rules the processor runs.
+    pub fn with_rules(mut self, rules: RulesSource) -> Self {
+        self.rules = rules;
+        self
     }
 
     /// The state with the shops' lists, to manage and for backtests.

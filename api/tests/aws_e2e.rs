@@ -267,6 +267,15 @@ fn post_through_api_gateway(key: &str, body: &str, headers: &[(&str, &str)]) -> 
     event
 }
 
+/// API Gateway's event for a GET of `path` (no query).
+fn get_through_api_gateway(key: &str, path: &str) -> Value {
+    let mut event = post_through_api_gateway(key, "", &[]);
+    event["rawPath"] = json!(path);
+    event["requestContext"]["http"]["path"] = json!(path);
+    event["requestContext"]["http"]["method"] = json!("GET");
+    event
+}
+
 fn field(output: &str, name: &str) -> String {
     output
         .lines()
@@ -476,15 +485,20 @@ async fn a_hung_dynamodb_is_a_503_within_the_deadline() {
 
 /// The API started with the environment the template gives it, every template parameter set
 /// to a value other than its default, in Lambda mode: init succeeds, a key added with the
-/// operator's command is admitted, and the transaction is on the queue.
+/// operator's command is admitted, and the transaction is on the queue. `GET /rules` names
+/// the template's rules parameter and, while it does not exist, the default rule with the
+/// template's thresholds, as the processor runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_runs_with_the_templates_environment_and_every_parameter_changed() {
     let resources = testkit::resources(ResourceOptions::default()).await;
     let parameters = testkit::template::every_parameter_changed(&resources.aws.table_name);
     let key = field(&keys_command(&resources, &["add", "--shop", "acme"]), "key");
     let body = r#"{"transaction_id": "template-1", "amount": "12.50", "timestamp": "2024-08-09T12:34:56Z"}"#;
-    let event = post_through_api_gateway(&key, body, &[]);
-    let stub = testkit::lambda_runtime_stub::RuntimeStub::start(vec![event]).await;
+    let events = vec![
+        post_through_api_gateway(&key, body, &[]),
+        get_through_api_gateway(&key, "/rules"),
+    ];
+    let stub = testkit::lambda_runtime_stub::RuntimeStub::start(events).await;
     let mut child = testkit::template::start_function(
         env!("CARGO_BIN_EXE_api"),
         "ApiFunction",
@@ -492,10 +506,24 @@ async fn the_api_runs_with_the_templates_environment_and_every_parameter_changed
         &resources,
         &stub,
     );
-    let answers = stub.answers(1, Duration::from_secs(30)).await;
+    let answers = stub.answers(2, Duration::from_secs(30)).await;
     let _ = child.kill().await;
     assert!(!answers[0].failed, "{:?}", answers[0]);
     assert_eq!(answers[0].body["statusCode"], 202, "{:?}", answers[0].body);
+    assert_eq!(answers[1].body["statusCode"], 200, "{:?}", answers[1].body);
+    let rules: Value =
+        serde_json::from_str(answers[1].body["body"].as_str().unwrap_or_default()).expect("JSON");
+    let named = parameters
+        .iter()
+        .find(|(name, _)| *name == "AlertRulesParameterName")
+        .map(|(_, value)| value.clone())
+        .expect("the rules parameter");
+    assert_eq!(rules["source"], json!(format!("SSM parameter {named}")));
+    assert_eq!(rules["rules"][0]["name"], "amount_exceeds_threshold");
+    let description = rules["rules"][0]["description"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(description.contains("500"), "{rules}");
     let queued = testkit::receive_all(
         &resources.config,
         &resources.aws.queue_url,
@@ -506,6 +534,61 @@ async fn the_api_runs_with_the_templates_environment_and_every_parameter_changed
     let envelope: Value =
         serde_json::from_str(queued[0].body.as_deref().unwrap_or_default()).expect("envelope");
     assert_eq!(envelope["shop_id"], "acme");
+}
+
+/// `GET /rules` reads the rules parameter, versioned as the processor versions the alerts it
+/// raises (`<digest>@<parameter version>`); a parameter store that never answers is a 503
+/// with `Retry-After` within the read's deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rules_in_force_are_read_from_the_parameter_and_a_hung_parameter_store_is_a_503() {
+    let resources = testkit::resources(ResourceOptions::default()).await;
+    let parameter = format!("/test/{}/alert-rules", resources.aws.table_name);
+    let text = "[[rule]]\nname = \"big\"\nkind = \"threshold\"\nabove = 700\n";
+    aws_sdk_ssm::Client::new(&resources.config)
+        .put_parameter()
+        .name(&parameter)
+        .value(text)
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .send()
+        .await
+        .expect("put the rules parameter");
+    let mut env = resources.api_env();
+    env.push(("RULES_PARAMETER", parameter.clone()));
+    let temp = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&temp.path().join("unused"), &env).await;
+    let rules = server
+        .get_json(format!("{}/rules", server.base), Some(DEV_KEY))
+        .await;
+    let expected = infra::domain::RuleSet::from_toml("x", text)
+        .expect("rules")
+        .with_source_version("1");
+    assert_eq!(rules["version"], json!(expected.version()), "{rules}");
+    assert_eq!(rules["source"], json!(format!("SSM parameter {parameter}")));
+    assert_eq!(rules["rules"][0]["name"], "big");
+
+    let proxy = testkit::proxy::FaultProxy::in_front_of_moto().await;
+    proxy.set_hanging(true);
+    env.push(("AWS_ENDPOINT_URL_SSM", proxy.endpoint.clone()));
+    let hung = Server::start(&temp.path().join("hung"), &env).await;
+    let started = std::time::Instant::now();
+    let answer = hung
+        .http
+        .get(format!("{}/rules", hung.base))
+        .bearer_auth(DEV_KEY)
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(answer.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(answer.headers().contains_key("retry-after"));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        proxy.held() >= 1,
+        "the read went to the hung parameter store"
+    );
 }
 
 /// `Prefer: wait` on DynamoDB: the POST waits while the processor's Lambda handler stores the

@@ -155,6 +155,96 @@ async fn the_strongest_action_decides_and_a_shadow_rule_is_counted_but_never_ale
     assert_eq!(theirs["decision"], "allow");
 }
 
+/// `GET /rules` names the rules the processor runs, with the version their alerts carry, and
+/// `GET /stats` counts each rule's hits, shadow ones included; a request without a key learns
+/// nothing.
+#[tokio::test]
+async fn the_rules_in_force_carry_the_version_of_their_alerts_and_their_hits_are_counted() {
+    let temp = tempfile::tempdir().expect("temp");
+    let server = start(temp.path(), RULES).await;
+    let url = format!("{}/rules", server.base);
+    let anonymous = server.http.get(&url).send().await.expect("GET /rules");
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
+    // Stamped now: the overview reads transactions by their own time.
+    let now = |id: &str, amount: &str| {
+        let mut body = payment(id, amount);
+        body["timestamp"] = json!(chrono::Utc::now().to_rfc3339());
+        body
+    };
+    let block = decided(&server, DEV_KEY, now("block", "5000.00")).await;
+    decided(&server, DEV_KEY, now("trial-only", "60.00")).await;
+    decided(&server, OTHER_KEY, now("theirs", "5000.00")).await;
+
+    let rules = server.get_json(url, Some(DEV_KEY)).await;
+    assert!(
+        rules["source"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("file "),
+        "{rules}"
+    );
+    assert_eq!(rules["version"], block["alerts"][0]["rules_version"]);
+    assert_eq!(rules["unreadable"], Value::Null);
+    let summary: Vec<String> = rules["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|rule| {
+            let text = |field: &str| rule[field].as_str().unwrap_or_default().to_owned();
+            [text("name"), text("kind"), text("mode"), text("action")].join(" ")
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            "over_100 threshold live review",
+            "over_1000 threshold live block",
+            "over_50_trial threshold shadow block"
+        ]
+    );
+
+    let stats = server
+        .get_json(format!("{}/stats?minutes=5", server.base), Some(DEV_KEY))
+        .await;
+    assert_eq!(
+        stats["hits_by_rule"],
+        json!({"over_100": 1, "over_1000": 1, "over_50_trial": 2}),
+        "the other shop's hit is its own"
+    );
+}
+
+/// Serving the API alone, with a rules file that does not read: the API still serves, and
+/// `GET /rules` says why the rules do not read instead of inventing some.
+#[tokio::test]
+async fn rules_that_do_not_read_are_reported_not_replaced() {
+    let temp = tempfile::tempdir().expect("temp");
+    let path = temp.path().join("rules.toml");
+    std::fs::write(&path, "[[rule]]\nname = \"x\"\nkind = \"nonsense\"\n").expect("write");
+    let env = [
+        ("RULES_FILE", path.to_string_lossy().into_owned()),
+        ("EMBEDDED_PROCESSOR", "false".to_owned()),
+    ];
+    let server = Server::start(&temp.path().join("data"), &env).await;
+    let rules = server
+        .get_json(format!("{}/rules", server.base), Some(DEV_KEY))
+        .await;
+    assert_eq!(rules["version"], Value::Null, "{rules}");
+    assert_eq!(rules["rules"], json!([]));
+    let why = rules["unreadable"].as_str().unwrap_or_default();
+    assert!(why.contains("nonsense"), "{why}");
+
+    let default = Server::start::<&str, &str>(&temp.path().join("other"), &[]).await;
+    let rules = default
+        .get_json(format!("{}/rules", default.base), Some(DEV_KEY))
+        .await;
+    assert_eq!(rules["source"], "default");
+    assert_eq!(
+        rules["rules"][0]["name"], "amount_exceeds_threshold",
+        "{rules}"
+    );
+}
+
 async fn post_backtest(
     server: &Server,
     key: &str,

@@ -26,7 +26,7 @@ pub use listing::{AlertFilter, ListFilters, ListQuery, Page, Position};
 pub use names::Named;
 pub use parse::{FieldError, TransactionError, parse_transaction};
 pub use record::{AlertState, AlertStatus, Conflicts, RefusedResend, TransactionRecord};
-pub use rules::{Decisions, RuleSet, RulesFileError};
+pub use rules::{Decisions, RuleSet, RuleSummary, RulesFileError};
 pub use transaction::{
     FINGERPRINT_PATTERN, Item, MAX_FINGERPRINT_CHARS, MAX_ID_CHARS, PaymentMethod, ShopId,
     Transaction, TransactionType, is_identifier,

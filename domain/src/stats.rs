@@ -3,6 +3,8 @@
 //! so they are the shop's own and exact for what is stored; a transaction still on the queue
 //! is in none of them until it is stored.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde::Serialize;
 
@@ -22,6 +24,9 @@ pub struct ShopStats {
     pub minutes: Vec<MinuteCounts>,
     /// Accepted-to-stored lag of the transactions stored in these minutes.
     pub lag: Lag,
+    /// Each rule's hits on the transactions stored in these minutes, live and shadow: a rule
+    /// with none is absent.
+    pub hits_by_rule: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -75,6 +80,7 @@ pub fn summarise(
         (at >= from && at < to).then(|| (at - from).num_minutes() as usize)
     };
     let mut lags: Vec<u64> = Vec::new();
+    let mut hits_by_rule: BTreeMap<String, u64> = BTreeMap::new();
     for record in records {
         if let Some(counts) = slot(record.accepted_at).and_then(|at| minutes.get_mut(at)) {
             counts.accepted += 1;
@@ -84,6 +90,10 @@ pub fn summarise(
             counts.alerted += u64::from(!record.alerts.is_empty());
             let lag = record.processed_at - record.accepted_at;
             lags.push(lag.num_milliseconds().max(0) as u64);
+            let live = record.alerts.iter().map(|alert| &alert.decision);
+            for hit in live.chain(&record.shadow_alerts) {
+                *hits_by_rule.entry(hit.rule.clone()).or_default() += 1;
+            }
         }
     }
     ShopStats {
@@ -91,6 +101,7 @@ pub fn summarise(
         to,
         minutes,
         lag: lag_of(lags),
+        hits_by_rule,
     }
 }
 
@@ -196,6 +207,27 @@ mod tests {
     }
 
     #[test]
+    fn each_rule_counts_its_hits_live_and_shadow_on_what_was_stored_in_the_window() {
+        let (from, to) = (at("2026-01-01T10:00:00Z"), at("2026-01-01T10:02:00Z"));
+        let mut shadowed = record("s", "2026-01-01T10:01:00Z", 10, true);
+        let mut shadow_hit = shadowed.alerts[0].decision.clone();
+        shadow_hit.rule = "trial".to_owned();
+        shadowed.shadow_alerts.push(shadow_hit);
+        let records = [
+            record("a", "2026-01-01T10:00:10Z", 100, true),
+            shadowed,
+            record("n", "2026-01-01T10:00:20Z", 100, false),
+            // Stored after the window: not counted.
+            record("late", "2026-01-01T10:01:59Z", 2_000, true),
+        ];
+        let stats = summarise(&records, from, to);
+        assert_eq!(
+            stats.hits_by_rule,
+            BTreeMap::from([("big".to_owned(), 2), ("trial".to_owned(), 1)])
+        );
+    }
+
+    #[test]
     fn an_empty_shop_has_zero_minutes_and_no_lag() {
         let (from, to) = window(at("2026-01-01T10:05:30Z"), 2);
         let stats = summarise(&[], from, to);
@@ -207,5 +239,6 @@ mod tests {
                 .all(|m| m.accepted + m.stored + m.alerted == 0)
         );
         assert_eq!(stats.lag, Lag::default());
+        assert!(stats.hits_by_rule.is_empty());
     }
 }

@@ -165,8 +165,8 @@ async fn main() -> ExitCode {
 fn check_rules(file: &std::path::Path) -> anyhow::Result<()> {
     let rules = processor::rules_source::from_file(file)?;
     println!("version\t{}", rules.version());
-    for (name, kind, description) in rules.describe() {
-        println!("{name}\t{kind}\t{description}");
+    for rule in rules.describe() {
+        println!("{}\t{}\t{}", rule.name, rule.kind, rule.description);
     }
     Ok(())
 }

@@ -82,6 +82,13 @@ impl ProcessorArgs {
 
     /// The rules in force, read in full or refused; announced in the log and in `/metrics`.
     pub async fn rules(&self, ports: &Connector<'_>) -> anyhow::Result<RuleSet> {
+        let rules = self.read_rules(ports).await?;
+        rules_source::announce(&rules);
+        Ok(rules)
+    }
+
+    /// The rules these settings name, read in full or refused.
+    pub async fn read_rules(&self, ports: &Connector<'_>) -> anyhow::Result<RuleSet> {
         let customised = self.alert_thresholds != AlertPolicy::default();
         let rules = match (&self.rules_file, &self.rules_parameter) {
             (Some(_), _) if customised => anyhow::bail!(
@@ -97,7 +104,6 @@ impl ProcessorArgs {
             }
             (None, None) => RuleSet::from(self.alert_thresholds.clone()),
         };
-        rules_source::announce(&rules);
         Ok(rules)
     }
 }

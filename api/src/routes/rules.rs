@@ -1,3 +1,5 @@
+//! `GET /rules`: the rules the processor runs, with their version (see `rules_in_force`).
+//!
 //! `POST /rules/backtest`: candidate rules replayed over the caller's shop's stored
 //! transactions, judged as the processor judges (see `domain::rules::backtest`). Nothing is
 //! written, published or counted; the answer says what each rule would have fired on and what
@@ -17,6 +19,7 @@ use crate::docs::PeriodParamsDoc;
 use crate::error::{ApiError, Problem};
 use crate::extract::TextBody;
 use crate::listing::parse_period;
+use crate::rules_in_force::{RulesInForce, RulesSource};
 use crate::state::{Backtests, InvocationDeadline};
 
 /// A rules file, at most (an SSM parameter holds 8 KB).
@@ -24,6 +27,31 @@ pub const MAX_RULES_BYTES: usize = 64 * 1024;
 /// Longest a backtest runs outside Lambda; on Lambda, until a second before the deadline.
 const MAX_RUNNING: Duration = Duration::from_secs(30);
 const TIME_TO_ANSWER: Duration = Duration::from_secs(1);
+
+#[utoipa::path(
+    get,
+    path = "/rules",
+    tag = "rules",
+    security(("api_key" = [])),
+    responses(
+        (status = 200, description = "The deployment's rules (the same for every shop), with the version their alerts carry; their hits are in `GET /stats`", body = RulesInForce,
+            example = json!({"source": "SSM parameter /ecommerce-pipeline/alert-rules", "version": "3f9a1c07be42@4",
+                "rules": [{"name": "card_testing", "kind": "velocity", "mode": "live", "action": "notify",
+                    "description": "count per payment_fingerprint in 10m above 5"}],
+                "unreadable": null})),
+        (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests with API keys this instance has not seen (keys table only); see Retry-After", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The rules parameter cannot be read now", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds to wait"))),
+    )
+)]
+pub async fn in_force(
+    State(rules): State<RulesSource>,
+    _shop: Shop,
+) -> Result<Json<RulesInForce>, ApiError> {
+    let rules = rules.in_force().await?;
+    Ok(Json(RulesInForce::clone(&rules)))
+}
 
 #[utoipa::path(
     post,

@@ -485,13 +485,35 @@ impl RuleSet {
         decisions
     }
 
-    /// One line per rule, for the start-up log and the `/metrics` labels.
-    pub fn describe(&self) -> Vec<(String, &'static str, String)> {
+    /// One summary per rule, in the file's order: for the start-up log, the `/metrics` labels
+    /// and `GET /rules`.
+    pub fn describe(&self) -> Vec<RuleSummary> {
         self.rules
             .iter()
-            .map(|rule| (rule.name.clone(), rule.kind_name(), rule.describe()))
+            .map(|rule| RuleSummary {
+                name: rule.name.clone(),
+                kind: rule.kind_name(),
+                mode: rule.mode.name(),
+                action: rule.action.name(),
+                description: rule.describe(),
+            })
             .collect()
     }
+}
+
+/// A rule as people read it: what it is called, what it looks at and what a hit does.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RuleSummary {
+    pub name: String,
+    /// `threshold`, `velocity`, `distinct`, `sum` or `list`.
+    pub kind: &'static str,
+    /// `live` (hits are alerts) or `shadow` (hits are only stored and counted).
+    pub mode: &'static str,
+    /// What a hit asks of the shop: `notify`, `review` or `block`.
+    pub action: &'static str,
+    /// The rule in one line, e.g. `count per payment_fingerprint in 10m above 5`.
+    pub description: String,
 }
 
 fn key_value<'a>(

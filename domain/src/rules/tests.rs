@@ -34,7 +34,7 @@ fn the_readmes_example_file_reads_as_five_rules() {
     assert_eq!(rules.late_arrival(), Duration::hours(24));
     let described = rules.describe();
     assert_eq!(
-        described[1].2,
+        described[1].description,
         "count per payment_fingerprint in 10m above 5"
     );
 }

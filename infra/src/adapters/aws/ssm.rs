@@ -12,7 +12,8 @@ pub const AWS_CALLS: &[AwsCall] = &[AwsCall::new(
     "get_parameter",
     "ssm:GetParameter",
     "parameter:AlertRulesParameterName",
-    &[Processor],
+    // The API reads the rules for `GET /rules`.
+    &[Processor, Api],
 )];
 
 pub struct SsmParameter {
