@@ -77,11 +77,18 @@ try {
   await page.getByRole("link", { name: "Alert inbox" }).click();
   await page.getByRole("heading", { name: "Alert inbox" }).waitFor({ timeout: WAIT });
 
-  // A fresh alert arrives without a reload.
+  // A fresh alert arrives without a reload. Two hours before it, the same card paid for another
+  // customer: in the alert's window (a day, for a rule without one), and before the overview's.
   const id = `console-${Date.now()}`;
+  const card = "fp_console_card";
+  const earlier = await api("/transactions", SHOP_KEY, {
+    method: "POST",
+    body: JSON.stringify({ transaction_id: `${id}-card`, amount: "3.00", currency: "USD", timestamp: new Date(Date.now() - 2 * 3600e3).toISOString(), customer_id: "cust-elsewhere", payment_fingerprint: card }),
+  });
+  assert.equal(earlier.status, 202, JSON.stringify(earlier.json));
   const posted = await api("/transactions", SHOP_KEY, {
     method: "POST",
-    body: JSON.stringify({ transaction_id: id, amount: "2500.00", currency: "USD", timestamp: new Date().toISOString(), customer_id: "cust-console" }),
+    body: JSON.stringify({ transaction_id: id, amount: "2500.00", currency: "USD", timestamp: new Date().toISOString(), customer_id: "cust-console", payment_fingerprint: card }),
   });
   assert.equal(posted.status, 202, JSON.stringify(posted.json));
   const row = page.locator("#alerts tbody tr", { hasText: id });
@@ -93,6 +100,9 @@ try {
   await page.keyboard.press("Enter");
   await page.getByRole("heading", { name: /Alert: / }).waitFor({ timeout: WAIT });
   await page.locator("#alert-transaction").getByText(id).waitFor({ timeout: WAIT });
+  // Its window: the same card's other transaction, and none of the same customer.
+  await page.locator("#alert-window").getByText(new RegExp(`^Same card: .*, ${id}-card, 3.00 USD, allow$`)).waitFor({ timeout: WAIT });
+  await page.locator("#alert-window").getByText("Same customer: no other transaction.").waitFor({ timeout: WAIT });
   await page.locator("#review-form").getByLabel("Verdict").selectOption("fraud");
   await page.locator("#review-form").getByLabel("Note").fill("card reported stolen");
   await shot(page, "alert");
@@ -138,8 +148,33 @@ try {
   await page.locator("#transaction-alerts").getByText("amount_exceeds_threshold").waitFor({ timeout: WAIT });
   await shot(page, "transaction");
 
-  // Rules: a candidate backtested on the shop's history, its per-rule result and its diff.
+  // Answers the API gives under load or outage, made here by holding GET /rules back (the API's
+  // own 404, 429 and 503 are tested against the binary): each is shown in words, with its
+  // Retry-After.
+  const problem = (status, title, headers = {}) => async (route) => route.fulfill({
+    status,
+    headers: { "content-type": "application/problem+json", ...headers },
+    body: JSON.stringify({ type: "about:blank", title, status, detail: title }),
+  });
+  for (const [status, title, headers, words] of [
+    [503, "Service unavailable", { "retry-after": "7" }, "The service is unavailable for the moment. Try again in 7 s."],
+    [429, "Too many requests", { "retry-after": "2" }, "Too many requests for now. Try again in 2 s."],
+    [404, "no such thing", {}, "Not found: it does not exist, or belongs to another shop (no such thing)."],
+  ]) {
+    await page.route("**/rules", problem(status, title, headers));
+    await page.getByRole("link", { name: "Rules" }).click();
+    await page.locator("#problem").getByText(words, { exact: true }).waitFor({ timeout: WAIT });
+    await page.unroute("**/rules");
+    await page.getByRole("link", { name: "Transactions" }).click();
+  }
+
+  // Rules: those in force with their version and hits, then a candidate backtested on the
+  // shop's history, its per-rule result and its diff.
   await page.getByRole("link", { name: "Rules" }).click();
+  const inForce = page.locator("#rules-in-force tbody tr", { hasText: "amount_exceeds_threshold" });
+  await inForce.getByRole("cell", { name: "1", exact: true }).waitFor({ timeout: WAIT });
+  await page.locator("#rules-source").getByText(/^From the built-in rule .*, version \S+: every alert/).waitFor({ timeout: WAIT });
+  await page.getByText("Hits, last 60 minutes").waitFor({ timeout: WAIT });
   const rules = page.locator("#backtest-form").getByLabel("Rules file (TOML)");
   await rules.fill('[[rule]]\nname = "over_2000"\nkind = "threshold"\nabove = "2000"\n');
   await page.getByRole("button", { name: "Run the backtest" }).click();

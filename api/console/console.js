@@ -146,7 +146,7 @@ function signOut(clearProblem = true) {
   for (const shown of document.querySelectorAll("tbody, .facts, #alert-window, #transaction-alerts, #review-history, #backtest-changes")) {
     shown.replaceChildren();
   }
-  for (const text of ["#overview-totals", "#backtest-summary", "#backtest-diff"]) $(text).textContent = "";
+  for (const text of ["#overview-totals", "#rules-source", "#backtest-summary", "#backtest-diff"]) $(text).textContent = "";
   for (const form of document.querySelectorAll("form")) form.reset();
   $("#alert-title").textContent = "Alert";
   $("#transaction-title").textContent = "Transaction";
@@ -188,6 +188,7 @@ function route() {
   if (state.page === "overview") loadOverview();
   else if (state.page === "inbox") loadAlerts();
   else if (state.page === "transactions") loadTransactions();
+  else if (state.page === "rules") loadRules();
 }
 
 // Live pages are read again every few seconds: one read at a time, none while the tab is
@@ -248,19 +249,28 @@ function listItem(list, text) {
 
 // ---- the overview --------------------------------------------------------------------------
 
-async function loadOverview() {
-  let stats;
-  try {
-    ({ json: stats } = await api(`stats?minutes=${state.overviewMinutes}`));
-  } catch (error) {
-    const tooMany = error.problem?.errors?.some((e) => e.code === "too_many_transactions");
-    const fewer = OVERVIEW_MINUTES.find((minutes) => minutes < state.overviewMinutes);
-    if (tooMany && fewer) {
+// The shop's figures of the last hour, or of fewer minutes when its hour holds more than
+// /stats reads.
+async function readStats() {
+  for (;;) {
+    try {
+      return (await api(`stats?minutes=${state.overviewMinutes}`)).json;
+    } catch (error) {
+      const tooMany = error.problem?.errors?.some((e) => e.code === "too_many_transactions");
+      const fewer = OVERVIEW_MINUTES.find((minutes) => minutes < state.overviewMinutes);
+      if (!tooMany || !fewer) throw error;
       state.overviewMinutes = fewer;
       state.chart?.destroy();
       state.chart = null;
-      return loadOverview();
     }
+  }
+}
+
+async function loadOverview() {
+  let stats;
+  try {
+    stats = await readStats();
+  } catch (error) {
     return showProblem(error);
   }
   showProblem(null);
@@ -381,7 +391,7 @@ async function openAlert(alertId) {
     return;
   }
   renderTransaction($("#alert-transaction"), transaction);
-  await renderWindow(transaction);
+  await renderWindow(alert, transaction);
 }
 
 function renderAlert(alert) {
@@ -419,18 +429,46 @@ function renderTransaction(list, transaction) {
 }
 
 // The customer's other transactions, newest first: what a windowed rule counted.
-async function renderWindow(transaction) {
+// The alert's window: its `window` fact (a windowed rule's, such as 10m), a day for a rule
+// without one, up to and including the transaction.
+function windowOf(alert, transaction) {
+  const match = /^(\d+)([smhd])$/.exec(alert.facts?.window || "");
+  const unit = { s: 1e3, m: 6e4, h: 36e5, d: 864e5 };
+  const length = match ? Number(match[1]) * unit[match[2]] : unit.d;
+  const at = Date.parse(transaction.timestamp);
+  return {
+    from: new Date(at - length).toISOString(),
+    to: new Date(at + 1).toISOString(),
+    label: match ? match[0] : "1d",
+  };
+}
+
+// The other transactions of the alert's window with the same card, then with the same customer.
+async function renderWindow(alert, transaction) {
   const list = $("#alert-window");
-  if (!transaction.customer_id) return listItem(list, "The transaction names no customer.");
-  const params = new URLSearchParams({ customer_id: transaction.customer_id, limit: "20" });
-  let page;
-  try {
-    ({ json: page } = await api(`transactions?${params}`));
-  } catch (error) {
-    return showProblem(error);
-  }
-  for (const other of page.data) {
-    listItem(list, `${time(other.timestamp)}: ${other.transaction_id}, ${other.amount} ${other.currency}, ${other.payment_fingerprint || "no fingerprint"}, ${other.decision}`);
+  const span = windowOf(alert, transaction);
+  $("#alert-window-title").textContent = `In its window (${span.label} up to it), newest first`;
+  const sides = [
+    ["card", "payment_fingerprint", transaction.payment_fingerprint],
+    ["customer", "customer_id", transaction.customer_id],
+  ];
+  for (const [side, filter, value] of sides) {
+    if (!value) {
+      listItem(list, `The transaction names no ${side}.`);
+      continue;
+    }
+    const params = new URLSearchParams({ [filter]: value, from: span.from, to: span.to, limit: "20" });
+    let page;
+    try {
+      ({ json: page } = await api(`transactions?${params}`));
+    } catch (error) {
+      return showProblem(error);
+    }
+    const others = page.data.filter((other) => other.transaction_id !== transaction.transaction_id);
+    if (!others.length) listItem(list, `Same ${side}: no other transaction.`);
+    for (const other of others) {
+      listItem(list, `Same ${side}: ${time(other.timestamp)}, ${other.transaction_id}, ${other.amount} ${other.currency}, ${other.decision}`);
+    }
   }
 }
 
@@ -522,6 +560,31 @@ function openTransaction(transaction) {
 }
 
 // ---- rules -------------------------------------------------------------------------------
+
+// The rules the processor runs, each with its hits (live and shadow) over the overview's
+// minutes.
+async function loadRules() {
+  let rules;
+  let stats;
+  try {
+    [{ json: rules }, stats] = await Promise.all([api("rules"), readStats()]);
+  } catch (error) {
+    return showProblem(error);
+  }
+  showProblem(null);
+  $("#rules-source").textContent = rules.unreadable
+    ? `The rules in ${rules.source} do not read: ${rules.unreadable}. A processor starting now refuses to start; those running keep the rules they started with.`
+    : `From ${rules.source === "default" ? "the built-in rule (no rules file or parameter is set)" : rules.source}, version ${rules.version}: every alert these rules raise carries this version.`;
+  $("#rules-hits-title").textContent = `Hits, last ${state.overviewMinutes} minutes`;
+  const body = $("#rules-in-force tbody");
+  body.replaceChildren();
+  for (const rule of rules.rules) {
+    const row = document.createElement("tr");
+    const hits = stats.hits_by_rule[rule.name] ?? 0;
+    for (const value of [rule.name, rule.kind, rule.mode, rule.action, rule.description, String(hits)]) cell(row, value);
+    body.append(row);
+  }
+}
 
 async function backtest(event) {
   event.preventDefault();

@@ -322,6 +322,15 @@ pub struct ListParamsDoc {
         example = "cust-42"
     )]
     customer_id: Option<String>,
+    /// Only those paid with this card or account: its `payment_fingerprint` (never a card
+    /// number, which is refused).
+    #[param(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[A-Za-z0-9._:+/=-]+$",
+        example = "fp_9f86d081884c7d65"
+    )]
+    payment_fingerprint: Option<String>,
     /// Amount at least this (exact decimal, at most as many decimal places as `currency` has,
     /// 4 without it).
     #[param(pattern = "^[0-9]+(\\.[0-9]+)?$", example = "1000")]

@@ -12,9 +12,10 @@ use infra::domain::listing::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use infra::domain::money::{
     MAX_MINOR_UNITS, decimal_from_plain_text, minor_units, significant_scale,
 };
+use infra::domain::transaction::{fits_fingerprint, looks_like_card_number};
 use infra::domain::{
-    AlertFilter, AlertListFilters, FieldError, ListFilters, MAX_ID_CHARS, Named, ReviewStatus,
-    TransactionType, Verdict, is_identifier,
+    AlertFilter, AlertListFilters, FieldError, ListFilters, MAX_FINGERPRINT_CHARS, MAX_ID_CHARS,
+    Named, ReviewStatus, TransactionType, Verdict, is_identifier,
 };
 
 use crate::cursor::{Cursor, CursorKey};
@@ -42,7 +43,7 @@ pub fn within_page_bytes<P, T: serde::Serialize>(
 }
 
 /// The parameters a list takes, in the order the contract documents them.
-pub const PARAMETERS: [&str; 11] = [
+pub const PARAMETERS: [&str; 12] = [
     "limit",
     "cursor",
     "from",
@@ -50,6 +51,7 @@ pub const PARAMETERS: [&str; 11] = [
     "type",
     "currency",
     "customer_id",
+    "payment_fingerprint",
     "min_amount",
     "max_amount",
     "alert",
@@ -139,6 +141,17 @@ impl ListParams {
             "must be an ISO 4217 alphabetic currency code with minor units, such as USD",
         );
         let customer_id = read.short_text("customer_id");
+        let payment_fingerprint = read.parse(
+            "payment_fingerprint",
+            |text| {
+                let fits = fits_fingerprint(text) && !looks_like_card_number(text);
+                fits.then(|| text.to_owned())
+            },
+            &format!(
+                "must be 1-{MAX_FINGERPRINT_CHARS} characters from A-Z a-z 0-9 . _ : + / = -, \
+                 and never a card number"
+            ),
+        );
         let places = currency
             .as_deref()
             .and_then(minor_units)
@@ -188,6 +201,7 @@ impl ListParams {
                 kind,
                 currency,
                 customer_id,
+                payment_fingerprint,
                 min_amount,
                 max_amount,
                 alert,

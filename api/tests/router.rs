@@ -473,6 +473,13 @@ async fn bad_list_parameters_are_400_naming_the_parameter() {
         ("limit=5&limit=6", "limit"),
         ("cursor=not-a-cursor", "cursor"),
         ("customer_id=", "customer_id"),
+        ("payment_fingerprint=", "payment_fingerprint"),
+        ("payment_fingerprint=fp%20x", "payment_fingerprint"),
+        // A card number is never a filter: it would sit in URLs and logs.
+        (
+            "payment_fingerprint=4111111111111111",
+            "payment_fingerprint",
+        ),
     ];
     for (query, parameter) in cases {
         let answer = call(&h.router, list(query, DEVELOPMENT_KEY)).await;

@@ -38,6 +38,9 @@ pub struct ListArgs {
     pub currency: Option<String>,
     #[arg(long)]
     pub customer_id: Option<String>,
+    /// Paid with this card or account (its payment fingerprint).
+    #[arg(long)]
+    pub payment_fingerprint: Option<String>,
     #[arg(long)]
     pub min_amount: Option<String>,
     #[arg(long)]
@@ -95,6 +98,7 @@ fn query(args: &ListArgs, cursor: Option<&str>) -> String {
         ("type", &args.kind),
         ("currency", &args.currency),
         ("customer_id", &args.customer_id),
+        ("payment_fingerprint", &args.payment_fingerprint),
         ("min_amount", &args.min_amount),
         ("max_amount", &args.max_amount),
         ("alert", &args.alert),

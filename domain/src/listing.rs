@@ -46,6 +46,8 @@ pub struct ListFilters {
     pub kind: Option<TransactionType>,
     pub currency: Option<String>,
     pub customer_id: Option<String>,
+    /// Paid with this card or account (its `payment_fingerprint`).
+    pub payment_fingerprint: Option<String>,
     /// Inclusive.
     pub min_amount: Option<Decimal>,
     /// Inclusive.
@@ -126,6 +128,9 @@ impl ListFilters {
                 .customer_id
                 .as_ref()
                 .is_none_or(|customer| transaction.customer_id.as_ref() == Some(customer))
+            && self.payment_fingerprint.as_ref().is_none_or(|fingerprint| {
+                transaction.payment_fingerprint.as_ref() == Some(fingerprint)
+            })
             && self.min_amount.is_none_or(|min| transaction.amount >= min)
             && self.max_amount.is_none_or(|max| transaction.amount <= max)
             && self.alert.is_none_or(|alert| alert_matches(alert, record))

@@ -461,8 +461,7 @@ fn read_fingerprint(raw: &str, errors: &mut Errors) -> Option<String> {
         );
         return None;
     }
-    let allowed = |c: char| c.is_ascii_alphanumeric() || "._:+/=-".contains(c);
-    if !(1..=MAX_FINGERPRINT_CHARS).contains(&value.len()) || !value.chars().all(allowed) {
+    if !transaction::fits_fingerprint(&value) {
         errors.push(
             field,
             "format",

@@ -161,6 +161,12 @@ pub fn is_identifier(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
+/// Whether `value` has a payment fingerprint's length and characters ([`FINGERPRINT_PATTERN`]).
+pub fn fits_fingerprint(value: &str) -> bool {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "._:+/=-".contains(c);
+    (1..=MAX_FINGERPRINT_CHARS).contains(&value.len()) && value.chars().all(allowed)
+}
+
 /// Whether a value looks like a card number (PAN): 13 to 19 digits, perhaps grouped with spaces
 /// or dashes, that pass the Luhn check.
 pub fn looks_like_card_number(value: &str) -> bool {

@@ -400,6 +400,9 @@ pub fn listed_record(shop: &str, n: usize) -> TransactionRecord {
     if !n.is_multiple_of(4) {
         body["customer_id"] = serde_json::json!(format!("c{}", n % 5));
     }
+    if !n.is_multiple_of(3) {
+        body["payment_fingerprint"] = serde_json::json!(format!("fp_{}", n % 4));
+    }
     let transaction = parse_transaction(body.to_string().as_bytes(), Utc::now()).expect("valid");
     let shop = ShopId::parse(shop).expect("valid shop");
     let envelope = Envelope::new(shop, transaction, Utc::now(), format!("req-{n}"));
@@ -572,6 +575,15 @@ pub async fn filters_pick_exactly_the_matching_records(
         },
         ListFilters {
             customer_id: Some("c3".to_owned()),
+            ..Default::default()
+        },
+        ListFilters {
+            payment_fingerprint: Some("fp_1".to_owned()),
+            ..Default::default()
+        },
+        ListFilters {
+            payment_fingerprint: Some("fp_2".to_owned()),
+            customer_id: Some("c2".to_owned()),
             ..Default::default()
         },
         ListFilters {

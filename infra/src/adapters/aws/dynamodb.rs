@@ -190,6 +190,9 @@ impl DynamoStore {
         if let Some(customer) = &record.transaction.customer_id {
             item.insert("customer_id".to_owned(), text(customer));
         }
+        if let Some(fingerprint) = &record.transaction.payment_fingerprint {
+            item.insert("payment_fingerprint".to_owned(), text(fingerprint));
+        }
         if !record.alerts.is_empty() {
             let alerts = record
                 .alerts
@@ -725,6 +728,11 @@ impl<'a> ShardedWalk<'a> {
         if let Some(customer) = &filters.customer_id {
             self.values.insert(":customer".to_owned(), text(customer));
             conditions.push("customer_id = :customer");
+        }
+        if let Some(fingerprint) = &filters.payment_fingerprint {
+            self.values
+                .insert(":fingerprint".to_owned(), text(fingerprint));
+            conditions.push("payment_fingerprint = :fingerprint");
         }
         if let Some(min) = filters.min_amount {
             self.values

@@ -381,6 +381,15 @@ impl PageSql {
             let currency = sql.bind(currency.clone());
             sql.rest.push(format!("currency = {currency}"));
         }
+        if let Some(fingerprint) = &filters.payment_fingerprint {
+            // Read from the stored record, without a column or index of its own: the filter
+            // is for a card's recent transactions (an alert's window), bounded in time, and
+            // the examination bound keeps a page's cost flat either way.
+            let fingerprint = sql.bind(fingerprint.clone());
+            sql.rest.push(format!(
+                "json_extract(record, '$.transaction.payment_fingerprint') = {fingerprint}"
+            ));
+        }
         if let Some(min) = filters.min_amount {
             let min = sql.bind(amount_units(min, true));
             sql.rest.push(format!("amount_units >= {min}"));
