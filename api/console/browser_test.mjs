@@ -134,6 +134,9 @@ try {
   });
   assert.equal(small.status, 202);
   await page.getByText("Last 60 minutes: 2 accepted, 2 stored, 1 alerted").waitFor({ timeout: WAIT });
+  // The operator's shop also sees the whole queue, drained, with no dead letter.
+  await page.locator("#pipeline-facts").getByText("0 transactions waiting or being processed").waitFor({ timeout: WAIT });
+  await page.locator("#pipeline-facts").getByText("0", { exact: true }).waitFor({ timeout: WAIT });
   await shot(page, "overview");
 
   // Transactions: the search finds it, and its detail has the alert and the decision.
@@ -212,6 +215,7 @@ try {
   await page.getByLabel("API key").fill(OTHER_KEY);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByText("nothing to chart yet").waitFor({ timeout: WAIT });
+  assert.ok(await page.locator("#overview-pipeline").isHidden(), "a shop that is not the operator's sees the queue");
   release();
   await settled;
   await page.unroute(`**/alerts/${alertId}`);

@@ -138,7 +138,7 @@ function signOut(clearProblem = true) {
   sessionStorage.removeItem(KEY);
   clearInterval(state.timer);
   state.timer = null;
-  for (const id of [...PAGES.map((page) => `#${page}`), "#alert", "#transaction", "#backtest-result", "#nav", "#sign-out", "#alerts-more", "#transactions-more"]) {
+  for (const id of [...PAGES.map((page) => `#${page}`), "#alert", "#transaction", "#backtest-result", "#overview-pipeline", "#nav", "#sign-out", "#alerts-more", "#transactions-more"]) {
     $(id).hidden = true;
   }
   $("#sign-in").hidden = false;
@@ -298,6 +298,14 @@ async function loadOverview() {
     const row = document.createElement("tr");
     cell(row, "No open alert.").colSpan = 2;
     body.append(row);
+  }
+  // Only the operator's shops get the queue's figures, every shop's.
+  $("#overview-pipeline").hidden = !stats.pipeline;
+  if (stats.pipeline) {
+    facts($("#pipeline-facts"), [
+      ["On the queue", `${stats.pipeline.queue_messages} transactions waiting or being processed`],
+      ["Dead letters", `${stats.pipeline.dead_letters}${stats.pipeline.dead_letters ? ": see processor dead-letters list" : ""}`],
+    ]);
   }
   if (!empty) chart(stats);
 }

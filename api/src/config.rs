@@ -1,11 +1,13 @@
 //! Command line and environment. Every setting has a default that works on a laptop.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use infra::adapters::select::PortArgs;
+use infra::domain::ShopId;
 use infra::domain::webhooks::RETRY_WAITS;
 use infra::settings::parse_seconds;
 use infra::telemetry::TelemetryArgs;
@@ -156,6 +158,12 @@ pub struct ServeArgs {
     #[arg(long, env = "BACKTEST_MAX_TRANSACTIONS", default_value_t = infra::backtest::DEFAULT_MAX_TRANSACTIONS)]
     pub backtest_max_transactions: usize,
 
+    /// Comma-separated shop ids whose keys are the operator's: their overview (`GET /stats`,
+    /// the console) also shows the queue's depth and dead letters, which are every shop's.
+    /// None by default. On AWS the API then needs `DEAD_LETTER_QUEUE_URL` (the template sets it).
+    #[arg(long, env = "OPERATOR_SHOPS", default_value = "", value_parser = parse_shop_ids)]
+    pub operator_shops: OperatorShops,
+
     /// Run the processor inside this process when the queue is embedded (`false` serves the
     /// API only and leaves the queue to another process).
     #[arg(long, env = "EMBEDDED_PROCESSOR", default_value_t = true, action = clap::ArgAction::Set)]
@@ -191,6 +199,19 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
+}
+
+/// The shops whose keys see the whole pipeline's figures.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OperatorShops(pub BTreeSet<ShopId>);
+
+/// `a,b,c`: each a valid shop id; blanks around commas and an empty list are fine (the
+/// template passes an empty parameter as an empty string).
+fn parse_shop_ids(text: &str) -> Result<OperatorShops, String> {
+    let ids = text.split(',').map(str::trim).filter(|id| !id.is_empty());
+    Ok(OperatorShops(
+        ids.map(ShopId::parse).collect::<Result<_, _>>()?,
+    ))
 }
 
 /// How webhook deliveries are made: by the API's sender locally, by the webhooks function on

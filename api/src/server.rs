@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use anyhow::Context;
 use infra::adapters::select::{Backend, Connector};
@@ -22,7 +23,7 @@ use crate::http_server::{self, Limits};
 use crate::lambda;
 use crate::routes::ops::HEALTH_CACHE;
 use crate::rules_in_force::RulesSource;
-use crate::state::{AppState, Timeouts, WebhookState};
+use crate::state::{AppState, PipelineState, Timeouts, WebhookState};
 use crate::webhook_sender;
 
 /// What Lambda does for the API function with its role, for the permission test.
@@ -124,7 +125,21 @@ async fn app_state(
     .with_webhooks(webhooks)
     .with_lists(ports.list_admin().await?, ports.list_membership().await?)
     .with_backtest_bound(args.backtest_max_transactions)
-    .with_rules(RulesSource::from_settings(&args.processor, ports).await))
+    .with_rules(RulesSource::from_settings(&args.processor, ports).await)
+    .with_pipeline(pipeline_state(args, ports).await?))
+}
+
+/// The queue's figures, opened only when some shop is the operator's.
+async fn pipeline_state(args: &ServeArgs, ports: &Connector<'_>) -> anyhow::Result<PipelineState> {
+    let operators = args.operator_shops.clone();
+    let backlog = match operators.0.is_empty() {
+        true => None,
+        false => Some(ports.backlog().await.context("OPERATOR_SHOPS")?),
+    };
+    Ok(PipelineState {
+        operators: Arc::new(operators),
+        backlog,
+    })
 }
 
 /// The webhook sender, where the store keeps webhooks.

@@ -10,11 +10,12 @@ use tokio::time::Instant;
 use axum::extract::FromRef;
 use infra::adapters::breaker::BreakerQueue;
 use infra::ports::{
-    AlertInbox, History, ListAdmin, ListMembership, Producer, RecordReader, ShopStore,
+    AlertInbox, Backlog, History, ListAdmin, ListMembership, Producer, RecordReader, ShopStore,
     WebhookRegistry,
 };
 
 use crate::auth::KeyRing;
+use crate::config::OperatorShops;
 use crate::cursor::CursorKey;
 use crate::rules_in_force::RulesSource;
 
@@ -39,6 +40,16 @@ pub struct AppState {
     pub lists: ListsState,
     /// The rules the processor runs (`GET /rules`).
     pub rules: RulesSource,
+    pub pipeline: PipelineState,
+}
+
+/// The whole pipeline's figures, for the operator's shops only: the queue's depth and dead
+/// letters are every shop's.
+#[derive(Clone, Default)]
+pub struct PipelineState {
+    pub operators: Arc<OperatorShops>,
+    /// Set when there is an operator's shop.
+    pub backlog: Option<Arc<dyn Backlog>>,
 }
 
 /// The shops' lists where the store keeps them (the embedded store, or `WEBHOOKS_TABLE`).
@@ -99,7 +110,14 @@ impl AppState {
             enqueue_timeout: EnqueueTimeout(timeouts.enqueue),
             webhooks: WebhookState::default(),
             rules: RulesSource::default(),
+            pipeline: PipelineState::default(),
         }
+    }
+
+    /// The state with the operator's shops, who see the queue's depth and dead letters.
+    pub fn with_pipeline(mut self, pipeline: PipelineState) -> Self {
+        self.pipeline = pipeline;
+        self
     }
 
     /// The state with the rules the processor runs.

@@ -487,7 +487,8 @@ async fn a_hung_dynamodb_is_a_503_within_the_deadline() {
 /// to a value other than its default, in Lambda mode: init succeeds, a key added with the
 /// operator's command is admitted, and the transaction is on the queue. `GET /rules` names
 /// the template's rules parameter and, while it does not exist, the default rule with the
-/// template's thresholds, as the processor runs.
+/// template's thresholds, as the processor runs. The shop is the operator's: its `GET /stats`
+/// counts the queue and the dead letters.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_runs_with_the_templates_environment_and_every_parameter_changed() {
     let resources = testkit::resources(ResourceOptions::default()).await;
@@ -497,6 +498,7 @@ async fn the_api_runs_with_the_templates_environment_and_every_parameter_changed
     let events = vec![
         post_through_api_gateway(&key, body, &[]),
         get_through_api_gateway(&key, "/rules"),
+        get_through_api_gateway(&key, "/stats"),
     ];
     let stub = testkit::lambda_runtime_stub::RuntimeStub::start(events).await;
     let mut child = testkit::template::start_function(
@@ -506,7 +508,7 @@ async fn the_api_runs_with_the_templates_environment_and_every_parameter_changed
         &resources,
         &stub,
     );
-    let answers = stub.answers(2, Duration::from_secs(30)).await;
+    let answers = stub.answers(3, Duration::from_secs(30)).await;
     let _ = child.kill().await;
     assert!(!answers[0].failed, "{:?}", answers[0]);
     assert_eq!(answers[0].body["statusCode"], 202, "{:?}", answers[0].body);
@@ -524,6 +526,14 @@ async fn the_api_runs_with_the_templates_environment_and_every_parameter_changed
         .as_str()
         .unwrap_or_default();
     assert!(description.contains("500"), "{rules}");
+    assert_eq!(answers[2].body["statusCode"], 200, "{:?}", answers[2].body);
+    let stats: Value =
+        serde_json::from_str(answers[2].body["body"].as_str().unwrap_or_default()).expect("JSON");
+    assert_eq!(
+        stats["pipeline"],
+        json!({"queue_messages": 1, "dead_letters": 0}),
+        "{stats}"
+    );
     let queued = testkit::receive_all(
         &resources.config,
         &resources.aws.queue_url,

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use axum::Router;
 use axum::routing::post;
 use infra::adapters::embedded::{QueueSettings, SqliteQueue};
-use infra::ports::{Consumer, OutgoingMessage, Producer};
+use infra::ports::{Backlog, OutgoingMessage, Producer};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::{DEV_KEY, Server, eventually};

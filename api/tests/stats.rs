@@ -91,3 +91,69 @@ async fn the_overview_refuses_what_it_cannot_answer_with_a_problem_naming_the_pa
         .expect("GET");
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
 }
+
+/// The operator's shop (`OPERATOR_SHOPS`) also sees the whole queue: messages waiting and dead
+/// letters, every shop's. Any other shop sees no such figure.
+#[tokio::test]
+async fn only_the_operators_shop_sees_the_queue_and_its_dead_letters() {
+    use infra::adapters::embedded::{QueueSettings, SqliteQueue};
+    use infra::ports::{OutgoingMessage, Producer};
+
+    let temp = tempfile::tempdir().expect("temp");
+    let data = temp.path().join("data");
+    let env = [
+        support::two_shops(temp.path()),
+        ("OPERATOR_SHOPS", " demo , ".to_owned()),
+        ("EMBEDDED_PROCESSOR", "false".to_owned()),
+    ];
+    let server = Server::start(&data, &env).await;
+    let url = format!("{}/stats?minutes=5", server.base);
+    for id in ["q-1", "q-2"] {
+        let body =
+            json!({"transaction_id": id, "amount": "1.00", "timestamp": "2024-08-09T12:34:56Z"});
+        let answer = server.post(OTHER_KEY, &body.to_string()).await;
+        assert_eq!(answer.status(), StatusCode::ACCEPTED);
+    }
+    let operator = server.get_json(url.clone(), Some(DEV_KEY)).await;
+    assert_eq!(
+        operator["pipeline"],
+        json!({"queue_messages": 2, "dead_letters": 0}),
+        "another shop's waiting transactions are counted: {operator}"
+    );
+    let shop = server.get_json(url.clone(), Some(OTHER_KEY)).await;
+    assert!(shop.get("pipeline").is_none(), "{shop}");
+    drop(server);
+
+    // With the processor: a message no API would send is dead-lettered, and counted.
+    let queue = SqliteQueue::open(&data.join("queue.db"), QueueSettings::default()).expect("queue");
+    let poison = OutgoingMessage {
+        body: "not an envelope".to_owned(),
+        attributes: Default::default(),
+    };
+    queue.send(poison).await.expect("send");
+    drop(queue);
+    let env = [env[0].clone(), env[1].clone()];
+    let server = Server::start(&data, &env).await;
+    let url = format!("{}/stats?minutes=5", server.base);
+    eventually("the queue drained and the poison dead-lettered", || async {
+        let operator = server.get_json(url.clone(), Some(DEV_KEY)).await;
+        (operator["pipeline"] == json!({"queue_messages": 0, "dead_letters": 1})).then_some(())
+    })
+    .await;
+}
+
+/// An operator's shop that is not a shop id stops the start, naming the setting.
+#[tokio::test]
+async fn a_malformed_operator_shop_stops_the_start() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_api"))
+        .env("OPERATOR_SHOPS", "demo,not a shop")
+        .env("API_ADDR", "127.0.0.1:0")
+        .output()
+        .expect("run the api");
+    assert!(!output.status.success());
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        said.contains("OPERATOR_SHOPS") || said.contains("operator-shops"),
+        "{said}"
+    );
+}

@@ -134,9 +134,15 @@ pub trait Producer: Send + Sync {
     async fn probe(&self) -> Result<(), PortError>;
 }
 
+/// How much is waiting: for the processor's gauges and the operator's overview.
+#[async_trait]
+pub trait Backlog: Send + Sync {
+    async fn depth(&self) -> Result<QueueDepth, PortError>;
+}
+
 /// The receiving side of the queue: what the worker loop, the processor and the SQS Lambda call.
 #[async_trait]
-pub trait Consumer: Send + Sync {
+pub trait Consumer: Backlog {
     /// Leases up to `max` messages, waiting up to `wait` for the first one to arrive.
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<ReceivedMessage>, PortError>;
 
@@ -153,8 +159,6 @@ pub trait Consumer: Send + Sync {
 
     /// Moves a message that can never succeed to the dead-letter queue, with the reason.
     async fn dead_letter(&self, message: &ReceivedMessage, reason: &str) -> Result<(), PortError>;
-
-    async fn depth(&self) -> Result<QueueDepth, PortError>;
 }
 
 /// The dead letters, for an operator: look at them, put them back after a fix.

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use infra::domain::{Named, ShopId};
-use infra::ports::{Consumer, DeadLetters, Queue, RecordReader};
+use infra::ports::{Backlog, DeadLetters, Queue, RecordReader};
 use processor::Processor;
 use processor::lambda::handle_sqs_event;
 use processor::retry::RetryPolicy;

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use infra::adapters::embedded::QueueSettings;
 use infra::domain::{AlertPolicy, AlertState, ShopId, TransactionRecord};
 use infra::ports::{
-    Alert, Consumer, DeadLetters, Notifier, OutgoingMessage, PortError, Producer, RecordReader,
-    Redrive, Store,
+    Alert, Backlog, Consumer, DeadLetters, Notifier, OutgoingMessage, PortError, Producer,
+    RecordReader, Redrive, Store,
 };
 use processor::retry::RetryPolicy;
 use processor::{Outcome, Processor};

@@ -20,6 +20,8 @@ pub fn every_parameter_changed(unique: &str) -> Vec<(&'static str, String)> {
         ("AlarmEmail", "ops@example.com".to_owned()),
         ("AlertThresholds", "USD=500,JPY=150000".to_owned()),
         ("AlertRulesParameterName", format!("/{unique}/alert-rules")),
+        // The shop the API's environment test adds a key for.
+        ("OperatorShops", "acme".to_owned()),
         ("ApiKeysCacheSeconds", "5".to_owned()),
         ("ProcessorBatchSize", "25".to_owned()),
         ("ProcessorBatchingWindowSeconds", "2".to_owned()),

@@ -1,8 +1,8 @@
 //! `GET /stats`: the caller's shop's recent figures, for the console's overview. Per minute, the
 //! transactions accepted, stored and alerted, the accepted-to-stored lag, and the open alerts
 //! by rule: all from the shop's own stored records and inbox, so a shop sees only its own.
-//! The queue's depth and dead letters are the operator's, across shops: they are in
-//! `/metrics` (and the Grafana dashboard), not here.
+//! The queue's depth and dead letters are every shop's: only the operator's shops
+//! (`OPERATOR_SHOPS`) see them here; they are also in `/metrics` and the Grafana dashboard.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,6 +22,7 @@ use utoipa::ToSchema;
 use crate::auth::Shop;
 use crate::error::{ApiError, Problem};
 use crate::listing::parse_stats_minutes;
+use crate::state::PipelineState;
 
 /// Records an overview reads at most: about 40 MB in memory (the API function has 256 MB on
 /// Lambda) and 20 pages of DynamoDB's shop-time index. A shop with more in the window asks for
@@ -40,6 +41,20 @@ pub struct ShopOverview {
     #[serde(flatten)]
     pub stats: ShopStats,
     pub open_alerts: OpenAlerts,
+    /// The whole pipeline's queue, for the operator's shops (`OPERATOR_SHOPS`) only; absent
+    /// for every other shop.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<Pipeline>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Pipeline {
+    /// Transactions on the queue, waiting or being processed, of every shop (SQS counts
+    /// approximately).
+    pub queue_messages: u64,
+    /// Messages that could not be processed, set aside for the operator (`processor
+    /// dead-letters list`).
+    pub dead_letters: u64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -65,16 +80,19 @@ pub struct OpenAlerts {
                 "minutes": [{"minute": "2026-12-03T18:00:00Z", "accepted": 12, "stored": 12, "alerted": 1},
                             {"minute": "2026-12-03T18:01:00Z", "accepted": 9, "stored": 8, "alerted": 0}],
                 "lag": {"transactions": 20, "p50_ms": 41, "p99_ms": 930},
-                "open_alerts": {"by_rule": {"amount_exceeds_threshold": 1}, "counted": 1, "complete": true}})),
+                "hits_by_rule": {"amount_exceeds_threshold": 1},
+                "open_alerts": {"by_rule": {"amount_exceeds_threshold": 1}, "counted": 1, "complete": true},
+                "pipeline": {"queue_messages": 3, "dead_letters": 0}})),
         (status = 400, description = "`minutes` is not from 1 to 180, or the window holds more than 20,000 of the shop's transactions", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many requests with API keys this instance has not seen (keys table only); see Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The store cannot answer now; `Retry-After` says when to ask again", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store (or, for the operator, the queue) cannot answer now; `Retry-After` says when to ask again", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn overview(
     State(history): State<Arc<dyn History>>,
     State(alerts): State<Arc<dyn AlertInbox>>,
+    State(pipeline): State<PipelineState>,
     Shop(shop_id): Shop,
     RawQuery(query): RawQuery,
 ) -> Result<Json<ShopOverview>, ApiError> {
@@ -101,6 +119,24 @@ pub async fn overview(
     Ok(Json(ShopOverview {
         stats: summarise(&records, from, to),
         open_alerts: open_alerts(alerts.as_ref(), &shop_id).await?,
+        pipeline: pipeline_figures(&pipeline, &shop_id).await?,
+    }))
+}
+
+async fn pipeline_figures(
+    pipeline: &PipelineState,
+    shop_id: &ShopId,
+) -> Result<Option<Pipeline>, ApiError> {
+    let Some(backlog) = &pipeline.backlog else {
+        return Ok(None);
+    };
+    if !pipeline.operators.0.contains(shop_id) {
+        return Ok(None);
+    }
+    let depth = backlog.depth().await?;
+    Ok(Some(Pipeline {
+        queue_messages: depth.messages,
+        dead_letters: depth.dead_letters,
     }))
 }
 

@@ -19,7 +19,7 @@ use super::aws::{
 };
 use super::embedded::{QueueSettings, SqliteNotifier, SqliteQueue, SqliteStore};
 use crate::ports::{
-    Consumer, DeadLetters, DeliveryLog, DeliveryQueue, InboxBackfill, KeyAdmin, KeyLookup,
+    Backlog, Consumer, DeadLetters, DeliveryLog, DeliveryQueue, InboxBackfill, KeyAdmin, KeyLookup,
     ListAdmin, ListMembership, Lists, Notifier, Parameter, PortError, Producer, Queue, ShopStore,
     Store, WebhookOutbox, WebhookRegistry, Webhooks,
 };
@@ -224,6 +224,11 @@ impl Connector<'_> {
 
     /// The dead letters (the operator's commands).
     pub async fn dead_letters(&self) -> Result<Arc<dyn DeadLetters>, SettingsError> {
+        Ok(self.queue(QueueRole::Consumer).await?)
+    }
+
+    /// How much waits on the queue and its dead letters (the operator's overview).
+    pub async fn backlog(&self) -> Result<Arc<dyn Backlog>, SettingsError> {
         Ok(self.queue(QueueRole::Consumer).await?)
     }
 

@@ -18,7 +18,7 @@ use futures_util::StreamExt;
 use super::describe;
 use crate::aws_calls::{AwsCall, Caller::*};
 use crate::ports::{
-    Consumer, DeadLetter, DeadLetters, OutgoingMessage, PortError, Producer, QueueDepth,
+    Backlog, Consumer, DeadLetter, DeadLetters, OutgoingMessage, PortError, Producer, QueueDepth,
     ReceivedMessage, Redrive,
 };
 
@@ -59,11 +59,12 @@ pub const AWS_CALLS: &[AwsCall] = &[
         QUEUE,
         &[Api, Processor],
     ),
+    // The API's, for the operator's overview (`OPERATOR_SHOPS`).
     AwsCall::new(
         "get_queue_attributes",
         "sqs:GetQueueAttributes",
         DLQ,
-        &[Processor],
+        &[Api, Processor],
     ),
 ];
 /// SQS's limit for batch calls.
@@ -516,7 +517,10 @@ impl Consumer for SqsQueue {
             .map_err(unavailable)?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl Backlog for SqsQueue {
     async fn depth(&self) -> Result<QueueDepth, PortError> {
         let messages = self
             .approximate_count(

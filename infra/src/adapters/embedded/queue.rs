@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::sqlite::{SqliteDb, now_millis};
 use crate::ports::{
-    Consumer, DeadLetter, DeadLetters, OutgoingMessage, PortError, Producer, QueueDepth,
+    Backlog, Consumer, DeadLetter, DeadLetters, OutgoingMessage, PortError, Producer, QueueDepth,
     ReceivedMessage, Redrive,
 };
 
@@ -323,7 +323,10 @@ impl Consumer for SqliteQueue {
             })
             .await
     }
+}
 
+#[async_trait]
+impl Backlog for SqliteQueue {
     async fn depth(&self) -> Result<QueueDepth, PortError> {
         self.db
             .read(|connection| {
