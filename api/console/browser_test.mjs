@@ -106,7 +106,9 @@ try {
   await page.locator("#review-form").getByLabel("Verdict").selectOption("fraud");
   await page.locator("#review-form").getByLabel("Note").fill("card reported stolen");
   await shot(page, "alert");
-  await page.getByRole("button", { name: /Resolve/ }).click();
+  // Resolved from the keyboard: out of the note's field first, where keys are text.
+  await page.locator("#alert-title").click();
+  await page.keyboard.press("r");
   await page.locator("#review-history").getByText("card reported stolen").waitFor({ timeout: WAIT });
   const alertId = await row.getAttribute("data-alert-id");
   const stored = await api(`/alerts/${alertId}`, SHOP_KEY);
@@ -147,6 +149,28 @@ try {
   const transaction = page.locator("#transaction-list tbody tr").filter({ has: page.getByRole("cell", { name: id, exact: true }) });
   await transaction.waitFor({ timeout: WAIT });
   await shot(page, "transactions");
+  // Every choice of every filter is one the API takes: none is answered with a problem.
+  for (const form of ["#inbox-filters", "#transaction-filters"]) {
+    const link = form === "#inbox-filters" ? "Alert inbox" : "Transactions";
+    await page.getByRole("link", { name: link }).click();
+    for (const select of await page.locator(`${form} select`).all()) {
+      const [name, initial] = [await select.getAttribute("name"), await select.inputValue()];
+      for (const value of await select.locator("option").evaluateAll((options) => options.map((o) => o.value))) {
+        await select.selectOption(value);
+        // This submit's read, not a refresh's: it carries the chosen value.
+        const answered = page.waitForResponse((r) => /\/(alerts|transactions)\?/.test(r.url())
+          && (value === "" || new URL(r.url()).searchParams.get(name) === value));
+        await page.locator(`${form} button[type=submit]`).click();
+        const response = await answered;
+        assert.equal(response.status(), 200, `${form} ${name}=${value}: ${response.status()}`);
+      }
+      await select.selectOption(initial);
+    }
+  }
+  await page.getByRole("link", { name: "Transactions" }).click();
+  await page.getByLabel("Customer").fill("cust-console");
+  await page.getByRole("button", { name: "Search" }).click();
+  await transaction.waitFor({ timeout: WAIT });
   await transaction.click();
   await page.locator("#transaction-alerts").getByText("amount_exceeds_threshold").waitFor({ timeout: WAIT });
   await shot(page, "transaction");

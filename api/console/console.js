@@ -149,9 +149,12 @@ function signOut(clearProblem = true) {
   for (const text of ["#overview-totals", "#rules-source", "#backtest-summary", "#backtest-diff"]) $(text).textContent = "";
   for (const form of document.querySelectorAll("form")) form.reset();
   $("#alert-title").textContent = "Alert";
+  $("#alert-window-title").textContent = "In its window";
+  $("#rules-hits-title").textContent = "Hits";
   $("#transaction-title").textContent = "Transaction";
   Object.assign(state, {
     alert: null,
+    opening: null,
     etag: null,
     alerts: { query: "", cursor: null },
     transactions: { query: "", cursor: null },
@@ -301,7 +304,9 @@ async function loadOverview() {
   }
   // Only the operator's shops get the queue's figures, every shop's.
   $("#overview-pipeline").hidden = !stats.pipeline;
-  if (stats.pipeline) {
+  if (stats.pipeline && !stats.pipeline.available) {
+    facts($("#pipeline-facts"), [["The queue", "did not answer in time: its figures are unknown for now"]]);
+  } else if (stats.pipeline) {
     facts($("#pipeline-facts"), [
       ["On the queue", `${stats.pipeline.queue_messages} transactions waiting or being processed`],
       ["Dead letters", `${stats.pipeline.dead_letters}${stats.pipeline.dead_letters ? ": see processor dead-letters list" : ""}`],
@@ -374,14 +379,17 @@ async function loadAlerts({ more = false, refresh = false } = {}) {
 }
 
 async function openAlert(alertId) {
-  let alert;
+  // The last alert asked for is the one shown, whichever answer comes first.
+  state.opening = alertId;
+  let answer;
   try {
-    const answer = await api(`alerts/${encodeURIComponent(alertId)}`);
-    alert = answer.json;
-    state.etag = answer.etag;
+    answer = await api(`alerts/${encodeURIComponent(alertId)}`);
   } catch (error) {
-    return showProblem(error);
+    return state.opening === alertId && showProblem(error);
   }
+  if (state.opening !== alertId) return;
+  const alert = answer.json;
+  state.etag = answer.etag;
   showProblem(null);
   state.alert = alert;
   $("#inbox").hidden = true;
@@ -394,12 +402,19 @@ async function openAlert(alertId) {
   try {
     ({ json: transaction } = await api(`transactions/${encodeURIComponent(alert.transaction_id)}`));
   } catch (error) {
+    if (!shown(alert)) return;
     showProblem(error);
     if (!(error instanceof Stale)) listItem($("#alert-window"), "The transaction could not be read.");
     return;
   }
+  if (!shown(alert)) return;
   renderTransaction($("#alert-transaction"), transaction);
   await renderWindow(alert, transaction);
+}
+
+// Whether `alert` is still the one on screen: an answer for one left since is dropped.
+function shown(alert) {
+  return state.alert?.alert_id === alert.alert_id && !$("#alert").hidden;
 }
 
 function renderAlert(alert) {
@@ -470,13 +485,17 @@ async function renderWindow(alert, transaction) {
     try {
       ({ json: page } = await api(`transactions?${params}`));
     } catch (error) {
-      return showProblem(error);
+      return shown(alert) && showProblem(error);
     }
+    if (!shown(alert)) return;
     const others = page.data.filter((other) => other.transaction_id !== transaction.transaction_id);
-    if (!others.length) listItem(list, `Same ${side}: no other transaction.`);
+    if (!others.length && !page.has_more) listItem(list, `Same ${side}: no other transaction.`);
     for (const other of others) {
       listItem(list, `Same ${side}: ${time(other.timestamp)}, ${other.transaction_id}, ${other.amount} ${other.currency}, ${other.decision}`);
     }
+    // A page stops at 20, or early when the list examined its bound: say so rather than
+    // let a short list pass for all of them.
+    if (page.has_more) listItem(list, `Same ${side}: more in the window than shown here; the Transactions page lists them all.`);
   }
 }
 
@@ -573,23 +592,37 @@ function openTransaction(transaction) {
 // minutes.
 async function loadRules() {
   let rules;
-  let stats;
   try {
-    [{ json: rules }, stats] = await Promise.all([api("rules"), readStats()]);
+    ({ json: rules } = await api("rules"));
   } catch (error) {
     return showProblem(error);
   }
-  showProblem(null);
+  // Without the figures the rules still show, with their hits unknown.
+  let stats = null;
+  try {
+    stats = await readStats();
+    showProblem(null);
+  } catch (error) {
+    showProblem(error);
+  }
   $("#rules-source").textContent = rules.unreadable
     ? `The rules in ${rules.source} do not read: ${rules.unreadable}. A processor starting now refuses to start; those running keep the rules they started with.`
     : `From ${rules.source === "default" ? "the built-in rule (no rules file or parameter is set)" : rules.source}, version ${rules.version}: every alert these rules raise carries this version.`;
   $("#rules-hits-title").textContent = `Hits, last ${state.overviewMinutes} minutes`;
   const body = $("#rules-in-force tbody");
   body.replaceChildren();
+  const hits = { ...(stats?.hits_by_rule || {}) };
   for (const rule of rules.rules) {
     const row = document.createElement("tr");
-    const hits = stats.hits_by_rule[rule.name] ?? 0;
-    for (const value of [rule.name, rule.kind, rule.mode, rule.action, rule.description, String(hits)]) cell(row, value);
+    const count = stats ? String(hits[rule.name] ?? 0) : "unknown";
+    delete hits[rule.name];
+    for (const value of [rule.name, rule.kind, rule.mode, rule.action, rule.description, count]) cell(row, value);
+    body.append(row);
+  }
+  // Hits of rules no longer in force (renamed, removed, or of another processor's version).
+  for (const [name, count] of Object.entries(hits)) {
+    const row = document.createElement("tr");
+    for (const value of [name, "", "", "", "not in force now", String(count)]) cell(row, value);
     body.append(row);
   }
 }

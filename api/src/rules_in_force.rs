@@ -23,6 +23,9 @@ use utoipa::ToSchema;
 pub const REREAD_AFTER: Duration = Duration::from_secs(30);
 /// Longest wait for the parameter store.
 const READ_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a failed read is answered as it is before the parameter store is asked again, so
+/// that requests during an outage do not each wait for a read of their own.
+const REREAD_AFTER_FAILURE: Duration = Duration::from_secs(5);
 
 /// What `GET /rules` answers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -71,7 +74,22 @@ pub struct ParameterRules {
     parameter: Arc<dyn Parameter>,
     /// The default rule's thresholds, which apply while the parameter does not exist.
     default: AlertPolicy,
-    last: Mutex<Option<(Instant, Arc<RulesInForce>)>>,
+    last: Mutex<Option<LastRead>>,
+}
+
+struct LastRead {
+    at: Instant,
+    outcome: Result<Arc<RulesInForce>, PortError>,
+}
+
+impl LastRead {
+    fn fresh(&self) -> bool {
+        let reuse_for = match self.outcome {
+            Ok(_) => REREAD_AFTER,
+            Err(_) => REREAD_AFTER_FAILURE,
+        };
+        self.at.elapsed() < reuse_for
+    }
 }
 
 impl RulesSource {
@@ -84,8 +102,12 @@ impl RulesSource {
                 last: Mutex::new(None),
             }));
         }
+        // The file's name only: its place on the server is nothing a shop needs to know.
         let source = match &settings.rules_file {
-            Some(path) => format!("file {}", path.display()),
+            Some(path) => format!(
+                "file {}",
+                path.file_name().unwrap_or_default().to_string_lossy()
+            ),
             None => "default".to_owned(),
         };
         let rules = settings.read_rules(ports).await;
@@ -116,26 +138,127 @@ impl Default for RulesSource {
 
 impl ParameterRules {
     async fn in_force(&self) -> Result<Arc<RulesInForce>, PortError> {
-        // Held across the read, so that concurrent requests wait for one read, not start many.
+        // Held across the read, so that concurrent requests wait for one read (and share its
+        // outcome, a failure included), not start many.
         let mut last = self.last.lock().await;
-        if let Some((at, rules)) = last.as_ref()
-            && at.elapsed() < REREAD_AFTER
-        {
-            return Ok(rules.clone());
+        if let Some(read) = last.as_ref().filter(|read| read.fresh()) {
+            return read.outcome.clone();
         }
+        let outcome = match (self.read().await, last.take()) {
+            // The parameter store did not answer: the rules last read are still the best
+            // answer, and most likely still the ones in force.
+            (
+                Err(error),
+                Some(LastRead {
+                    outcome: Ok(rules), ..
+                }),
+            ) => {
+                tracing::warn!(%error, "the rules parameter could not be read; answering with the last read");
+                Ok(rules)
+            }
+            (outcome, _) => outcome,
+        };
+        *last = Some(LastRead {
+            at: Instant::now(),
+            outcome: outcome.clone(),
+        });
+        outcome
+    }
+
+    async fn read(&self) -> Result<Arc<RulesInForce>, PortError> {
         let name = self.parameter.name();
         let value = tokio::time::timeout(READ_TIMEOUT, self.parameter.read())
             .await
             .map_err(|_| {
                 PortError::unavailable("rules parameter", "no answer in time")
-                    .retry_after(Duration::from_secs(5))
+                    .retry_after(REREAD_AFTER_FAILURE)
             })??;
         let rules = rules_source::of_parameter(name, value, &self.default);
-        let rules = Arc::new(RulesInForce::read(
+        Ok(Arc::new(RulesInForce::read(
             format!("SSM parameter {name}"),
             rules.map_err(|error| error.to_string()),
-        ));
-        *last = Some((Instant::now(), rules.clone()));
-        Ok(rules)
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use infra::ports::ParameterValue;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    /// A parameter store that answers, fails or hangs, and counts the reads.
+    #[derive(Default)]
+    struct Store {
+        reads: AtomicUsize,
+        failing: AtomicBool,
+        hanging: AtomicBool,
+    }
+
+    #[async_trait]
+    impl Parameter for Store {
+        fn name(&self) -> &str {
+            "/rules"
+        }
+
+        async fn read(&self) -> Result<Option<ParameterValue>, PortError> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            if self.hanging.load(Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(PortError::unavailable("rules parameter", "refused"));
+            }
+            Ok(Some(ParameterValue {
+                text: "[[rule]]\nname = \"big\"\nkind = \"threshold\"\nabove = 700\n".to_owned(),
+                version: 3,
+            }))
+        }
+    }
+
+    fn source(store: &Arc<Store>) -> RulesSource {
+        RulesSource::Parameter(Arc::new(ParameterRules {
+            parameter: store.clone(),
+            default: AlertPolicy::default(),
+            last: Mutex::new(None),
+        }))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_during_a_hang_share_one_read_and_its_failure() {
+        let store = Arc::new(Store::default());
+        store.hanging.store(true, Ordering::SeqCst);
+        let rules = source(&store);
+        let started = Instant::now();
+        let (first, second) = tokio::join!(rules.in_force(), rules.in_force());
+        assert!(first.is_err() && second.is_err());
+        assert_eq!(
+            started.elapsed(),
+            READ_TIMEOUT,
+            "one wait, not one per request"
+        );
+        assert_eq!(store.reads.load(Ordering::SeqCst), 1);
+        tokio::time::advance(REREAD_AFTER_FAILURE).await;
+        assert!(rules.in_force().await.is_err());
+        assert_eq!(
+            store.reads.load(Ordering::SeqCst),
+            2,
+            "asked again after a while"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_read_answers_with_the_rules_last_read() {
+        let store = Arc::new(Store::default());
+        let rules = source(&store);
+        let read = rules.in_force().await.expect("read");
+        assert!(read.version.as_deref().is_some_and(|v| v.ends_with("@3")));
+        store.failing.store(true, Ordering::SeqCst);
+        assert_eq!(rules.in_force().await.expect("cached"), read);
+        assert_eq!(store.reads.load(Ordering::SeqCst), 1, "reused for 30 s");
+        tokio::time::advance(REREAD_AFTER).await;
+        assert_eq!(rules.in_force().await.expect("the last read"), read);
+        assert_eq!(store.reads.load(Ordering::SeqCst), 2);
     }
 }

@@ -531,7 +531,7 @@ async fn the_api_runs_with_the_templates_environment_and_every_parameter_changed
         serde_json::from_str(answers[2].body["body"].as_str().unwrap_or_default()).expect("JSON");
     assert_eq!(
         stats["pipeline"],
-        json!({"queue_messages": 1, "dead_letters": 0}),
+        json!({"available": true, "queue_messages": 1, "dead_letters": 0}),
         "{stats}"
     );
     let queued = testkit::receive_all(
@@ -599,6 +599,41 @@ async fn the_rules_in_force_are_read_from_the_parameter_and_a_hung_parameter_sto
         proxy.held() >= 1,
         "the read went to the hung parameter store"
     );
+}
+
+/// The operator's overview when SQS accepts connections and never answers: the shop's own
+/// figures are answered in time, and the queue's are marked unavailable instead of failing
+/// the whole overview.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_overview_is_answered_when_the_queue_hangs() {
+    let resources = testkit::resources(ResourceOptions::default()).await;
+    let proxy = testkit::proxy::FaultProxy::in_front_of_moto().await;
+    proxy.set_hanging(true);
+    let mut env = resources.api_env();
+    env.push(("OPERATOR_SHOPS", "demo".to_owned()));
+    env.push((
+        "DEAD_LETTER_QUEUE_URL",
+        resources.aws.dead_letter_queue_url.clone(),
+    ));
+    env.push(("AWS_ENDPOINT_URL_SQS", proxy.endpoint.clone()));
+    let temp = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&temp.path().join("unused"), &env).await;
+    let started = std::time::Instant::now();
+    let stats = server
+        .get_json(format!("{}/stats?minutes=5", server.base), Some(DEV_KEY))
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        stats["pipeline"],
+        json!({"available": false, "queue_messages": null, "dead_letters": null}),
+        "{stats}"
+    );
+    assert_eq!(stats["minutes"].as_array().map(Vec::len), Some(5));
+    assert!(proxy.held() >= 1, "the depth read went to the hung queue");
 }
 
 /// `Prefer: wait` on DynamoDB: the POST waits while the processor's Lambda handler stores the

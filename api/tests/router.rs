@@ -531,6 +531,10 @@ async fn a_cursor_works_only_for_its_shop_and_its_filters() {
             DEVELOPMENT_KEY,
         ),
         (format!("limit=2&cursor={cursor}"), DEVELOPMENT_KEY),
+        (
+            format!("limit=2&currency=USD&payment_fingerprint=fp_a&cursor={cursor}"),
+            DEVELOPMENT_KEY,
+        ),
     ] {
         let answer = call(&h.router, list(&query, key)).await;
         assert_problem(&answer, StatusCode::BAD_REQUEST);

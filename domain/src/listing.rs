@@ -46,7 +46,10 @@ pub struct ListFilters {
     pub kind: Option<TransactionType>,
     pub currency: Option<String>,
     pub customer_id: Option<String>,
-    /// Paid with this card or account (its `payment_fingerprint`).
+    /// Paid with this card or account (its `payment_fingerprint`). Left out of the JSON when
+    /// unset, as every filter added later must be: a cursor binds the filters' JSON, and one
+    /// made before the filter existed stays valid.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub payment_fingerprint: Option<String>,
     /// Inclusive.
     pub min_amount: Option<Decimal>,

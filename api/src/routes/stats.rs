@@ -29,6 +29,8 @@ use crate::state::PipelineState;
 /// fewer minutes (the console does so by itself); beyond that, an overview of a busier shop
 /// needs counts kept as the processor stores, which this does not do.
 pub const STATS_MAX_TRANSACTIONS: usize = 20_000;
+/// Longest wait for the queue's figures (two SQS calls on AWS).
+const PIPELINE_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// Open alerts counted at most (ten pages of the inbox).
 const MAX_OPEN_ALERTS: usize = 10 * MAX_PAGE_SIZE;
 /// Transactions are read by their own timestamp, from this long before the window's first
@@ -49,12 +51,15 @@ pub struct ShopOverview {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Pipeline {
+    /// Whether the queue answered in time (2 s); when it did not, the counts are absent and
+    /// the shop's own figures are still answered.
+    pub available: bool,
     /// Transactions on the queue, waiting or being processed, of every shop (SQS counts
     /// approximately).
-    pub queue_messages: u64,
+    pub queue_messages: Option<u64>,
     /// Messages that could not be processed, set aside for the operator (`processor
     /// dead-letters list`).
-    pub dead_letters: u64,
+    pub dead_letters: Option<u64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -82,11 +87,11 @@ pub struct OpenAlerts {
                 "lag": {"transactions": 20, "p50_ms": 41, "p99_ms": 930},
                 "hits_by_rule": {"amount_exceeds_threshold": 1},
                 "open_alerts": {"by_rule": {"amount_exceeds_threshold": 1}, "counted": 1, "complete": true},
-                "pipeline": {"queue_messages": 3, "dead_letters": 0}})),
+                "pipeline": {"available": true, "queue_messages": 3, "dead_letters": 0}})),
         (status = 400, description = "`minutes` is not from 1 to 180, or the window holds more than 20,000 of the shop's transactions", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or unknown API key", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many requests with API keys this instance has not seen (keys table only); see Retry-After", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The store (or, for the operator, the queue) cannot answer now; `Retry-After` says when to ask again", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store cannot answer now; `Retry-After` says when to ask again", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn overview(
@@ -103,7 +108,12 @@ pub async fn overview(
         to: Some(to + MAX_CLOCK_SKEW),
     };
     let bound = HistoryBound::of_transactions(STATS_MAX_TRANSACTIONS);
-    let records = match history.history(&shop_id, period, bound).await? {
+    let (read, open_alerts, pipeline) = tokio::join!(
+        history.history(&shop_id, period, bound),
+        open_alerts(alerts.as_ref(), &shop_id),
+        pipeline_figures(&pipeline, &shop_id),
+    );
+    let records = match read? {
         HistoryRead::Complete(records, _) => records,
         HistoryRead::TooMany => {
             return Err(ApiError::InvalidParameters(vec![FieldError {
@@ -118,26 +128,34 @@ pub async fn overview(
     };
     Ok(Json(ShopOverview {
         stats: summarise(&records, from, to),
-        open_alerts: open_alerts(alerts.as_ref(), &shop_id).await?,
-        pipeline: pipeline_figures(&pipeline, &shop_id).await?,
+        open_alerts: open_alerts?,
+        pipeline,
     }))
 }
 
-async fn pipeline_figures(
-    pipeline: &PipelineState,
-    shop_id: &ShopId,
-) -> Result<Option<Pipeline>, ApiError> {
-    let Some(backlog) = &pipeline.backlog else {
-        return Ok(None);
-    };
+/// The queue's figures for an operator's shop (none for any other): the shop's own figures
+/// are answered even when the queue cannot say, within [`PIPELINE_READ_TIMEOUT`].
+async fn pipeline_figures(pipeline: &PipelineState, shop_id: &ShopId) -> Option<Pipeline> {
+    let backlog = pipeline.backlog.as_ref()?;
     if !pipeline.operators.0.contains(shop_id) {
-        return Ok(None);
+        return None;
     }
-    let depth = backlog.depth().await?;
-    Ok(Some(Pipeline {
-        queue_messages: depth.messages,
-        dead_letters: depth.dead_letters,
-    }))
+    let depth = match tokio::time::timeout(PIPELINE_READ_TIMEOUT, backlog.depth()).await {
+        Ok(Ok(depth)) => Some(depth),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "the queue's depth could not be read");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("the queue's depth was not read in time");
+            None
+        }
+    };
+    Some(Pipeline {
+        available: depth.is_some(),
+        queue_messages: depth.as_ref().map(|depth| depth.messages),
+        dead_letters: depth.as_ref().map(|depth| depth.dead_letters),
+    })
 }
 
 async fn open_alerts(alerts: &dyn AlertInbox, shop_id: &ShopId) -> Result<OpenAlerts, ApiError> {

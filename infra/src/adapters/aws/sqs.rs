@@ -531,10 +531,17 @@ impl Backlog for SqsQueue {
                 ],
             )
             .await?;
+        // In flight too: `dead-letters list` hides the ones it reads for a minute.
         let dead_letters = match self.dead_letter_queue_url.as_deref() {
             Some(url) => {
-                self.approximate_count(url, &[QueueAttributeName::ApproximateNumberOfMessages])
-                    .await?
+                self.approximate_count(
+                    url,
+                    &[
+                        QueueAttributeName::ApproximateNumberOfMessages,
+                        QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+                    ],
+                )
+                .await?
             }
             None => 0,
         };
